@@ -1,0 +1,1 @@
+"""Framework handlers: load / predict / unload per model artifact, codecs and the user-script contract."""

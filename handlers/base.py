@@ -1,0 +1,93 @@
+"""The per-artifact contract every framework handler meets.
+
+A ``Handler`` knows one framework: how to load an extracted model artifact directory, how to run a
+prediction, how to release a model, and its default codecs. It never knows HTTP or processes.
+``handlers.model.ServedModel`` wraps a handler plus the artifact's optional user script
+(``code/inference.py``) into the object a server worker holds: ``invoke(Request) -> Response``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class HandlerOptions:
+    """Settings a handler needs, passed in by the server (handlers read no environment variables)."""
+
+    default_accept: str = "application/json"
+    # SAGEMAKER_PROGRAM: the user module inside the artifact's code/ directory (".py" optional).
+    program: str = "inference.py"
+    # SAGEMAKER_SUBMIT_DIRECTORY: where the user script lives when not in <model_dir>/code.
+    submit_directory: str | None = None
+    # pip-install <code>/requirements.txt at load time when present.
+    install_requirements: bool = True
+
+
+@dataclass(frozen=True)
+class Request:
+    """One invocation as the handler sees it: bytes plus the headers SageMaker forwards."""
+
+    body: bytes
+    content_type: str | None = None
+    accept: str | None = None
+    custom_attributes: str | None = None
+    target_model: str | None = None
+    model_name: str = "model"
+
+
+@dataclass
+class Response:
+    """The encoded prediction; ``custom_attributes`` is set by user code when it wants one returned."""
+
+    body: bytes
+    content_type: str
+    custom_attributes: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Handler(ABC):
+    """One framework's implementation of the MME per-artifact contract.
+
+    Subclasses set the class attributes and implement ``load`` and ``predict``. ``unload`` and the
+    codecs have defaults. A custom framework is one module with one subclass, named to the server as
+    ``SERVE_FRAMEWORK=package.module:Class``.
+    """
+
+    #: Framework name used in logs and ``SERVE_FRAMEWORK``.
+    name: ClassVar[str] = "custom"
+    #: Modules imported once in the server's fork parent so each model's worker starts warm.
+    preload_modules: ClassVar[tuple[str, ...]] = ()
+    #: False when forking after importing the framework is unsafe (e.g. it starts threads at import);
+    #: the server then spawns fresh worker processes instead.
+    fork_safe: ClassVar[bool] = True
+    #: Single-model mode's default number of worker processes (SAGEMAKER_MODEL_SERVER_WORKERS overrides).
+    default_workers: ClassVar[int] = 1
+
+    def __init__(self, options: HandlerOptions | None = None) -> None:
+        self.options = options or HandlerOptions()
+
+    @abstractmethod
+    def load(self, model_dir: str) -> Any:
+        """Load the artifact extracted at ``model_dir``; raise ``ModelLoadError`` naming what is missing."""
+
+    @abstractmethod
+    def predict(self, model: Any, data: Any) -> Any:
+        """Run the model on decoded ``data``; raise ``BadRequestError`` when the input is at fault."""
+
+    def unload(self, model: Any) -> None:  # noqa: B027 - optional hook
+        """Release what ``model`` holds (files, sessions, device memory)."""
+
+    def decode(self, body: bytes, content_type: str | None) -> Any:
+        """Request bytes + Content-Type -> model input (default: the codec registry)."""
+        from handlers import codecs
+
+        return codecs.decode(body, content_type)
+
+    def encode(self, prediction: Any, accept: str | None) -> tuple[bytes, str]:
+        """Prediction + Accept -> (bytes, Content-Type) (default: the codec registry)."""
+        from handlers import codecs
+
+        return codecs.encode(prediction, accept, default_accept=self.options.default_accept)

@@ -1,0 +1,1 @@
+"""A local SageMaker: control plane and runtime for boto3, running real containers."""

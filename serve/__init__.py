@@ -1,0 +1,1 @@
+"""The container server: SageMaker single-model, multi-model and multi-container contracts."""
