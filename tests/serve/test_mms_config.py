@@ -1,0 +1,135 @@
+"""SERVE_ENGINE=mms: configuration rendering and start-up checks (no Java needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serve import mms_engine
+from serve.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _props(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {key: value for key, value in pairs}
+
+
+def test_properties_bind_both_apis_to_the_sagemaker_port_and_use_seconds():
+    settings = Settings(port=18080, host="127.0.0.1", timeout_s=7.5, max_payload_mb=10)
+    props = _props(mms_engine.render_properties(settings, workers=3, heap_mb=256))
+
+    assert props["inference_address"] == "http://127.0.0.1:18080"
+    assert props["management_address"] == props["inference_address"]
+    # Seconds, rounded up; the minutes-valued default_response_timeout must not be used at all.
+    assert props["default_response_timeout_seconds"] == "8"
+    assert "default_response_timeout" not in props
+    assert props["max_request_size"] == props["max_response_size"] == str(10 * 1024 * 1024)
+    assert props["default_workers_per_model"] == "3"
+    assert props["default_service_handler"] == "serve.mms_service:handle"
+    assert props["decode_input_request"] == "false"
+    assert props["enable_envvars_config"] == "false"
+    assert props["model_store"] == "/"
+    assert props["vmargs"].split()[0] == "-Xmx256m"
+    assert "UseParNewGC" not in props["vmargs"]  # Java 17 refuses it
+
+
+def test_payload_size_is_capped_at_what_a_java_int_holds():
+    props = _props(mms_engine.render_properties(Settings(max_payload_mb=4096), workers=1, heap_mb=64))
+    assert int(props["max_request_size"]) == 2**31 - 1
+
+
+@pytest.mark.parametrize("port", [32767, 40000, 65535])
+def test_ports_mms_cannot_bind_are_refused_with_the_variable_and_limit(port):
+    with pytest.raises(SettingsError) as info:
+        mms_engine.check_settings(Settings(port=port))
+    message = str(info.value)
+    assert f"SAGEMAKER_BIND_TO_PORT={port}" in message and "32767" in message
+    assert "\n" not in message
+
+
+def test_highest_allowed_port_passes():
+    mms_engine.check_settings(Settings(port=32766))
+
+
+def test_heap_follows_the_payload_and_is_capped_by_the_memory_limit():
+    gib = 1024**3
+    roomy = mms_engine.jvm_heap_mb(Settings(max_payload_mb=6), 16 * gib, cpus=2)
+    assert roomy == int(128 + 3 * 2 * 6 * 1.2)
+    bigger_payload = mms_engine.jvm_heap_mb(Settings(max_payload_mb=20), 16 * gib, cpus=2)
+    assert bigger_payload > roomy
+    # A 512 MiB container: at most a quarter for the Java front end.
+    assert mms_engine.jvm_heap_mb(Settings(max_payload_mb=100), gib // 2, cpus=8) == 128
+    # Never below what the JVM needs to start.
+    assert mms_engine.jvm_heap_mb(Settings(), 64 * 1024 * 1024, cpus=1) == 64
+
+
+def test_log_config_writes_to_stdout_only():
+    text = mms_engine.render_log_config(20)
+    assert "RollingFile" not in text and "fileName" not in text
+    assert '<Logger name="ACCESS_LOG" level="warn"/>' in text
+    assert '<Logger name="ACCESS_LOG" level="info"/>' in mms_engine.render_log_config(10)
+
+
+def test_environment_is_private_and_carries_worker_settings(tmp_path):
+    layout = mms_engine.MmsLayout(tmp_path, tmp_path / "c", tmp_path / "l", tmp_path / "f")
+    settings = Settings(framework="sklearn", program="serve_me.py", default_accept="text/csv")
+    base = {"PATH": "/usr/bin", "MMS_CONFIG_FILE": "/etc/evil.properties", "PYTHONPATH": "/x"}
+    env = mms_engine.mms_environment(settings, layout, base)
+
+    assert env["TMPDIR"] == env["TEMP"] == str(tmp_path)  # private pid file and worker sockets
+    assert "MMS_CONFIG_FILE" not in env
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/x"]
+    worker = json.loads(env[mms_engine.SETTINGS_ENV])
+    assert worker["program"] == "serve_me.py" and worker["default_accept"] == "text/csv"
+    assert env[mms_engine.FAILURE_FILE_ENV] == str(tmp_path / "f")
+    mme_env = mms_engine.mms_environment(Settings(multi_model=True), layout, base)
+    assert mms_engine.FAILURE_FILE_ENV not in mme_env
+
+
+def test_single_model_command_registers_the_model_dir_under_the_name_model(tmp_path):
+    layout = mms_engine.MmsLayout(tmp_path, tmp_path / "c", tmp_path / "l", tmp_path / "f")
+    cmd = mms_engine.mms_command(Settings(model_dir=str(tmp_path)), layout)
+    assert "--foreground" in cmd
+    assert cmd[-2:] == ["--models", f"model={tmp_path}"]
+    assert "--models" not in mms_engine.mms_command(Settings(multi_model=True), layout)
+
+
+def test_prepare_writes_nothing_outside_its_private_directory(tmp_path):
+    settings = Settings(multi_model=True, port=20000, host="127.0.0.1")
+    try:
+        layout, _, _ = mms_engine.prepare(settings)
+    except mms_engine.MmsUnavailable as exc:
+        pytest.fail(f"prerequisite missing on this machine: {exc}")
+    try:
+        assert layout.workdir.name.startswith("servekit-mms-")
+        assert oct(layout.workdir.stat().st_mode & 0o777) == "0o700"
+        assert sorted(p.name for p in layout.workdir.iterdir()) == ["config.properties", "log4j2.xml"]
+    finally:
+        import shutil
+
+        shutil.rmtree(layout.workdir)
+
+
+def test_missing_java_is_named_with_the_fix(tmp_path):
+    with pytest.raises(mms_engine.MmsUnavailable, match="Java runtime"):
+        mms_engine.find_java({"PATH": str(tmp_path)})
+
+
+def test_run_refuses_a_high_port_in_one_line_and_starts_nothing(tmp_path):
+    env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": "47613", "SAGEMAKER_MULTI_MODEL": "true",
+           "PYTHONPATH": str(ROOT)}
+    code = "import sys; from serve.settings import Settings; from serve.mms_engine import run; " \
+           "sys.exit(run(Settings.from_env()))"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "SAGEMAKER_BIND_TO_PORT=47613" in lines[0] and "32767" in lines[0]
+    assert "Traceback" not in proc.stderr
