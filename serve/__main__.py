@@ -1,0 +1,92 @@
+"""``serve``: start the container's model server (what ``docker run IMAGE serve`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from serve.settings import Settings, SettingsError, describe_variables
+
+DESCRIPTION = """\
+Serve models behind SageMaker's container contract: GET /ping and POST /invocations, and in
+multi-model mode the /models API. All configuration comes from environment variables."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serve",
+        description=DESCRIPTION,
+        epilog="environment variables:\n" + describe_variables(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command", nargs="?", default="serve",
+        help="'serve' (what SageMaker passes to the container; the default)",
+    )
+    return parser
+
+
+def configure_logging(level: int) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def run_native(settings: Settings) -> int:
+    """Run the native engine's HTTP server until SIGTERM/SIGINT; return the exit code."""
+    import uvicorn
+
+    from serve.app import create_app
+
+    state = {"exit_code": 0}
+    server: uvicorn.Server | None = None
+
+    def on_fatal(message: str) -> None:
+        state["exit_code"] = 1
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=on_fatal)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        lifespan="on", log_level=settings.log_level,
+        # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests well before that.
+        timeout_graceful_shutdown=min(settings.timeout_s, 20.0),
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it caught once it has shut down; with a Python handler installed
+    # that is a no-op, so a SIGTERM stop exits 0 as SageMaker expects instead of dying by the signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server.run()
+    if not server.started and state["exit_code"] == 0:
+        return 1  # could not bind the port; uvicorn has logged why
+    return state["exit_code"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        print(f"serve: error: unknown command {args.command!r}: this image only serves models "
+              "(SageMaker runs it as 'docker run IMAGE serve'); training is not supported", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"serve: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    logging.getLogger("serve").info(
+        "starting %s engine, framework %s, %s mode, on %s:%d", settings.engine, settings.framework,
+        "multi-model" if settings.multi_model else "single-model", settings.host, settings.port)
+    if settings.engine == "mms":
+        from serve.mms_engine import run as run_mms
+
+        return run_mms(settings)
+    return run_native(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

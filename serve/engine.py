@@ -1,0 +1,344 @@
+"""The native engine: a registry of loaded models, each served by worker processes.
+
+The front process (this module's caller) never imports a framework. Each model's workers are forked
+from the standard library's forkserver, which preloads the framework's handler module once, so a new
+worker starts warm and costs only the memory its model adds. Unloading a model ends its workers, so
+that memory really comes back. Where forking after the import is unsafe (the handler says so, or the
+fork parent runs threads) the engine falls back to spawning fresh interpreters and logs why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import statistics
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from handlers.base import HandlerOptions, Request, Response
+from handlers.registry import handler_module
+from serve.memory import memory_limit_bytes, tree_pss_bytes
+from serve.settings import Settings
+from serve.worker import WorkerInfo, worker_main
+
+log = logging.getLogger("serve.engine")
+
+MB = 1024 * 1024
+#: SageMaker keeps loading an MME model for up to 360 s after the invocation gave up (contract §2.2).
+LOAD_TIMEOUT_S = 360.0
+#: How long a stopping worker gets to exit after its pipe closes before it is killed.
+STOP_GRACE_S = 5.0
+#: Predicted private memory of a model's worker before anything was measured: the fork's own
+#: pages (peers.md §3.4: about 2 MB) plus room for the unpickled model.
+FIRST_MODEL_BASELINE = 16 * MB
+
+
+class EngineError(Exception):
+    """A request the engine answers with an HTTP status and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Worker:
+    """One worker process serving one model, and the front's end of its pipe."""
+
+    process: BaseProcess
+    conn: Connection
+    info: WorkerInfo
+
+
+@dataclass
+class ModelEntry:
+    """A model in the registry: its workers, memory and use."""
+
+    name: str
+    url: str
+    state: str = "loading"  # loading | ready | unloading
+    workers: list[Worker] = field(default_factory=list)
+    idle: asyncio.Queue[Worker] = field(default_factory=asyncio.Queue)
+    in_flight: int = 0
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    loaded_at: float = 0.0
+    last_used: float = 0.0
+    load_seconds: float = 0.0
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(w.info.uss_bytes for w in self.workers)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "modelName": self.name,
+            "modelUrl": self.url,
+            "state": self.state,
+            "workers": [{"pid": w.info.pid, "memoryBytes": w.info.uss_bytes} for w in self.workers],
+            "memoryBytes": self.memory_bytes,
+            "loadSeconds": round(self.load_seconds, 4),
+            "inFlight": self.in_flight,
+        }
+
+
+async def _receive(conn: Connection, timeout: float) -> Any:
+    """Wait (without blocking the event loop) for one message on ``conn``; EOFError if the peer died."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = conn.fileno()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, timeout)
+    finally:
+        loop.remove_reader(fd)
+    return conn.recv()
+
+
+class Engine:
+    """Loads, serves and unloads models on per-model worker processes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.options = HandlerOptions(
+            default_accept=settings.default_accept,
+            program=settings.program,
+            submit_directory=settings.submit_directory,
+            install_requirements=settings.install_requirements,
+        )
+        self.memory_limit = memory_limit_bytes(settings.memory_limit_mb)
+        self.models: dict[str, ModelEntry] = {}
+        self._reserved: dict[str, int] = {}  # predicted memory of loads in progress
+        self._observed: list[int] = []  # measured private memory per loaded model
+        self._ctx: BaseContext = self._fork_context()
+        self._forked = True
+        self._default_workers: int | None = None
+        self._closing = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- process start --------------------------------------------------------------------------
+
+    def _fork_context(self) -> BaseContext:
+        ctx = multiprocessing.get_context("forkserver")
+        # The fork parent imports the handler module (and with it the framework) once.
+        ctx.set_forkserver_preload([handler_module(self.settings.framework), "serve.worker"])
+        return ctx
+
+    def _use_spawn(self, reason: str) -> None:
+        log.warning("forking workers is unsafe (%s); spawning fresh worker processes instead", reason)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._forked = False
+
+    async def _start_worker(self, name: str, url: str) -> Worker:
+        """Start one worker for model ``name`` and wait until it has loaded the artifact at ``url``."""
+        for _attempt in range(2):
+            parent_conn, child_conn = self._ctx.Pipe()
+            process = self._ctx.Process(
+                target=worker_main,
+                args=(child_conn, self.settings.framework, self.options, url, name, self._forked,
+                      self.settings.log_level),
+                name=f"serve-worker-{name}",
+            )
+            await asyncio.to_thread(process.start)
+            child_conn.close()
+            try:
+                message = await _receive(parent_conn, LOAD_TIMEOUT_S)
+            except (TimeoutError, EOFError, OSError):
+                await self._stop_process(process, parent_conn, graceful=False)
+                raise EngineError(
+                    500, f"the worker loading model {name!r} exited before it finished "
+                         f"(exit code {process.exitcode}); see the container log") from None
+            if message[0] == "respawn":
+                await self._stop_process(process, parent_conn, graceful=True)
+                self._use_spawn(message[1])
+                continue
+            if message[0] == "error":
+                await self._stop_process(process, parent_conn, graceful=True)
+                raise EngineError(message[1], message[2])
+            return Worker(process, parent_conn, message[1])
+        raise EngineError(500, f"could not start a worker for model {name!r}")
+
+    async def _stop_process(self, process: BaseProcess, conn: Connection, graceful: bool) -> None:
+        """End a worker: close its pipe (it exits on EOF), then terminate/kill if it lingers."""
+        conn.close()
+        if graceful:
+            await asyncio.to_thread(process.join, STOP_GRACE_S)
+        if process.is_alive():
+            process.kill()
+        await asyncio.to_thread(process.join, STOP_GRACE_S)
+
+    # -- model lifecycle ------------------------------------------------------------------------
+
+    def _predicted_cost(self, url: str) -> int:
+        """Private memory a new model is expected to add: what models cost so far, at least its size."""
+        try:
+            on_disk = sum(p.stat().st_size for p in Path(url).rglob("*") if p.is_file())
+        except OSError:
+            on_disk = 0
+        typical = int(statistics.median(self._observed)) if self._observed else FIRST_MODEL_BASELINE
+        return max(typical, on_disk)
+
+    async def _admit(self, name: str, url: str) -> int:
+        """Answer 507 before the kernel's OOM killer would, else reserve the predicted memory."""
+        predicted = self._predicted_cost(url)
+        used = await asyncio.to_thread(tree_pss_bytes)
+        reserved = sum(self._reserved.values())
+        if used + reserved + predicted > self.memory_limit:
+            raise EngineError(
+                507, f"not enough memory to load model {name!r}: {used / MB:.0f} MB in use, "
+                     f"{reserved / MB:.0f} MB reserved by loads in progress, about {predicted / MB:.0f} MB "
+                     f"needed, limit {self.memory_limit / MB:.0f} MB; unload a model first")
+        self._reserved[name] = predicted
+        return predicted
+
+    async def load(self, name: str, url: str, workers: int | None = None) -> ModelEntry:
+        """Load a model with ``workers`` processes (default: settings, else the framework default)."""
+        if self._closing:
+            raise EngineError(503, "the server is shutting down")
+        if name in self.models:
+            raise EngineError(409, f"model {name!r} is already loaded")
+        if not Path(url).is_dir():
+            raise EngineError(404, f"model directory {url!r} does not exist; "
+                                   "the url must be the extracted artifact's directory")
+        entry = ModelEntry(name=name, url=url)
+        self.models[name] = entry  # claims the name: concurrent loads of it get 409 (single flight)
+        started = time.perf_counter()
+        try:
+            await self._admit(name, url)
+            first = await self._start_worker(name, url)
+            entry.workers.append(first)
+            wanted = workers or self.settings.workers or first.info.default_workers
+            if wanted > 1:
+                more = await asyncio.gather(*(self._start_worker(name, url) for _ in range(wanted - 1)),
+                                            return_exceptions=True)
+                for result in more:
+                    if isinstance(result, BaseException):
+                        raise result
+                    entry.workers.append(result)
+            if entry.memory_bytes and await asyncio.to_thread(tree_pss_bytes) > self.memory_limit:
+                raise EngineError(507, f"model {name!r} loaded but pushed the server over its memory limit "
+                                       f"of {self.memory_limit / MB:.0f} MB; it was unloaded again")
+        except BaseException:
+            await self._stop_workers(entry)
+            del self.models[name]
+            raise
+        finally:
+            self._reserved.pop(name, None)
+        for worker in entry.workers:
+            entry.idle.put_nowait(worker)
+        entry.load_seconds = time.perf_counter() - started
+        entry.loaded_at = entry.last_used = time.time()
+        entry.state = "ready"
+        self._observed.append(entry.memory_bytes // max(1, len(entry.workers)))
+        log.info("loaded model %s from %s: %d worker(s), %.1f MB, %.3f s", name, url, len(entry.workers),
+                 entry.memory_bytes / MB, entry.load_seconds)
+        return entry
+
+    async def _stop_workers(self, entry: ModelEntry) -> None:
+        workers, entry.workers = entry.workers, []
+        await asyncio.gather(*(self._stop_process(w.process, w.conn, graceful=True) for w in workers))
+
+    async def unload(self, name: str) -> None:
+        """Unload a model once its in-flight requests finish (bounded by the request timeout)."""
+        entry = self.models.get(name)
+        if entry is None or entry.state != "ready":
+            raise EngineError(404, f"model {name!r} is not loaded")
+        entry.state = "unloading"
+        if entry.in_flight:
+            try:
+                await asyncio.wait_for(entry.drained.wait(), self.settings.timeout_s)
+            except TimeoutError:
+                log.warning("unloading model %s with %d request(s) still running after %.0f s",
+                            name, entry.in_flight, self.settings.timeout_s)
+        await self._stop_workers(entry)
+        self.models.pop(name, None)
+        log.info("unloaded model %s", name)
+
+    # -- inference ------------------------------------------------------------------------------
+
+    async def invoke(self, name: str, request: Request) -> Response:
+        """Send one request to an idle worker of model ``name`` and return its response."""
+        entry = self.models.get(name)
+        if entry is None or entry.state != "ready":
+            raise EngineError(404, f"model {name!r} is not loaded")
+        timeout = self.settings.timeout_s
+        entry.in_flight += 1
+        entry.drained.clear()
+        deadline = time.monotonic() + timeout
+        try:
+            try:
+                worker = await asyncio.wait_for(entry.idle.get(), timeout)
+            except TimeoutError:
+                raise EngineError(503, f"no worker of model {name!r} became free within {timeout:.0f} s") from None
+            try:
+                worker.conn.send(request)
+                message = await _receive(worker.conn, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                self._replace_worker(entry, worker)
+                raise EngineError(
+                    504, f"model {name!r} did not answer within {timeout:.0f} s "
+                         "(SAGEMAKER_MODEL_SERVER_TIMEOUT); its worker was restarted") from None
+            except (EOFError, OSError):
+                self._replace_worker(entry, worker)
+                await asyncio.to_thread(worker.process.join, STOP_GRACE_S)
+                raise EngineError(
+                    500, f"the worker process of model {name!r} exited while handling the request "
+                         f"(exit code {worker.process.exitcode}); it is being replaced") from None
+            entry.idle.put_nowait(worker)
+        finally:
+            entry.in_flight -= 1
+            entry.last_used = time.time()
+            if entry.in_flight == 0:
+                entry.drained.set()
+        if message[0] == "error":
+            raise EngineError(message[1], message[2])
+        response: Response = message[1]
+        return response
+
+    def _replace_worker(self, entry: ModelEntry, dead: Worker) -> None:
+        """Drop a dead or stuck worker and start a replacement in the background."""
+        if dead in entry.workers:
+            entry.workers.remove(dead)
+        if dead.process.is_alive():
+            dead.process.kill()
+        dead.conn.close()
+
+        async def replace() -> None:
+            try:
+                worker = await self._start_worker(entry.name, entry.url)
+            except EngineError as exc:
+                log.error("could not replace the worker of model %s: %s", entry.name, exc.message)
+                if not entry.workers and self.models.get(entry.name) is entry:
+                    entry.state = "unloading"
+                    self.models.pop(entry.name, None)
+                    log.error("model %s has no workers left and was unloaded", entry.name)
+                return
+            if entry.state != "ready" or self._closing:
+                await self._stop_process(worker.process, worker.conn, graceful=True)
+                return
+            entry.workers.append(worker)
+            entry.idle.put_nowait(worker)
+            log.info("replaced a worker of model %s (new pid %d)", entry.name, worker.info.pid)
+
+        task = asyncio.get_running_loop().create_task(replace())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- introspection and shutdown -------------------------------------------------------------
+
+    def ready_models(self) -> list[ModelEntry]:
+        return sorted((e for e in self.models.values() if e.state == "ready"), key=lambda e: e.name)
+
+    async def close(self) -> None:
+        """Stop every worker (the server is shutting down)."""
+        self._closing = True
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*(self._stop_workers(e) for e in self.models.values()))
+        self.models.clear()

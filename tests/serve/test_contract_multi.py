@@ -1,0 +1,157 @@
+"""SageMaker's multi-model (MME) container contract, against the real server in a subprocess."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.support.models import BROKEN_SCRIPT, SLOW_SCRIPT, echo_script, sklearn_artifact
+from tests.support.server import RunningServer, run_server
+
+MB = 1024 * 1024
+
+
+def multi(engine: str, **extra: str) -> dict[str, str]:
+    return {"SERVE_ENGINE": engine, "SERVE_FRAMEWORK": "sklearn", "SAGEMAKER_MULTI_MODEL": "true", **extra}
+
+
+def load(server: RunningServer, name: str, url: Path) -> httpx.Response:
+    return httpx.post(server.url + "/models", json={"model_name": name, "url": str(url)}, timeout=120)
+
+
+def tree_pss(server: RunningServer) -> int:
+    total = 0
+    for proc in server.tree():
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def test_status_code_table(engine: str, models_dir: Path) -> None:
+    first = sklearn_artifact(models_dir / "a" / "model", seed=1)
+    with run_server(multi(engine)) as server:
+        assert httpx.get(server.url + "/ping").status_code == 200
+        listed = httpx.get(server.url + "/models")
+        assert listed.status_code == 200 and listed.json()["models"] == []
+
+        assert load(server, "a", first.path).status_code == 200
+        assert load(server, "a", first.path).status_code == 409
+        names = [m["modelName"] for m in httpx.get(server.url + "/models").json()["models"]]
+        assert names == ["a"]
+        described = httpx.get(server.url + "/models/a")
+        assert described.status_code == 200
+        assert httpx.get(server.url + "/models/missing").status_code == 404
+
+        answer = httpx.post(server.url + "/models/a/invoke", json=first.rows.tolist())
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()
+        predictions = predictions.get("predictions", predictions) if isinstance(predictions, dict) else predictions
+        assert [float(x) for x in predictions] == first.expected
+        assert httpx.post(server.url + "/models/missing/invoke", json=[[1, 2, 3, 4]]).status_code == 404
+
+        assert httpx.delete(server.url + "/models/a").status_code == 200
+        assert httpx.delete(server.url + "/models/a").status_code == 404
+        assert httpx.post(server.url + "/models/a/invoke", json=[[1, 2, 3, 4]]).status_code == 404
+        # unloaded models can be loaded again
+        assert load(server, "a", first.path).status_code == 200
+
+
+def test_load_failures_are_never_200_and_leave_nothing_registered(engine: str, models_dir: Path) -> None:
+    broken = sklearn_artifact(models_dir / "broken" / "model", code=BROKEN_SCRIPT)
+    empty = models_dir / "empty" / "model"
+    empty.mkdir(parents=True)
+    with run_server(multi(engine)) as server:
+        for name, url in [("nowhere", models_dir / "does-not-exist"), ("empty", empty), ("broken", broken.path)]:
+            answer = load(server, name, url)
+            assert 400 <= answer.status_code < 600, (name, answer.text)
+            assert "Traceback" not in answer.text
+            assert httpx.get(server.url + f"/models/{name}").status_code == 404
+        assert httpx.get(server.url + "/models").json()["models"] == []
+        answer = load(server, "broken", broken.path)
+        assert "corrupt" in answer.text  # the user's own message reaches the caller
+
+
+def test_pagination(engine: str, models_dir: Path) -> None:
+    artifact = sklearn_artifact(models_dir / "shared" / "model")
+    with run_server(multi(engine)) as server:
+        for name in ["m1", "m2", "m3"]:
+            assert load(server, name, artifact.path).status_code == 200
+        page = httpx.get(server.url + "/models", params={"limit": 2}).json()
+        assert [m["modelName"] for m in page["models"]] == ["m1", "m2"]
+        token = page["nextPageToken"]
+        rest = httpx.get(server.url + "/models", params={"limit": 2, "next_page_token": token}).json()
+        assert [m["modelName"] for m in rest["models"]] == ["m3"]
+        assert "nextPageToken" not in rest
+
+
+def test_models_with_clashing_inference_scripts(engine: str, models_dir: Path) -> None:
+    one = sklearn_artifact(models_dir / "one" / "model", code=echo_script("one"))
+    two = sklearn_artifact(models_dir / "two" / "model", code=echo_script("two"))
+    with run_server(multi(engine)) as server:
+        assert load(server, "one", one.path).status_code == 200
+        assert load(server, "two", two.path).status_code == 200
+        for name in ["one", "two", "one"]:
+            answer = httpx.post(server.url + f"/models/{name}/invoke", content=b"{}",
+                                headers={"Content-Type": "application/json",
+                                         "X-Amzn-SageMaker-Target-Model": f"{name}.tar.gz",
+                                         "X-Amzn-SageMaker-Custom-Attributes": "k=v"})
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"custom_attributes": "k=v", "target_model": f"{name}.tar.gz", "tag": name}
+            assert answer.headers["X-Amzn-SageMaker-Custom-Attributes"] == "seen=k=v"
+
+
+def test_507_when_memory_admission_refuses(engine: str, models_dir: Path) -> None:
+    artifact = sklearn_artifact(models_dir / "m" / "model")
+    with run_server(multi(engine, SERVE_MEMORY_LIMIT_MB="1")) as server:
+        answer = load(server, "m", artifact.path)
+        assert answer.status_code == 507, answer.text
+        assert httpx.get(server.url + "/models").json()["models"] == []
+
+
+def test_delete_waits_for_in_flight_requests(engine: str, models_dir: Path) -> None:
+    artifact = sklearn_artifact(models_dir / "slow" / "model", code=SLOW_SCRIPT)
+    pid_file = models_dir / "pid"
+    with run_server(multi(engine)) as server:
+        assert load(server, "slow", artifact.path).status_code == 200
+        result: dict[str, httpx.Response] = {}
+        thread = threading.Thread(target=lambda: result.setdefault("r", httpx.post(
+            server.url + "/models/slow/invoke", json={"sleep": 2, "pid_file": str(pid_file)}, timeout=60)))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        deleted = httpx.delete(server.url + "/models/slow", timeout=60)
+        thread.join(60)
+        assert deleted.status_code == 200
+        assert result["r"].status_code == 200, result["r"].text
+        assert not psutil.pid_exists(int(pid_file.read_text())), "the worker outlived DELETE"
+
+
+def test_twenty_models_memory_is_reported_and_returned(engine: str, models_dir: Path,
+                                                      record_property: object) -> None:
+    artifacts = [sklearn_artifact(models_dir / f"m{i}" / "model", seed=i) for i in range(20)]
+    with run_server(multi(engine)) as server:
+        baseline = tree_pss(server)
+        started = time.perf_counter()
+        for i, artifact in enumerate(artifacts):
+            assert load(server, f"m{i}", artifact.path).status_code == 200
+        load_s = (time.perf_counter() - started) / len(artifacts)
+        loaded = tree_pss(server)
+        for i, artifact in enumerate(artifacts):
+            answer = httpx.post(server.url + f"/models/m{i}/invoke", json=artifact.rows.tolist())
+            assert answer.status_code == 200
+        per_model = (loaded - baseline) / len(artifacts)
+        print(f"\n[{engine}] 20 sklearn models: server tree PSS {baseline / MB:.0f} MB empty -> "
+              f"{loaded / MB:.0f} MB loaded; {per_model / MB:.1f} MB per model; mean load {load_s * 1000:.0f} ms")
+        for i in range(20):
+            assert httpx.delete(server.url + f"/models/m{i}").status_code == 200
+        after = tree_pss(server)
+        print(f"[{engine}] after unloading all: {after / MB:.0f} MB")
+        # unloading gives the memory back (at least most of what the models added)
+        assert after - baseline < 0.5 * (loaded - baseline)

@@ -1,0 +1,126 @@
+"""Run the real ``serve`` entrypoint as a subprocess on a free loopback port, and always stop it.
+
+One helper for every layer's tests (serve contract, engines, harness): readiness is polled with a
+deadline, the server is stopped by its PID, and leftover child processes are reported as a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+#: multi-model-server refuses ports >= 32767 (anchors.md §1.1), so tests use ports below it for
+#: every engine and stay out of the kernel's ephemeral range.
+PORT_RANGE = (20000, 32766)
+
+
+def free_port(low: int = PORT_RANGE[0], high: int = PORT_RANGE[1]) -> int:
+    """A TCP port in [low, high] that is free on 127.0.0.1 right now."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
+
+
+@dataclass
+class RunningServer:
+    """A started server: its process, base URL and log file."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tree(self) -> list[psutil.Process]:
+        """The server process and all its descendants."""
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+
+def wait_ready(server: RunningServer, path: str, deadline_s: float) -> None:
+    """Poll ``path`` until it answers 200, the process exits, or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode} before it was ready:\n"
+                               f"{server.log()[-4000:]}")
+        try:
+            response = httpx.get(server.url + path, timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.05)  # poll interval, not a readiness guess
+    raise TimeoutError(f"server not ready within {deadline_s} s (last: {last}):\n{server.log()[-4000:]}")
+
+
+def stop_server(server: RunningServer, grace_s: float = 30.0) -> int:
+    """SIGTERM the server by PID, wait, SIGKILL if needed; kill and report any leftover children."""
+    children = server.tree()[1:]
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(10)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for proc in alive:
+        proc.kill()
+    if alive:
+        raise AssertionError(f"processes left behind after the server stopped: {[p.pid for p in alive]}")
+    return server.process.returncode
+
+
+def start_server(env: Mapping[str, str], *, port: int | None = None, argv: tuple[str, ...] = ()) -> RunningServer:
+    """Start ``python -m serve`` on 127.0.0.1 with ``env`` on top of this environment."""
+    port = port or free_port()
+    log_file = tempfile.NamedTemporaryFile(prefix="serve-", suffix=".log", delete=False)
+    full_env = {**os.environ, "SERVE_HOST": "127.0.0.1", "SAGEMAKER_BIND_TO_PORT": str(port),
+                "PYTHONUNBUFFERED": "1", **env}
+    process = subprocess.Popen([sys.executable, "-m", "serve", *argv], env=full_env,
+                               stdout=log_file, stderr=subprocess.STDOUT)
+    log_file.close()
+    return RunningServer(process, port, Path(log_file.name))
+
+
+@contextmanager
+def run_server(env: Mapping[str, str], *, ready_path: str = "/ping", deadline_s: float = 120.0,
+               port: int | None = None) -> Iterator[RunningServer]:
+    """Start a server, wait until ``ready_path`` answers 200, yield it, and always stop it."""
+    server = start_server(env, port=port)
+    try:
+        wait_ready(server, ready_path, deadline_s)
+        yield server
+    finally:
+        stop_server(server)
