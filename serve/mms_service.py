@@ -133,9 +133,15 @@ def _header(headers: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def _error(context: Any, idx: int, status: int, message: str, kind: str) -> bytes:
-    """Set an error status on request ``idx`` and return the JSON body the native engine also sends."""
-    context.set_response_status(status, _phrase(status), idx)
+def _error(context: Any, idx: int, status: int, message: str) -> bytes:
+    """Set an error status on request ``idx`` and return the body the native engine also sends.
+
+    ``{"code", "type", "message"}`` is multi-model-server's own error shape; ``type`` is the status
+    phrase in CamelCase ("BadRequest"), as serve.app.error_response writes it.
+    """
+    phrase = _phrase(status)
+    kind = phrase.title().replace(" ", "").replace("-", "") if phrase else "Error"
+    context.set_response_status(status, phrase, idx)
     context.set_response_content_type(idx, "application/json")
     return json.dumps({"code": status, "type": kind, "message": message}).encode()
 
@@ -152,7 +158,7 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
     from handlers.errors import HandlerError
 
     if _served is None:  # MMS never sends requests to a worker whose load failed; be safe anyway
-        return _error(context, idx, 503, "the model is not loaded", "ServiceUnavailable")
+        return _error(context, idx, 503, "the model is not loaded")
     headers = context.get_all_request_header(idx) or {}
     content_type = _header(headers, "Content-Type")
     body = item.get("body")
@@ -160,8 +166,7 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
         # MMS parses form-encoded and multipart bodies itself and keeps no raw bytes to hand over.
         return _error(context, idx, 415,
                       f"Content-Type {content_type!r} is not supported by SERVE_ENGINE=mms "
-                      "(multi-model-server consumes form bodies); send the payload with another type",
-                      "UnsupportedContentTypeError")
+                      "(multi-model-server consumes form bodies); send the payload with another type")
     request = Request(
         body=bytes(body),
         content_type=content_type,
@@ -175,11 +180,11 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
     except MemoryError:
         raise  # MMS answers 507 "Out of resources"
     except HandlerError as exc:
-        return _error(context, idx, exc.status, exc.message, type(exc).__name__)
+        return _error(context, idx, exc.status, exc.message)
     except Exception as exc:
         log.error("invoking model %s failed:\n%s", context.model_name, traceback.format_exc())
         message = UNEXPECTED.format(kind="prediction", name=type(exc).__name__, error=exc)
-        return _error(context, idx, 500, message, "InternalServerError")
+        return _error(context, idx, 500, message)
     for key, value in response.headers.items():
         context.set_response_header(idx, key, value)
     if response.custom_attributes is not None:
