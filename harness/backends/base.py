@@ -1,0 +1,130 @@
+"""What every backend provides: start a container from a spec, say whether it runs, stop it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.instance_types import InstanceLimits
+
+MULTI_MODELS_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
+BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+
+
+@dataclass
+class ContainerSpec:
+    """One container of one endpoint instance, as the platform starts it."""
+
+    name: str  # unique: endpoint, variant, instance and hostname
+    image: str
+    hostname: str
+    port: int  # SAGEMAKER_BIND_TO_PORT; reachable on 127.0.0.1:port
+    safe_port_range: tuple[int, int]
+    multi_model: bool
+    # Host directory holding the extracted artifact (single model) or the models root (MME).
+    model_dir: Path
+    log_path: Path
+    environment: dict[str, str] = field(default_factory=dict)  # the model's Environment
+    limits: InstanceLimits | None = None  # this container's share of the instance
+
+    def platform_environment(self) -> dict[str, str]:
+        """The variables SageMaker itself sets (contract §1.7), over the model's Environment."""
+        env = dict(self.environment)
+        env["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
+        env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{self.safe_port_range[0]}-{self.safe_port_range[1]}"
+        if self.multi_model:
+            env["SAGEMAKER_MULTI_MODEL"] = "true"
+        return env
+
+
+class RunningContainer(ABC):
+    """A started container."""
+
+    def __init__(self, spec: ContainerSpec) -> None:
+        self.spec = spec
+
+    @property
+    def base_url(self) -> str:
+        """Where the harness talks to the container."""
+        return f"http://127.0.0.1:{self.spec.port}"
+
+    @property
+    @abstractmethod
+    def ident(self) -> str:
+        """PID or container id, for logs and ``servekit local ls``."""
+
+    @abstractmethod
+    def exit_code(self) -> int | None:
+        """None while running; the exit status once it has stopped."""
+
+    @abstractmethod
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace_s`` seconds (SageMaker waits 30 s); blocking."""
+
+    @abstractmethod
+    def model_url(self, host_path: Path) -> str:
+        """The path the container sees for a host path under ``spec.model_dir`` (for POST /models)."""
+
+    def read_logs(self) -> str:
+        """Everything the container wrote so far (its log stream)."""
+        try:
+            return self.spec.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class Backend(ABC):
+    """Runs containers; also checks images at CreateModel the way SageMaker checks labels."""
+
+    name = "backend"
+
+    @abstractmethod
+    def check_image(self, image: str, *, multi_model: bool, bind_to_port: bool) -> None:
+        """Raise ValueError with SageMaker's message when ``image`` cannot be used as asked."""
+
+    @abstractmethod
+    def start(self, spec: ContainerSpec) -> RunningContainer:
+        """Start the container (blocking, returns once launched, not once healthy)."""
+
+
+def free_port() -> int:
+    """A TCP port the OS says is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class PortRanges:
+    """Hands out disjoint SAGEMAKER_SAFE_PORT_RANGE blocks (one per container)."""
+
+    def __init__(self, start: int = 21000, size: int = 100, end: int = 32000) -> None:
+        self._lock = threading.Lock()
+        self._start, self._size, self._end = start, size, end
+        self._used: set[int] = set()
+
+    def acquire(self) -> tuple[int, int]:
+        """A block whose first and last ports are free now and that no live container holds."""
+        with self._lock:
+            for low in range(self._start, self._end, self._size):
+                high = low + self._size - 1
+                if low not in self._used and _port_free(low) and _port_free(high):
+                    self._used.add(low)
+                    return (low, high)
+        raise RuntimeError("no free port range left for SAGEMAKER_SAFE_PORT_RANGE")
+
+    def release(self, block: tuple[int, int]) -> None:
+        """Give a block back once its container stopped."""
+        with self._lock:
+            self._used.discard(block[0])

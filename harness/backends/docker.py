@@ -1,0 +1,153 @@
+"""The ``docker`` backend: ``docker run IMAGE serve`` exactly as SageMaker hosting starts a container.
+
+* platform environment (``SAGEMAKER_BIND_TO_PORT``, ``SAGEMAKER_SAFE_PORT_RANGE``,
+  ``SAGEMAKER_MULTI_MODEL``) over the model's ``Environment``;
+* the artifact mounted at ``/opt/ml/model`` (single model) or the models root at ``/opt/ml/models``;
+* ``--cpus``/``--memory`` from the instance type;
+* the engine's ``bridge`` network with the port published on 127.0.0.1 where the engine has one, and
+  ``--network host`` where it has none (engines started with ``--bridge=none``);
+* labels checked at CreateModel as SageMaker checks them (contract §2.1, §3.1).
+
+The engine is driven through the ``docker`` CLI, so the backend needs nothing beyond a docker client.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from harness.backends.base import (
+    BIND_TO_PORT_LABEL,
+    MULTI_MODELS_LABEL,
+    Backend,
+    ContainerSpec,
+    RunningContainer,
+)
+
+SINGLE_MODEL_MOUNT = "/opt/ml/model"
+MULTI_MODEL_MOUNT = "/opt/ml/models"
+
+
+def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def docker_available() -> bool:
+    """True when a docker client exists and its engine answers."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return _docker("info", "--format", "{{.ServerVersion}}", timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class DockerContainer(RunningContainer):
+    """A running container plus the ``docker logs -f`` process that writes its log stream."""
+
+    def __init__(self, spec: ContainerSpec, container_id: str, follower: subprocess.Popen[bytes] | None) -> None:
+        super().__init__(spec)
+        self.container_id = container_id
+        self.follower = follower
+
+    @property
+    def ident(self) -> str:
+        return f"container {self.container_id[:12]}"
+
+    def exit_code(self) -> int | None:
+        result = _docker("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", self.container_id)
+        if result.returncode != 0:
+            return -1  # gone
+        running, _, code = result.stdout.strip().partition(" ")
+        return None if running == "true" else int(code or -1)
+
+    def stop(self, grace_s: float) -> None:
+        _docker("stop", "--time", str(int(grace_s)), self.container_id, timeout=grace_s + 30)
+        if self.follower is not None and self.follower.poll() is None:
+            self.follower.send_signal(signal.SIGTERM)
+            try:
+                self.follower.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.follower.kill()
+        _docker("rm", "--force", self.container_id)
+
+    def model_url(self, host_path: Path) -> str:
+        relative = host_path.relative_to(self.spec.model_dir)
+        mount = MULTI_MODEL_MOUNT if self.spec.multi_model else SINGLE_MODEL_MOUNT
+        return f"{mount}/{relative.as_posix()}" if str(relative) != "." else mount
+
+
+class DockerBackend(Backend):
+    """Runs real images with the local Docker engine."""
+
+    name = "docker"
+
+    def __init__(self, network: str | None = None) -> None:
+        #: "bridge" or "host"; None: detect (bridge when the engine has one).
+        self._network = network
+
+    @property
+    def network(self) -> str:
+        """The network mode containers get."""
+        if self._network is None:
+            has_bridge = _docker("network", "inspect", "bridge", timeout=20).returncode == 0
+            self._network = "bridge" if has_bridge else "host"
+        return self._network
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        """The image's labels; ValueError naming the image when the engine does not have it."""
+        result = _docker("image", "inspect", "--format", "{{json .Config.Labels}}", image, timeout=30)
+        if result.returncode != 0:
+            raise ValueError(
+                f"Requested image {image} not found in the local Docker engine: build it (./build.sh) "
+                "or docker pull it, then call CreateModel again."
+            )
+        return json.loads(result.stdout.strip() or "null") or {}
+
+    def check_image(self, image: str, *, multi_model: bool, bind_to_port: bool) -> None:
+        labels = self.image_labels(image)
+        missing = []
+        if multi_model and labels.get(MULTI_MODELS_LABEL) != "true":
+            missing.append(f"{MULTI_MODELS_LABEL}=true")
+        if bind_to_port and labels.get(BIND_TO_PORT_LABEL) != "true":
+            missing.append(f"{BIND_TO_PORT_LABEL}=true")
+        if missing:
+            raise ValueError(
+                f"Your Ecr Image {image} does not contain required {', '.join(missing)} Docker label(s)."
+            )
+
+    def start(self, spec: ContainerSpec) -> DockerContainer:
+        env = spec.platform_environment()
+        args = ["run", "--detach", "--name", spec.name, "--label", "servekit.harness=1"]
+        if self.network == "host":
+            # The container shares the host's network: it listens on SAGEMAKER_BIND_TO_PORT of the host,
+            # on loopback only.
+            args += ["--network", "host"]
+            env.setdefault("SERVE_HOST", "127.0.0.1")
+        else:
+            args += ["--hostname", spec.hostname, "--publish", f"127.0.0.1:{spec.port}:{spec.port}"]
+        for key, value in env.items():
+            args += ["--env", f"{key}={value}"]
+        mount = MULTI_MODEL_MOUNT if spec.multi_model else SINGLE_MODEL_MOUNT
+        args += ["--volume", f"{spec.model_dir}:{mount}:ro"]
+        if spec.limits is not None:
+            args += ["--cpus", f"{spec.limits.vcpus:g}", "--memory", f"{spec.limits.memory_mib}m"]
+        args += [spec.image, "serve"]
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        result = _docker(*args)
+        if result.returncode != 0:
+            spec.log_path.write_text(f"[harness] docker run failed: {result.stderr.strip()}\n")
+            raise RuntimeError(f"docker run {spec.image} failed: {result.stderr.strip()}")
+        container_id = result.stdout.strip()
+        log = open(spec.log_path, "ab")  # noqa: SIM115 - handed to the follower process
+        try:
+            follower = subprocess.Popen(
+                ["docker", "logs", "--follow", container_id],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+        return DockerContainer(spec, container_id, follower)

@@ -1,0 +1,117 @@
+"""The ``process`` backend: ``python -m serve`` in a subprocess instead of ``docker run IMAGE serve``.
+
+For machines without Docker and for fast tests. It runs only servekit's own images, by name
+(``servekit-<framework>[:tag]`` with any registry prefix), because for those it knows what the image
+would run: the same ``serve`` entrypoint from the current environment, with ``SERVE_FRAMEWORK`` set
+from the image name. Any other image is refused at CreateModel with a message saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.backends.base import Backend, ContainerSpec, RunningContainer
+
+IMAGE_PATTERN = re.compile(
+    r"^(?:[^/\s]+/)*servekit-(?P<framework>[a-z0-9_]+)(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?(?:@sha256:[0-9a-f]{64})?$"
+)
+FRAMEWORKS = ("sklearn", "pytorch", "tensorflow")
+# The directory that holds the handlers/, serve/ and harness/ packages, so `-m serve` resolves even
+# when servekit is not installed into the interpreter.
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def framework_of(image: str) -> str | None:
+    """``sklearn`` for ``123.dkr.ecr.us-east-1.amazonaws.com/servekit-sklearn:1.0``; None otherwise."""
+    match = IMAGE_PATTERN.match(image)
+    if match is None or match.group("framework") not in FRAMEWORKS:
+        return None
+    return match.group("framework")
+
+
+class ProcessContainer(RunningContainer):
+    """A ``serve`` subprocess in its own session, so it and its workers stop together."""
+
+    def __init__(self, spec: ContainerSpec, process: subprocess.Popen[bytes]) -> None:
+        super().__init__(spec)
+        self.process = process
+
+    @property
+    def ident(self) -> str:
+        return f"pid {self.process.pid}"
+
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)  # the group id is the pid: start_new_session=True
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, grace_s: float) -> None:
+        if self.process.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.process.wait(timeout=10)
+        # Workers the server forked share its process group; make sure none outlives it.
+        self._signal_group(signal.SIGKILL)
+
+    def model_url(self, host_path: Path) -> str:
+        return str(host_path)
+
+
+class ProcessBackend(Backend):
+    """Runs servekit images as local processes of the current Python environment."""
+
+    name = "process"
+
+    def __init__(self, command: list[str] | None = None) -> None:
+        #: The server command; tests may substitute a stand-in container.
+        self.command = command or [sys.executable, "-m", "serve"]
+
+    def check_image(self, image: str, *, multi_model: bool, bind_to_port: bool) -> None:
+        if framework_of(image) is None:
+            raise ValueError(
+                f"The process backend runs only servekit images (servekit-sklearn, servekit-pytorch or "
+                f"servekit-tensorflow, any registry prefix and tag); {image!r} is not one. "
+                "Start the harness with --backend docker to run other images."
+            )
+        # servekit images carry both capability labels, so MultiModel and bind-to-port always pass.
+
+    def start(self, spec: ContainerSpec) -> ProcessContainer:
+        framework = framework_of(spec.image) or "sklearn"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        env["SERVE_FRAMEWORK"] = framework
+        env["SERVE_MODEL_DIR"] = str(spec.model_dir)
+        if spec.limits is not None:
+            # What the docker backend enforces with --memory, told to the server for MME admission.
+            env["SERVE_MEMORY_LIMIT_MB"] = str(spec.limits.memory_mib)
+        env.update(spec.platform_environment())  # the model's Environment wins over the defaults above
+        env["SERVE_HOST"] = "127.0.0.1"  # local processes listen on loopback only
+        env["PYTHONUNBUFFERED"] = "1"
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(spec.log_path, "ab") as log:
+            log.write(f"[harness] {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {spec.image} as "
+                      f"{' '.join(self.command)} on port {spec.port}\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                self.command,
+                env=env,
+                cwd=str(spec.model_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return ProcessContainer(spec, process)

@@ -1,0 +1,397 @@
+"""The SageMaker control plane subset (contract §6): models, endpoint configurations, endpoints.
+
+Every request is first validated against botocore's model of the operation (harness.validation);
+the checks here are the ones the service model cannot express (existence, uniqueness, container
+rules of MultiModel / Direct / Serial, image labels through the backend). Messages follow SageMaker's
+(``Cannot create already existing model "<arn>".``, ``Could not find endpoint "<arn>".``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from harness.deployment import DeploymentFailed, start_deployment, stop_deployment
+from harness.errors import ControlPlaneError
+from harness.state import ContainerDef, EndpointConfigRecord, EndpointRecord, ModelRecord, arn
+
+log = logging.getLogger("harness")
+
+Operation = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+ENV_TOTAL_LIMIT = 32 * 1024
+
+
+def _paginate(items: list[dict[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
+    """SageMaker List* paging: MaxResults (default 10) and an opaque NextToken (here an offset)."""
+    limit = int(params.get("MaxResults") or 10)
+    token = params.get("NextToken")
+    try:
+        start = int(token) if token else 0
+    except ValueError:
+        raise ControlPlaneError(f"Invalid pagination token {token!r}.") from None
+    page = items[start:start + limit]
+    out: dict[str, Any] = {key: page}
+    if start + limit < len(items):
+        out["NextToken"] = str(start + limit)
+    return out
+
+
+def _filter_sort(records: list[Any], params: dict[str, Any], name_attr: str = "name") -> list[Any]:
+    needle = (params.get("NameContains") or "").lower()
+    selected = [r for r in records if needle in getattr(r, name_attr).lower()]
+    before, after = params.get("CreationTimeBefore"), params.get("CreationTimeAfter")
+    if before is not None:
+        selected = [r for r in selected if r.created < float(before)]
+    if after is not None:
+        selected = [r for r in selected if r.created > float(after)]
+    sort_by = params.get("SortBy") or "CreationTime"
+    descending = (params.get("SortOrder") or "Descending") == "Descending"
+    if sort_by == "Name":
+        selected.sort(key=lambda r: getattr(r, name_attr).lower(), reverse=descending)
+    elif sort_by == "Status":
+        selected.sort(key=lambda r: r.status, reverse=descending)
+    else:
+        selected.sort(key=lambda r: r.created, reverse=descending)
+    return selected
+
+
+class ControlPlane:
+    """Implements the operations against a Platform's store and backend."""
+
+    def __init__(self, platform: Any) -> None:
+        self.platform = platform
+        self.store = platform.store
+        self.operations: dict[str, Operation] = {
+            "CreateModel": self.create_model,
+            "DescribeModel": self.describe_model,
+            "ListModels": self.list_models,
+            "DeleteModel": self.delete_model,
+            "CreateEndpointConfig": self.create_endpoint_config,
+            "DescribeEndpointConfig": self.describe_endpoint_config,
+            "ListEndpointConfigs": self.list_endpoint_configs,
+            "DeleteEndpointConfig": self.delete_endpoint_config,
+            "CreateEndpoint": self.create_endpoint,
+            "DescribeEndpoint": self.describe_endpoint,
+            "ListEndpoints": self.list_endpoints,
+            "DeleteEndpoint": self.delete_endpoint,
+            "UpdateEndpoint": self.update_endpoint,
+        }
+
+    def _arn(self, kind: str, name: str) -> str:
+        return arn(self.platform.config.region, kind, name)
+
+    # -- models --------------------------------------------------------------------------------------
+    def _model(self, name: str) -> ModelRecord:
+        record = self.store.models.get(name.lower())
+        if record is None:
+            raise ControlPlaneError(f'Could not find model "{self._arn("model", name)}".')
+        return record
+
+    async def create_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateModel: one PrimaryContainer, or Containers (1-15) run Serial or Direct."""
+        name = params["ModelName"]
+        model_arn = self._arn("model", name)
+        if name.lower() in self.store.models:
+            raise ControlPlaneError(f'Cannot create already existing model "{model_arn}".')
+        primary, listed = params.get("PrimaryContainer"), params.get("Containers")
+        if primary is not None and listed:
+            raise ControlPlaneError("Specify either PrimaryContainer or Containers, not both.")
+        raw = [primary] if primary is not None else list(listed or [])
+        if not raw:
+            raise ControlPlaneError("Either PrimaryContainer or Containers must be specified.")
+        requested_mode = (params.get("InferenceExecutionConfig") or {}).get("Mode", "Serial")
+        mode = "Direct" if requested_mode == "Direct" and primary is None else ("Single" if len(raw) == 1 else "Serial")
+
+        hostnames = [c.get("ContainerHostname") for c in raw]
+        if len(raw) > 1 or mode == "Direct":
+            if mode == "Direct" and not all(hostnames):
+                raise ControlPlaneError(
+                    "ContainerHostname must be specified for every container when InferenceExecutionConfig "
+                    "Mode is Direct."
+                )
+            if any(hostnames) and not all(hostnames):
+                raise ControlPlaneError(
+                    "ContainerHostname must be specified for all containers or for none of them."
+                )
+            given = [h for h in hostnames if h]
+            duplicates = sorted({h for h in given if given.count(h) > 1})
+            if duplicates:
+                raise ControlPlaneError(f"ContainerHostname values must be unique: {', '.join(duplicates)}.")
+
+        multi = [c for c in raw if c.get("Mode") == "MultiModel"]
+        if len(multi) > 1 and len(raw) > 1:
+            raise ControlPlaneError("More than one container in MultiModel mode is not supported with inference pipeline.")
+        if multi and mode == "Direct":
+            raise ControlPlaneError("Containers in MultiModel mode are not supported with Direct inference execution.")
+
+        total_env = 0
+        containers: list[ContainerDef] = []
+        for index, container in enumerate(raw):
+            image = container.get("Image")
+            hostname = "primary" if len(raw) == 1 and mode != "Direct" else (
+                container.get("ContainerHostname") or f"container-{index + 1}")
+            if not image:
+                raise ControlPlaneError(
+                    f"Image must be specified for container {hostname}; model packages are not supported locally."
+                )
+            multi_model = container.get("Mode") == "MultiModel"
+            if multi_model and not container.get("ModelDataUrl"):
+                raise ControlPlaneError(
+                    f"ModelDataUrl (the S3 prefix of the models) must be specified for container {hostname} "
+                    "in MultiModel mode."
+                )
+            if multi_model and container.get("ModelDataSource"):
+                raise ControlPlaneError("ModelDataSource is not supported for containers in MultiModel mode.")
+            environment = dict(container.get("Environment") or {})
+            total_env += sum(len(k.encode()) + len(v.encode()) for k, v in environment.items())
+            try:
+                await asyncio.to_thread(self.platform.backend.check_image, image,
+                                        multi_model=multi_model, bind_to_port=len(raw) > 1)
+            except ValueError as exc:
+                raise ControlPlaneError(str(exc)) from None
+            cache = ((container.get("MultiModelConfig") or {}).get("ModelCacheSetting") or "Enabled") != "Disabled"
+            containers.append(ContainerDef(
+                hostname=hostname,
+                image=image,
+                multi_model=multi_model,
+                model_data_url=container.get("ModelDataUrl"),
+                environment=environment,
+                cache_enabled=cache,
+                model_data_source=container.get("ModelDataSource"),
+            ))
+        if total_env > ENV_TOTAL_LIMIT:
+            raise ControlPlaneError(
+                f"The total size of the Environment maps of all containers is {total_env} bytes, more than the "
+                f"limit of {ENV_TOTAL_LIMIT} bytes."
+            )
+        self.store.models[name.lower()] = ModelRecord(
+            name=name, arn=model_arn, created=time.time(), params=params, containers=containers, mode=mode
+        )
+        return {"ModelArn": model_arn}
+
+    async def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeModel: the request as given, plus ARN and CreationTime."""
+        record = self._model(params["ModelName"])
+        out: dict[str, Any] = {"ModelName": record.name, "ModelArn": record.arn, "CreationTime": record.created,
+                               "EnableNetworkIsolation": bool(record.params.get("EnableNetworkIsolation", False))}
+        for key in ("PrimaryContainer", "Containers", "InferenceExecutionConfig", "ExecutionRoleArn", "VpcConfig"):
+            if key in record.params:
+                out[key] = record.params[key]
+        return out
+
+    async def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListModels with NameContains, creation-time filters, sorting and paging."""
+        records = _filter_sort(list(self.store.models.values()), params)
+        items = [{"ModelName": r.name, "ModelArn": r.arn, "CreationTime": r.created} for r in records]
+        return _paginate(items, params, "Models")
+
+    async def delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteModel (running endpoints keep their containers, as in SageMaker)."""
+        name = params["ModelName"]
+        if name.lower() not in self.store.models:
+            raise ControlPlaneError(f'Could not find model "{self._arn("model", name)}".')
+        del self.store.models[name.lower()]
+        return {}
+
+    # -- endpoint configurations ------------------------------------------------------------------------
+    def _config(self, name: str) -> EndpointConfigRecord:
+        record = self.store.configs.get(name.lower())
+        if record is None:
+            raise ControlPlaneError(
+                f'Could not find endpoint configuration "{self._arn("endpoint-config", name)}".'
+            )
+        return record
+
+    async def create_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateEndpointConfig: 1-10 instance-based production variants of existing models."""
+        name = params["EndpointConfigName"]
+        config_arn = self._arn("endpoint-config", name)
+        if name.lower() in self.store.configs:
+            raise ControlPlaneError(f'Cannot create already existing endpoint configuration "{config_arn}".')
+        for unsupported in ("AsyncInferenceConfig", "ShadowProductionVariants", "ExplainerConfig"):
+            if params.get(unsupported):
+                raise ControlPlaneError(f"{unsupported} is not supported by the local harness.")
+        seen: set[str] = set()
+        for variant in params["ProductionVariants"]:
+            variant_name = variant["VariantName"]
+            if variant_name in seen:
+                raise ControlPlaneError(f"Variant name {variant_name} is used more than once; names must be unique.")
+            seen.add(variant_name)
+            if variant.get("ServerlessConfig"):
+                raise ControlPlaneError(
+                    f"Variant {variant_name}: ServerlessConfig is not supported by the local harness; "
+                    "use InstanceType and InitialInstanceCount."
+                )
+            if not variant.get("ModelName"):
+                raise ControlPlaneError(f"Variant {variant_name}: ModelName must be specified.")
+            self._model(variant["ModelName"])
+            if not variant.get("InstanceType"):
+                raise ControlPlaneError(f"Variant {variant_name}: InstanceType must be specified.")
+            if not variant.get("InitialInstanceCount"):
+                raise ControlPlaneError(f"Variant {variant_name}: InitialInstanceCount must be specified.")
+        self.store.configs[name.lower()] = EndpointConfigRecord(
+            name=name, arn=config_arn, created=time.time(), params=params
+        )
+        return {"EndpointConfigArn": config_arn}
+
+    async def describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeEndpointConfig."""
+        record = self._config(params["EndpointConfigName"])
+        variants = [{"InitialVariantWeight": 1.0, **v} for v in record.variants]
+        out = {"EndpointConfigName": record.name, "EndpointConfigArn": record.arn,
+               "ProductionVariants": variants, "CreationTime": record.created}
+        for key in ("KmsKeyId", "DataCaptureConfig"):
+            if key in record.params:
+                out[key] = record.params[key]
+        return out
+
+    async def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListEndpointConfigs."""
+        records = _filter_sort(list(self.store.configs.values()), params)
+        items = [{"EndpointConfigName": r.name, "EndpointConfigArn": r.arn, "CreationTime": r.created}
+                 for r in records]
+        return _paginate(items, params, "EndpointConfigs")
+
+    async def delete_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteEndpointConfig (endpoints built from it keep running)."""
+        name = params["EndpointConfigName"]
+        self._config(name)
+        del self.store.configs[name.lower()]
+        return {}
+
+    # -- endpoints --------------------------------------------------------------------------------------
+    def _endpoint(self, name: str) -> EndpointRecord:
+        record = self.store.endpoints.get(name.lower())
+        if record is None:
+            # The endpoint_deleted waiter treats exactly this error code as success (contract §6.5).
+            raise ControlPlaneError(f'Could not find endpoint "{self._arn("endpoint", name)}".')
+        return record
+
+    def _snapshot_models(self, config: EndpointConfigRecord) -> dict[str, ModelRecord]:
+        return {v["ModelName"].lower(): self._model(v["ModelName"]) for v in config.variants}
+
+    async def create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateEndpoint: answers at once with Creating; containers start in the background."""
+        name = params["EndpointName"]
+        endpoint_arn = self._arn("endpoint", name)
+        if name.lower() in self.store.endpoints:
+            raise ControlPlaneError(f'Cannot create already existing endpoint "{endpoint_arn}".')
+        config = self._config(params["EndpointConfigName"])
+        models = self._snapshot_models(config)
+        now = time.time()
+        record = EndpointRecord(name=name, arn=endpoint_arn, config_name=config.name, created=now, modified=now)
+        self.store.endpoints[name.lower()] = record
+        record.task = asyncio.create_task(self._deploy(record, config, models))
+        return {"EndpointArn": endpoint_arn}
+
+    async def _deploy(self, record: EndpointRecord, config: EndpointConfigRecord,
+                      models: dict[str, ModelRecord]) -> None:
+        try:
+            deployment = await start_deployment(self.platform, record.name, config.params, models)
+        except DeploymentFailed as exc:
+            log.warning("endpoint %s failed: %s", record.name, exc)
+            record.set_status("Failed", str(exc))
+            return
+        except Exception as exc:  # a harness defect must still end in a visible state
+            log.exception("endpoint %s failed", record.name)
+            record.set_status("Failed", f"The local harness could not start the endpoint: {exc}")
+            return
+        record.deployment = deployment
+        record.failure_reason = None
+        record.set_status("InService")
+
+    async def describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeEndpoint: status, FailureReason and a summary per production variant."""
+        record = self._endpoint(params["EndpointName"])
+        out: dict[str, Any] = {
+            "EndpointName": record.name,
+            "EndpointArn": record.arn,
+            "EndpointConfigName": record.config_name,
+            "EndpointStatus": record.status,
+            "CreationTime": record.created,
+            "LastModifiedTime": record.modified,
+        }
+        if record.failure_reason:
+            out["FailureReason"] = record.failure_reason
+        deployment = record.deployment
+        if deployment is not None:
+            out["ProductionVariants"] = [
+                {
+                    "VariantName": v.name,
+                    "DeployedImages": [
+                        {"SpecifiedImage": c.image, "ResolvedImage": c.image, "ResolutionTime": record.created}
+                        for c in v.model.containers
+                    ],
+                    "CurrentWeight": v.weight,
+                    "DesiredWeight": v.weight,
+                    "CurrentInstanceCount": len(v.instances),
+                    "DesiredInstanceCount": v.desired_count,
+                }
+                for v in deployment.variants
+            ]
+        return out
+
+    async def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListEndpoints with StatusEquals, NameContains, time filters, sorting and paging."""
+        records = list(self.store.endpoints.values())
+        if params.get("StatusEquals"):
+            records = [r for r in records if r.status == params["StatusEquals"]]
+        for key, attr, op in (("LastModifiedTimeBefore", "modified", "lt"), ("LastModifiedTimeAfter", "modified", "gt")):
+            if params.get(key) is not None:
+                bound = float(params[key])
+                records = [r for r in records if (getattr(r, attr) < bound if op == "lt" else getattr(r, attr) > bound)]
+        records = _filter_sort(records, params)
+        items = [{"EndpointName": r.name, "EndpointArn": r.arn, "CreationTime": r.created,
+                  "LastModifiedTime": r.modified, "EndpointStatus": r.status} for r in records]
+        return _paginate(items, params, "Endpoints")
+
+    async def delete_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteEndpoint: Deleting while its containers stop, then gone."""
+        record = self._endpoint(params["EndpointName"])
+        if record.status == "Deleting":
+            return {}
+        record.set_status("Deleting")
+        asyncio.create_task(self._teardown(record))
+        return {}
+
+    async def _teardown(self, record: EndpointRecord) -> None:
+        task = record.task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if record.deployment is not None:
+            await stop_deployment(self.platform, record.deployment)
+            record.deployment = None
+        self.platform.metrics.forget(record.name)
+        if self.store.endpoints.get(record.name.lower()) is record:
+            del self.store.endpoints[record.name.lower()]
+
+    async def update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UpdateEndpoint: start the new configuration, switch traffic to it, stop the old one."""
+        record = self._endpoint(params["EndpointName"])
+        if record.status != "InService":
+            raise ControlPlaneError(f'Cannot update in-progress endpoint "{record.arn}".')
+        config = self._config(params["EndpointConfigName"])
+        models = self._snapshot_models(config)
+        record.set_status("Updating")
+        record.task = asyncio.create_task(self._update(record, config, models))
+        return {"EndpointArn": record.arn}
+
+    async def _update(self, record: EndpointRecord, config: EndpointConfigRecord,
+                      models: dict[str, ModelRecord]) -> None:
+        try:
+            deployment = await start_deployment(self.platform, record.name, config.params, models)
+        except (DeploymentFailed, Exception) as exc:
+            # SageMaker rolls back: the old containers keep serving and FailureReason says why.
+            log.warning("update of endpoint %s failed: %s", record.name, exc)
+            record.set_status("InService", str(exc))
+            return
+        old, record.deployment = record.deployment, deployment
+        record.config_name = config.name
+        record.failure_reason = None
+        record.set_status("InService")
+        if old is not None:
+            await stop_deployment(self.platform, old)

@@ -1,0 +1,317 @@
+"""Running endpoints: variants -> instances -> containers, started, health-checked and stopped.
+
+SageMaker starts every container of a model on each instance of a variant (contract §3.2, §4.1),
+extracts single-model artifacts before the containers start (§1.2), pings each container on its own
+port until it answers 200 within the startup window (§1.3; MME containers must also answer
+``GET /models``, §2.3), and reports the containers that did not pass in ``FailureReason``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import secrets
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from harness import artifacts
+from harness.backends.base import ContainerSpec, RunningContainer, free_port
+from harness.instance_types import InstanceLimits, limits_for
+from harness.state import ContainerDef, ModelRecord
+
+if TYPE_CHECKING:
+    from harness.core import Platform
+    from harness.mme import ModelCache
+
+
+class DeploymentFailed(Exception):
+    """Endpoint creation failed; the message is the endpoint's FailureReason."""
+
+
+@dataclass
+class ContainerRuntime:
+    """One running container of one instance."""
+
+    definition: ContainerDef
+    running: RunningContainer
+    label: str  # the name SageMaker's messages use: 'primary' or the hostname
+    log_stream: str
+    cache: ModelCache | None = None  # MME containers only
+
+    @property
+    def hostname(self) -> str:
+        return self.definition.hostname
+
+
+@dataclass
+class Instance:
+    """One instance of a variant: all of the model's containers."""
+
+    instance_id: str
+    containers: list[ContainerRuntime] = field(default_factory=list)
+
+    def container(self, hostname: str) -> ContainerRuntime | None:
+        """The container with ``hostname`` (exact match), if any."""
+        for runtime in self.containers:
+            if runtime.hostname == hostname:
+                return runtime
+        return None
+
+
+@dataclass
+class VariantDeployment:
+    """A production variant's running instances."""
+
+    name: str
+    weight: float
+    desired_count: int
+    model: ModelRecord
+    instance_type: str
+    instances: list[Instance] = field(default_factory=list)
+    _round_robin: Any = field(default_factory=lambda: itertools.count())
+
+    def pick_instance(self, target_model: str | None) -> Instance:
+        """Round-robin; MME requests stick to one instance per TargetModel (its cache lives there)."""
+        if target_model is not None:
+            return self.instances[zlib.crc32(target_model.encode()) % len(self.instances)]
+        return self.instances[next(self._round_robin) % len(self.instances)]
+
+
+@dataclass
+class Deployment:
+    """All variants of one endpoint."""
+
+    endpoint: str
+    config_name: str
+    work_dir: Path
+    variants: list[VariantDeployment] = field(default_factory=list)
+
+    def variant(self, name: str) -> VariantDeployment | None:
+        """The variant called ``name``."""
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        return None
+
+    def pick_variant(self) -> VariantDeployment:
+        """Weighted random choice, as SageMaker splits traffic by InitialVariantWeight."""
+        weights = [max(v.weight, 0.0) for v in self.variants]
+        if sum(weights) <= 0:
+            return self.variants[0]
+        return random.choices(self.variants, weights=weights)[0]
+
+    def all_containers(self) -> list[ContainerRuntime]:
+        """Every running container, across variants and instances."""
+        return [c for v in self.variants for i in v.instances for c in i.containers]
+
+
+def _download_failure(hostname: str, url: str) -> str:
+    return (
+        f'Failed to download model data for container "{hostname}" from URL: "{url}". Please ensure that '
+        "there is an object located at the URL and that the role passed to CreateModel has permissions "
+        "to download the object."
+    )
+
+
+def _prepare_single_model(platform: Platform, definition: ContainerDef, target: Path) -> None:
+    """Fetch and extract a single-model artifact into ``target`` (runs in a thread)."""
+    target.mkdir(parents=True, exist_ok=True)
+    url = definition.model_data_url
+    source = definition.model_data_source
+    if url is None and source is not None:
+        s3 = source.get("S3DataSource") or {}
+        url = s3.get("S3Uri")
+        if url and s3.get("CompressionType") == "None":
+            fetched = artifacts.fetch(url, target.parent / f"download-{target.name}",
+                                      region=platform.config.region,
+                                      s3_endpoint_url=platform.config.s3_endpoint_url)
+            # S3Object: the file keeps its name under /opt/ml/model; a local directory is copied.
+            if fetched.is_dir():
+                shutil.copytree(fetched, target, dirs_exist_ok=True)
+            else:
+                shutil.copy2(fetched, target / fetched.name)
+            return
+    if not url:
+        return  # bring-your-own containers need no artifact
+    download_dir = target.parent / f"download-{target.name}"
+    fetched = artifacts.fetch(url, download_dir, region=platform.config.region,
+                              s3_endpoint_url=platform.config.s3_endpoint_url)
+    artifacts.materialize(fetched, target)
+    shutil.rmtree(download_dir, ignore_errors=True)
+
+
+async def _healthy(client: httpx.AsyncClient, url: str, timeout: float, multi_model: bool) -> bool:
+    try:
+        ping = await client.get(f"{url}/ping", timeout=timeout)
+        if ping.status_code != 200:
+            return False
+        if multi_model:
+            listing = await client.get(f"{url}/models", timeout=timeout)
+            return listing.status_code == 200
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+async def _wait_healthy(platform: Platform, runtime: ContainerRuntime, deadline: float) -> bool:
+    """Ping until 200 (and GET /models 200 for MME) or the deadline; False early if it exited."""
+    while True:
+        if await _healthy(platform.client, runtime.running.base_url, platform.config.ping_timeout_s,
+                          runtime.definition.multi_model):
+            return True
+        exited = await asyncio.to_thread(runtime.running.exit_code)
+        if exited is not None or time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.2)
+
+
+def ping_failure(model: ModelRecord, variant: str, failed: list[ContainerRuntime]) -> str:
+    """SageMaker's FailureReason for containers that did not pass the ping health check."""
+    if len(model.containers) == 1:
+        who = "The primary container"
+    elif len(failed) == 1:
+        who = f"The container {failed[0].label}"
+    else:
+        who = "The containers " + ", ".join(c.label for c in failed)
+    return (
+        f"{who} for production variant {variant} did not pass the ping health check. "
+        "Please check CloudWatch logs for this endpoint."
+    )
+
+
+async def start_variant(platform: Platform, deployment: Deployment, variant: dict[str, Any],
+                        model: ModelRecord) -> VariantDeployment:
+    """Start every instance of one variant and wait until all its containers are healthy."""
+    from harness.mme import ModelCache
+
+    name = variant["VariantName"]
+    instance_type = variant.get("InstanceType", "ml.m5.large")
+    running = VariantDeployment(
+        name=name,
+        weight=float(variant.get("InitialVariantWeight", 1.0)),
+        desired_count=int(variant.get("InitialInstanceCount", 1)),
+        model=model,
+        instance_type=instance_type,
+    )
+    variant_dir = deployment.work_dir / name
+    # Single-model artifacts are extracted once per variant and mounted (read-only) into each instance.
+    model_dirs: dict[str, Path] = {}
+    for definition in model.containers:
+        if definition.multi_model:
+            continue
+        target = variant_dir / f"model-{definition.hostname}"
+        try:
+            await asyncio.to_thread(_prepare_single_model, platform, definition, target)
+        except artifacts.ArtifactNotFound:
+            raise DeploymentFailed(_download_failure(definition.hostname, definition.model_data_url or "")) from None
+        except artifacts.ArtifactError as exc:
+            raise DeploymentFailed(
+                f'Failed to extract model data for container "{definition.hostname}": {exc}'
+            ) from None
+        model_dirs[definition.hostname] = target
+
+    limits = limits_for(instance_type)
+    share = InstanceLimits(vcpus=limits.vcpus / len(model.containers),
+                           memory_mib=limits.memory_mib // len(model.containers))
+    startup = float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or platform.config.startup_timeout_s)
+    single = len(model.containers) == 1
+    try:
+        for _ in range(running.desired_count):
+            instance = Instance(instance_id=f"i-{secrets.token_hex(8)}")
+            running.instances.append(instance)
+            for definition in model.containers:
+                if definition.multi_model:
+                    model_dir = variant_dir / instance.instance_id / f"models-{definition.hostname}"
+                    model_dir.mkdir(parents=True, exist_ok=True)
+                else:
+                    model_dir = model_dirs[definition.hostname]
+                stream = f"{name}/{instance.instance_id}" + ("" if single else f"/{definition.hostname}")
+                spec = ContainerSpec(
+                    name=f"servekit-{deployment.endpoint}-{name}-{instance.instance_id}-{definition.hostname}"
+                    .lower(),
+                    image=definition.image,
+                    hostname=definition.hostname,
+                    port=free_port(),
+                    safe_port_range=platform.ports.acquire(),
+                    multi_model=definition.multi_model,
+                    model_dir=model_dir.resolve(),
+                    log_path=platform.log_dir(deployment.endpoint) / f"{stream.replace('/', '__')}.log",
+                    environment=dict(definition.environment),
+                    limits=share,
+                )
+                try:
+                    started = await asyncio.to_thread(platform.backend.start, spec)
+                except Exception:
+                    platform.ports.release(spec.safe_port_range)
+                    raise
+                runtime = ContainerRuntime(
+                    definition=definition,
+                    running=started,
+                    label="primary" if single else definition.hostname,
+                    log_stream=stream,
+                )
+                if definition.multi_model:
+                    runtime.cache = ModelCache(platform, deployment.endpoint, name, instance.instance_id,
+                                               runtime, model_dir.resolve())
+                instance.containers.append(runtime)
+        deadline = time.monotonic() + startup
+        containers = [c for i in running.instances for c in i.containers]
+        results = await asyncio.gather(*(_wait_healthy(platform, c, deadline) for c in containers))
+        failed = [c for c, ok in zip(containers, results, strict=True) if not ok]
+        if failed:
+            seen: dict[str, ContainerRuntime] = {}
+            for container in failed:
+                seen.setdefault(container.hostname, container)
+            raise DeploymentFailed(ping_failure(model, name, list(seen.values())))
+    except BaseException:
+        await stop_variant(platform, deployment.endpoint, running)
+        raise
+    return running
+
+
+async def stop_variant(platform: Platform, endpoint: str, variant: VariantDeployment) -> None:
+    """Stop every container of a variant (SIGTERM, then SIGKILL after the grace period)."""
+    containers = [c for i in variant.instances for c in i.containers]
+
+    async def stop(container: ContainerRuntime) -> None:
+        try:
+            await asyncio.to_thread(container.running.stop, platform.config.stop_grace_s)
+        finally:
+            platform.ports.release(container.running.spec.safe_port_range)
+
+    await asyncio.gather(*(stop(c) for c in containers), return_exceptions=True)
+    for instance in variant.instances:
+        if any(c.cache is not None for c in instance.containers):
+            platform.metrics.set_loaded_models(endpoint, variant.name, instance.instance_id, 0)
+
+
+async def start_deployment(platform: Platform, endpoint: str, config: dict[str, Any],
+                           models: dict[str, ModelRecord]) -> Deployment:
+    """Start all variants of an endpoint configuration; DeploymentFailed names what went wrong."""
+    deployment = Deployment(
+        endpoint=endpoint,
+        config_name=config["EndpointConfigName"],
+        work_dir=platform.work_dir(endpoint) / secrets.token_hex(4),
+    )
+    try:
+        for variant in config["ProductionVariants"]:
+            model = models[variant["ModelName"].lower()]
+            deployment.variants.append(await start_variant(platform, deployment, variant, model))
+    except BaseException:
+        await stop_deployment(platform, deployment)
+        raise
+    return deployment
+
+
+async def stop_deployment(platform: Platform, deployment: Deployment) -> None:
+    """Stop every container of the deployment and remove its extracted artifacts."""
+    await asyncio.gather(*(stop_variant(platform, deployment.endpoint, v) for v in deployment.variants),
+                         return_exceptions=True)
+    await asyncio.to_thread(shutil.rmtree, deployment.work_dir, True)

@@ -1,0 +1,217 @@
+"""The platform side of a multi-model endpoint: one container's model cache (contract §2.2, §2.3).
+
+On an invocation with TargetModel the harness resolves ``ModelDataUrl`` prefix + TargetModel, gives
+the model an opaque name (a hash, as SageMaker does), downloads and safely extracts the artifact to
+``<models root>/<name>/model`` unless it is on disk already, asks the container to load it
+(``POST /models``; 409 means "already loaded"), and invokes ``POST /models/<name>/invoke``. When the
+container answers 507 the least recently used model with no request in flight is unloaded
+(``DELETE /models/<name>``; it stays on disk) and the load is retried. Loads of one model are
+single-flight; a request waits at most ``model_load_wait_s`` (60 s) and then gets
+ModelNotReadyException while the load goes on. ``ModelCacheSetting=Disabled`` unloads the model and
+deletes it from disk after each invocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from harness import artifacts
+from harness.errors import InternalFailure, ModelError, ModelNotReadyError, ValidationError, model_error
+
+if TYPE_CHECKING:
+    from harness.core import Platform
+    from harness.deployment import ContainerRuntime
+
+
+def opaque_name(url: str) -> str:
+    """The model_name the container sees: a hash of the artifact's absolute URL."""
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+@dataclass
+class LoadedModel:
+    """A model the container has loaded."""
+
+    target: str
+    last_used: float
+    in_flight: int = 0
+
+
+class ModelCache:
+    """Loaded models of one MME container, in least-recently-used order."""
+
+    def __init__(self, platform: Platform, endpoint: str, variant: str, instance_id: str,
+                 container: ContainerRuntime, models_dir: Path) -> None:
+        self.platform = platform
+        self.endpoint = endpoint
+        self.variant = variant
+        self.instance_id = instance_id
+        self.container = container
+        self.models_dir = models_dir
+        self.loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._loading: dict[str, asyncio.Task[None]] = {}
+        self._unloading: set[str] = set()
+
+    # -- metrics -----------------------------------------------------------------------------------
+    def _metric(self, name: str, value: float) -> None:
+        self.platform.metrics.record(self.endpoint, self.variant, name, value)
+
+    def _count_changed(self) -> None:
+        self.platform.metrics.set_loaded_models(self.endpoint, self.variant, self.instance_id, len(self.loaded))
+
+    # -- the request path ----------------------------------------------------------------------------
+    async def acquire(self, target: str) -> str:
+        """Make ``target`` loaded and pin it for one request; returns its opaque name."""
+        prefix = self.container.definition.model_data_url or ""
+        try:
+            url = artifacts.join_prefix(prefix, target)
+        except artifacts.ArtifactError as exc:
+            raise ValidationError(str(exc)) from None
+        name = opaque_name(url)
+        entry = self.loaded.get(name)
+        hit = entry is not None and name not in self._unloading
+        self._metric("ModelCacheHit", 1.0 if hit else 0.0)
+        if not hit:
+            started = time.perf_counter()
+            task = self._loading.get(name)
+            if task is None:
+                task = asyncio.create_task(self._load(name, target, url))
+                self._loading[name] = task
+                task.add_done_callback(lambda _t, n=name: self._loading.pop(n, None))
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=self.platform.config.model_load_wait_s)
+            except TimeoutError:
+                raise ModelNotReadyError(
+                    f"Model {target} is not ready yet: it is still being downloaded or loaded into the "
+                    "container. Wait and try your request again."
+                ) from None
+            finally:
+                self._metric("ModelLoadingWaitTime", (time.perf_counter() - started) * 1e6)
+            entry = self.loaded.get(name)
+            if entry is None:
+                raise InternalFailure(f"model {target} was unloaded before it could be invoked; retry")
+        assert entry is not None
+        entry.in_flight += 1
+        entry.last_used = time.monotonic()
+        self.loaded.move_to_end(name)
+        return name
+
+    async def release(self, name: str) -> None:
+        """Unpin after a request; with caching disabled the model is unloaded and deleted."""
+        entry = self.loaded.get(name)
+        if entry is None:
+            return
+        entry.in_flight -= 1
+        entry.last_used = time.monotonic()
+        if not self.container.definition.cache_enabled and entry.in_flight == 0:
+            # SageMaker unloads asynchronously after the response; do the same.
+            asyncio.create_task(self.unload(name, delete_files=True))
+
+    def forget(self, name: str) -> None:
+        """The container says it does not have ``name`` (404): drop it so the next request reloads."""
+        entry = self.loaded.pop(name, None)
+        if entry is not None:
+            self._count_changed()
+
+    # -- load / unload ---------------------------------------------------------------------------------
+    async def _download(self, name: str, target: str, url: str) -> Path:
+        model_dir = self.models_dir / name / "model"
+        if model_dir.is_dir():
+            return model_dir  # still on disk from an earlier load: SageMaker keeps unloaded models
+        staging = self.models_dir / name / "staging"
+        download = self.models_dir / name / "download"
+        started = time.perf_counter()
+        config = self.platform.config
+        try:
+            fetched = await asyncio.to_thread(artifacts.fetch, url, download, region=config.region,
+                                              s3_endpoint_url=config.s3_endpoint_url)
+            self._metric("ModelDownloadingTime", (time.perf_counter() - started) * 1e6)
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+            await asyncio.to_thread(artifacts.materialize, fetched, staging)
+        except artifacts.ArtifactNotFound:
+            await asyncio.to_thread(shutil.rmtree, self.models_dir / name, True)
+            if url.startswith("s3://"):
+                bucket, key = artifacts.split_s3(url)
+                where = f"(bucket: {bucket}, key: {key})"
+            else:
+                where = f"(url: {url})"
+            raise ValidationError(
+                f"Failed to download model data{where}. Please ensure that there is an object located at the "
+                "URL and that the role passed to CreateModel has permissions to download the object."
+            ) from None
+        except artifacts.ArtifactError as exc:
+            await asyncio.to_thread(shutil.rmtree, self.models_dir / name, True)
+            raise ValidationError(f"Cannot use model artifact for TargetModel {target}: {exc}") from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, download, True)
+        staging.rename(model_dir)
+        return model_dir
+
+    async def _load(self, name: str, target: str, url: str) -> None:
+        model_dir = await self._download(name, target, url)
+        running = self.container.running
+        body = {"model_name": name, "url": running.model_url(model_dir)}
+        started = time.perf_counter()
+        while True:
+            try:
+                response = await self.platform.client.post(
+                    f"{running.base_url}/models", json=body,
+                    headers={"X-Amzn-SageMaker-Target-Model": target},
+                    timeout=httpx.Timeout(self.platform.config.model_load_timeout_s,
+                                          connect=self.platform.config.connect_timeout_s),
+                )
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from None
+            if response.status_code < 300 or response.status_code == 409:
+                break  # 409: the container has it already
+            if response.status_code == 507:
+                victim = self._least_recently_used(exclude=name)
+                if victim is not None:
+                    await self.unload(victim, delete_files=False)
+                    continue
+            raise model_error(self.platform.config.region, self.endpoint, self.container.label,
+                              response.status_code, response.text)
+        self._metric("ModelLoadingTime", (time.perf_counter() - started) * 1e6)
+        self.loaded[name] = LoadedModel(target=target, last_used=time.monotonic())
+        self._count_changed()
+
+    def _least_recently_used(self, exclude: str) -> str | None:
+        for name, entry in self.loaded.items():  # OrderedDict: oldest first
+            if name != exclude and entry.in_flight == 0 and name not in self._unloading:
+                return name
+        return None
+
+    async def unload(self, name: str, *, delete_files: bool) -> None:
+        """``DELETE /models/<name>``; with ``delete_files`` also remove it from disk."""
+        entry = self.loaded.get(name)
+        if entry is None or name in self._unloading or entry.in_flight > 0:
+            return
+        self._unloading.add(name)
+        started = time.perf_counter()
+        try:
+            await self.platform.client.delete(f"{self.container.running.base_url}/models/{name}",
+                                              timeout=self.platform.config.model_load_timeout_s)
+        except httpx.HTTPError:
+            pass  # a dead container has unloaded everything anyway
+        finally:
+            self._unloading.discard(name)
+        self._metric("ModelUnloadingTime", (time.perf_counter() - started) * 1e6)
+        self.loaded.pop(name, None)
+        self._count_changed()
+        if delete_files:
+            await asyncio.to_thread(shutil.rmtree, self.models_dir / name, True)
+
+    def _unreachable(self, exc: Exception) -> ModelError:
+        code = self.container.running.exit_code()
+        detail = f"it exited with code {code}" if code is not None else str(exc) or type(exc).__name__
+        return model_error(self.platform.config.region, self.endpoint, self.container.label, 0,
+                           f"Could not reach container {self.container.label}: {detail}")

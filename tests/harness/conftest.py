@@ -1,0 +1,67 @@
+"""Shared helpers for harness tests: a harness with a stand-in container, boto3 clients, archives."""
+
+from __future__ import annotations
+
+import io
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from harness.backends.process import ProcessBackend
+from harness.local import LocalSageMaker
+
+FAKE_CONTAINER = Path(__file__).with_name("fake_container.py")
+IMAGE = "servekit-sklearn:latest"
+
+
+def boto_clients(url: str, **config: Any) -> tuple[Any, Any]:
+    """(sagemaker, sagemaker-runtime) clients exactly as a user makes them, pointed at ``url``."""
+    kwargs: dict[str, Any] = dict(
+        region_name="us-east-1", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    if config:
+        kwargs["config"] = Config(**config)
+    return boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
+
+
+def make_tar(path: Path, files: dict[str, bytes]) -> Path:
+    """Write a model.tar.gz holding ``files`` (name -> content)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def wait_in_service(sm: Any, name: str, attempts: int = 240) -> None:
+    """The endpoint_in_service waiter, polling fast."""
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 0.25, "MaxAttempts": attempts})
+
+
+def deploy(sm: Any, name: str, *, instance_count: int = 1, wait: bool = True, **model: Any) -> None:
+    """CreateModel + CreateEndpointConfig + CreateEndpoint (+ waiter), all called ``name``."""
+    sm.create_model(ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/SageMakerRole", **model)
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large",
+                             "InitialInstanceCount": instance_count}],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    if wait:
+        wait_in_service(sm, name)
+
+
+@pytest.fixture
+def fake_harness(tmp_path: Path) -> Iterator[LocalSageMaker]:
+    """A process-backend harness whose containers are the stand-in in fake_container.py."""
+    backend = ProcessBackend(command=[sys.executable, str(FAKE_CONTAINER)])
+    with LocalSageMaker(backend, state_dir=tmp_path / "state", startup_timeout_s=30, stop_grace_s=5) as harness:
+        yield harness

@@ -1,0 +1,152 @@
+"""A stand-in serving container for harness tests: the SageMaker container contract, no framework.
+
+Started by the harness's process backend in place of ``python -m serve``; configured by the same
+platform variables plus FAKE_* switches so tests can make it misbehave on purpose:
+
+* ``FAKE_EXIT=<code>``: exit at once; ``FAKE_PING_STATUS=<code>``: /ping answers that forever;
+* ``FAKE_MAX_MODELS=<n>``: POST /models answers 507 when n models are loaded;
+* ``FAKE_LOAD_DELAY_S=<s>``: POST /models takes that long;
+* ``FAKE_OUTPUT_TYPE=<mime>``: Content-Type of /invocations answers.
+
+A request body ``status:<code>:<text>`` makes the invocation answer ``<code>`` with ``<text>``. Any
+other body is answered with JSON describing what the container saw (body, headers, its model files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+LOADED: dict[str, str] = {}
+LOCK = threading.Lock()
+
+
+def _files(root: str) -> list[str]:
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        sys.stdout.write("fake-container: " + (fmt % args) + "\n")
+        sys.stdout.flush()
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json",
+              extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: object) -> None:
+        self._send(status, json.dumps(payload).encode())
+
+    def _error(self, status: int, kind: str, message: str) -> None:
+        self._json(status, {"code": status, "type": kind, "message": message})
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/ping":
+            status = int(os.environ.get("FAKE_PING_STATUS", "200"))
+            self._send(status, b"", "text/plain")
+        elif self.path.startswith("/models") and os.environ.get("SAGEMAKER_MULTI_MODEL") == "true":
+            parts = self.path.split("?")[0].strip("/").split("/")
+            with LOCK:
+                if len(parts) == 1:
+                    self._json(200, {"models": [{"modelName": n, "modelUrl": u} for n, u in sorted(LOADED.items())]})
+                elif parts[1] in LOADED:
+                    self._json(200, {"modelName": parts[1], "modelUrl": LOADED[parts[1]]})
+                else:
+                    self._error(404, "ModelNotFoundException", f"Model not found: {parts[1]}")
+        else:
+            self._error(404, "ResourceNotFoundException", f"no route {self.path}")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        name = self.path.strip("/").split("/")[-1]
+        with LOCK:
+            if LOADED.pop(name, None) is None:
+                self._error(404, "ModelNotFoundException", f"Model not found: {name}")
+                return
+        self._json(200, {"status": f'Model "{name}" unregistered'})
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._body()
+        if self.path == "/models":
+            request = json.loads(body)
+            name, url = request["model_name"], request["url"]
+            delay = float(os.environ.get("FAKE_LOAD_DELAY_S", "0"))
+            if delay:
+                time.sleep(delay)
+            with LOCK:
+                if name in LOADED:
+                    self._error(409, "ConflictStatusException", f"Model {name} is already loaded")
+                    return
+                limit = int(os.environ.get("FAKE_MAX_MODELS", "1000"))
+                if len(LOADED) >= limit:
+                    self._error(507, "InsufficientStorage", "no memory left for another model")
+                    return
+                if not Path(url).is_dir():
+                    self._error(400, "BadRequest", f"{url} is not a directory")
+                    return
+                LOADED[name] = url
+            self._json(200, {"status": f'Model "{name}" registered'})
+            return
+        if self.path == "/invocations" or (self.path.startswith("/models/") and self.path.endswith("/invoke")):
+            model_dir = os.environ.get("SERVE_MODEL_DIR", "")
+            if self.path.startswith("/models/"):
+                name = self.path.split("/")[2]
+                with LOCK:
+                    if name not in LOADED:
+                        self._error(404, "ModelNotFoundException", f"Model not found: {name}")
+                        return
+                    model_dir = LOADED[name]
+            if body.startswith(b"status:"):
+                _, code, text = body.decode().split(":", 2)
+                self._send(int(code), text.encode(), "text/plain")
+                return
+            seen = {
+                "body": body.decode("utf-8", errors="replace"),
+                "content_type": self.headers.get("Content-Type"),
+                "accept": self.headers.get("Accept"),
+                "target_model": self.headers.get("X-Amzn-SageMaker-Target-Model"),
+                "custom_attributes": self.headers.get("X-Amzn-SageMaker-Custom-Attributes"),
+                "port": os.environ.get("SAGEMAKER_BIND_TO_PORT"),
+                "safe_range": os.environ.get("SAGEMAKER_SAFE_PORT_RANGE"),
+                "user_env": os.environ.get("USER_SETTING"),
+                "files": _files(model_dir),
+            }
+            extra = {}
+            if self.headers.get("X-Amzn-SageMaker-Custom-Attributes"):
+                extra["X-Amzn-SageMaker-Custom-Attributes"] = "seen=" + self.headers["X-Amzn-SageMaker-Custom-Attributes"]
+            self._send(200, json.dumps(seen).encode(), os.environ.get("FAKE_OUTPUT_TYPE", "application/json"), extra)
+            return
+        self._error(404, "ResourceNotFoundException", f"no route {self.path}")
+
+
+def main() -> None:
+    if os.environ.get("FAKE_EXIT"):
+        print("fake-container: exiting on purpose", flush=True)
+        sys.exit(int(os.environ["FAKE_EXIT"]))
+    host = os.environ.get("SERVE_HOST", "127.0.0.1")
+    port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    server = ThreadingHTTPServer((host, port), Handler)
+    print(f"fake-container: listening on {host}:{port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
