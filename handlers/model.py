@@ -1,0 +1,564 @@
+"""``ServedModel``: one loaded artifact = a framework handler + the artifact's optional user script.
+
+This is the object a server worker holds. ``ServedModel.load(handler, model_dir)`` finds and imports
+the user script (``code/inference.py`` by default), installs ``code/requirements.txt`` when asked,
+and loads the model with the script's ``model_fn`` or the handler's ``load``. ``invoke(request)`` runs
+the sagemaker-inference toolkit's pipeline -- ``input_fn`` -> ``predict_fn`` -> ``output_fn``, or one
+``transform_fn`` -- falling back to the handler's ``decode`` / ``predict`` / ``encode`` for every
+function the script does not define. Each user function may take one extra trailing ``context``
+argument (``handlers.context.Context``), exactly as in the toolkit.
+
+Errors leave ``invoke`` only as ``HandlerError`` subclasses carrying an HTTP status and a one-line
+message (no traceback; the traceback goes to the log). An exception with an integer ``status_code``
+attribute (the toolkit's ``BaseInferenceToolkitError``) keeps that status.
+
+Per-model code isolation: the script is imported under a unique module name, never as ``inference``,
+so two models that each ship ``code/inference.py`` do not clash. Helper modules next to it
+(``code/helpers.py``, ``code/mypkg/``) are importable with plain ``import helpers``: while the model's
+code runs, its ``code/`` directory is first on ``sys.path`` and its own helper modules are swapped
+into ``sys.modules``; afterwards they are swapped out again. The limit: two models whose helper
+modules share a name must not run their code at the same time in two threads of one process (the
+swap holds a process-wide lock, so such calls are serialized, not mixed up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import itertools
+import json
+import logging
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from handlers import codecs
+from handlers.base import Handler, HandlerOptions, Request, Response
+from handlers.context import CUSTOM_ATTRIBUTES_HEADER, TARGET_MODEL_HEADER, Context
+from handlers.errors import BadRequestError, HandlerError, ModelLoadError, PredictionError
+
+logger = logging.getLogger("servekit.handlers")
+
+#: User functions and the number of arguments each takes before the optional trailing ``context``.
+SCRIPT_FUNCTIONS: dict[str, int] = {
+    "model_fn": 1,
+    "input_fn": 2,
+    "predict_fn": 2,
+    "output_fn": 2,
+    "transform_fn": 4,
+    "pre_model_fn": 1,
+    "model_warmup_fn": 2,
+}
+
+#: How long ``pip install -r code/requirements.txt`` may run before the load fails.
+REQUIREMENTS_TIMEOUT_S = 900
+
+_MODULE_IDS = itertools.count()
+# Guards sys.modules / sys.path swaps of per-model helper modules (see the module docstring).
+_IMPORT_LOCK = threading.RLock()
+
+
+def _clean_message(exc: BaseException, limit: int = 600) -> str:
+    """A one-line message for ``exc`` without traceback lines (some frameworks embed stack traces)."""
+    text = str(exc) or type(exc).__name__
+    kept = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("Traceback (most recent call last)", 'File "')):
+            continue
+        kept.append(stripped)
+    message = re.sub(r"\s+", " ", " ".join(kept)).strip()
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _describe_exception(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_clean_message(exc)}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Finding and importing the user script
+# ---------------------------------------------------------------------------------------------------
+
+
+def find_code_dir(model_dir: str | Path, options: HandlerOptions) -> Path:
+    """Where the user script lives: ``options.submit_directory`` if it is a local directory, else
+    ``<model_dir>/code``. A relative submit directory is taken relative to ``model_dir``.
+
+    A remote ``SAGEMAKER_SUBMIT_DIRECTORY`` (``s3://...``) cannot be read here: the SageMaker SDK
+    repacks that code into the artifact's ``code/`` directory, so ``code/`` is used (with a warning).
+    """
+    model_path = Path(model_dir)
+    submit = options.submit_directory
+    if submit:
+        if "://" in submit and not submit.startswith("file://"):
+            logger.warning(
+                "SAGEMAKER_SUBMIT_DIRECTORY=%s is remote; using %s/code instead (package the code into "
+                "the model artifact's code/ directory)",
+                submit,
+                model_path,
+            )
+        else:
+            path = Path(submit.removeprefix("file://"))
+            return path if path.is_absolute() else model_path / path
+    return model_path / "code"
+
+
+def find_script(model_dir: str | Path, options: HandlerOptions) -> Path | None:
+    """The user script's path (``SAGEMAKER_PROGRAM``, ".py" optional), or None when there is none."""
+    code_dir = find_code_dir(model_dir, options)
+    program = options.program.strip() or "inference.py"
+    if not program.endswith(".py"):
+        program += ".py"
+    path = code_dir / program
+    if path.is_file():
+        return path
+    if code_dir.is_dir() and any(code_dir.glob("*.py")):
+        logger.warning(
+            "%s has Python files but no %s; serving with the framework defaults (set SAGEMAKER_PROGRAM "
+            "to use another file)",
+            code_dir,
+            program,
+        )
+    return None
+
+
+def install_requirements(code_dir: Path, timeout_s: float = REQUIREMENTS_TIMEOUT_S) -> bool:
+    """``pip install -r <code_dir>/requirements.txt`` into this interpreter's environment.
+
+    Returns False when there is no requirements file. Raises ``ModelLoadError`` naming the file and
+    quoting pip's last error lines when pip fails or runs longer than ``timeout_s``.
+    """
+    requirements = code_dir / "requirements.txt"
+    if not requirements.is_file():
+        return False
+    command = [
+        sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+        "-r", str(requirements),
+    ]  # fmt: skip
+    started = time.monotonic()
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ModelLoadError(
+            f"pip install -r {requirements} did not finish in {timeout_s:.0f} s; pre-install these packages "
+            "in the image instead (see docs/handlers.md)"
+        ) from exc
+    if result.returncode != 0:
+        lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+        tail = " | ".join(lines[-5:]) or f"exit status {result.returncode}"
+        raise ModelLoadError(
+            f"pip install -r {requirements} failed: {tail}. Fix the file, or pre-install the packages "
+            "in the image and remove it"
+        )
+    importlib.invalidate_caches()
+    logger.info("installed %s in %.1f s", requirements, time.monotonic() - started)
+    return True
+
+
+def _top_level_names(code_dir: Path) -> tuple[frozenset[str], frozenset[str]]:
+    """(module names, package names) that ``import x`` could find in ``code_dir``."""
+    modules: set[str] = set()
+    packages: set[str] = set()
+    if not code_dir.is_dir():
+        return frozenset(), frozenset()
+    for entry in code_dir.iterdir():
+        if entry.is_file() and entry.suffix == ".py" and entry.stem.isidentifier():
+            modules.add(entry.stem)
+        elif entry.is_dir() and entry.name.isidentifier() and entry.name != "__pycache__":
+            if (entry / "__init__.py").is_file() or any(entry.glob("*.py")):
+                packages.add(entry.name)
+    return frozenset(modules), frozenset(packages)
+
+
+def _module_under(module: ModuleType | None, directory: Path) -> bool:
+    """Whether ``module`` was loaded from a file or package inside ``directory``."""
+    if module is None:
+        return False
+    locations = [getattr(module, "__file__", None), *list(getattr(module, "__path__", []) or [])]
+    for location in locations:
+        if location and Path(location).resolve().is_relative_to(directory):
+            return True
+    return False
+
+
+class UserScript:
+    """A user script imported for one model, with its helper modules kept apart from other models'."""
+
+    def __init__(self, path: Path, model_name: str) -> None:
+        self.path = path
+        self.code_dir = path.parent.resolve()
+        self.module_name = f"servekit_user_{re.sub(r'[^0-9A-Za-z_]', '_', model_name)}_{next(_MODULE_IDS)}"
+        modules, packages = _top_level_names(self.code_dir)
+        self._module_names = modules
+        self._package_names = packages
+        self._names = modules | packages
+        # This model's helper modules while they are swapped out of sys.modules.
+        self._helpers: dict[str, ModuleType] = {}
+        self.module: ModuleType | None = None
+
+    def import_module(self) -> None:
+        """Execute the script under a unique module name (``ModelLoadError`` if it fails)."""
+        spec = importlib.util.spec_from_file_location(self.module_name, self.path)
+        if spec is None or spec.loader is None:
+            raise ModelLoadError(f"cannot import user script {self.path}: not a Python source file")
+        module = importlib.util.module_from_spec(spec)
+        # Registered so pickling, dataclasses and typing inside the script can find their module.
+        sys.modules[self.module_name] = module
+        try:
+            with self.scope():
+                spec.loader.exec_module(module)
+        except HandlerError:
+            sys.modules.pop(self.module_name, None)
+            raise
+        except BaseException as exc:
+            sys.modules.pop(self.module_name, None)
+            logger.exception("importing user script %s failed", self.path)
+            raise ModelLoadError(f"importing user script {self.path} failed: {_describe_exception(exc)}") from exc
+        self.module = module
+
+    def function(self, name: str) -> Callable[..., Any] | None:
+        """The script's ``name`` function, or None (``ModelLoadError`` if it is not callable)."""
+        value = getattr(self.module, name, None)
+        if value is None:
+            return None
+        if not callable(value):
+            raise ModelLoadError(f"{name} in {self.path} is not a function")
+        return value
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """Make this model's helper modules importable by plain name while user code runs."""
+        if not self._names:
+            yield
+            return
+        with _IMPORT_LOCK:
+            saved = {key: sys.modules.pop(key) for key in self._loaded_keys()}
+            sys.modules.update(self._helpers)
+            code_dir = str(self.code_dir)
+            sys.path.insert(0, code_dir)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(ValueError):
+                    sys.path.remove(code_dir)
+                for key in self._loaded_keys():
+                    module = sys.modules.pop(key)
+                    if _module_under(module, self.code_dir):
+                        self._helpers[key] = module
+                sys.modules.update(saved)
+
+    def _loaded_keys(self) -> list[str]:
+        keys = [name for name in self._module_names if name in sys.modules]
+        if self._package_names:
+            keys += [k for k in list(sys.modules) if k.partition(".")[0] in self._package_names]
+        return keys
+
+    def unload(self) -> None:
+        """Forget the script module and its helpers."""
+        sys.modules.pop(self.module_name, None)
+        self._helpers.clear()
+        self.module = None
+
+
+def _takes_context(name: str, fn: Callable[..., Any], origin: Path) -> bool:
+    """Whether ``fn`` takes the trailing ``context`` argument (the toolkit's arity rule).
+
+    ``ModelLoadError`` when it takes neither the documented argument count nor one more.
+    """
+    expected = SCRIPT_FUNCTIONS[name]
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return True
+    positional = [
+        p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) == expected:
+        return False
+    if len(positional) == expected + 1:
+        return True
+    raise ModelLoadError(
+        f"{name} in {origin} takes {len(positional)} arguments; it must take {expected} "
+        f"(or {expected + 1} with a trailing context)"
+    )
+
+
+class _UserFunctions:
+    """The script's functions, each bound with whether it receives ``context``."""
+
+    def __init__(self, script: UserScript) -> None:
+        self.fns: dict[str, tuple[Callable[..., Any], bool]] = {}
+        for name in SCRIPT_FUNCTIONS:
+            fn = script.function(name)
+            if fn is not None:
+                self.fns[name] = (fn, _takes_context(name, fn, script.path))
+        if "transform_fn" in self.fns and {"input_fn", "predict_fn", "output_fn"} & self.fns.keys():
+            raise ModelLoadError(
+                f"{script.path} defines transform_fn together with input_fn/predict_fn/output_fn; "
+                "define either transform_fn alone or the other three"
+            )
+
+    def has(self, name: str) -> bool:
+        return name in self.fns
+
+    def call(self, name: str, context: Context | None, *args: Any) -> Any:
+        fn, takes_context = self.fns[name]
+        return fn(*args, context) if takes_context else fn(*args)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The served model
+# ---------------------------------------------------------------------------------------------------
+
+
+class ServedModel:
+    """A loaded model ready for ``invoke``; build it with ``ServedModel.load``."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        model: Any,
+        model_dir: str,
+        model_name: str,
+        script: UserScript | None = None,
+        functions: _UserFunctions | None = None,
+    ) -> None:
+        self.handler = handler
+        self.model = model
+        self.model_dir = model_dir
+        self.model_name = model_name
+        self.script = script
+        self._fns = functions
+        self._loaded = True
+
+    # ---- load / unload -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, handler: Handler, model_dir: str, model_name: str = "model") -> ServedModel:
+        """Load the artifact at ``model_dir`` with ``handler`` and the artifact's user script, if any.
+
+        Raises ``ModelLoadError`` (500) naming what is missing or what failed, or a ``HandlerError``
+        with status 507 when loading ran out of memory.
+        """
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise ModelLoadError(f"model directory {model_dir} does not exist or is not a directory")
+        options = handler.options
+        script: UserScript | None = None
+        functions: _UserFunctions | None = None
+        script_path = find_script(path, options)
+        if script_path is not None:
+            if options.install_requirements:
+                install_requirements(script_path.parent)
+            script = UserScript(script_path, model_name)
+            script.import_module()
+            functions = _UserFunctions(script)
+        context = Context(model_name, model_dir, gpu_id=getattr(handler, "gpu_id", None))
+        scope = script.scope() if script is not None else contextlib.nullcontext()
+        step = "loading the model"
+        try:
+            with scope:
+                if functions is not None and functions.has("pre_model_fn"):
+                    step = "pre_model_fn"
+                    functions.call("pre_model_fn", context, model_dir)
+                if functions is not None and functions.has("model_fn"):
+                    step = "model_fn"
+                    model = functions.call("model_fn", context, model_dir)
+                else:
+                    step = f"{handler.name} handler load"
+                    model = handler.load(model_dir)
+                if functions is not None and functions.has("model_warmup_fn"):
+                    step = "model_warmup_fn"
+                    functions.call("model_warmup_fn", context, model_dir, model)
+        except HandlerError:
+            if script is not None:
+                script.unload()
+            raise
+        except MemoryError as exc:
+            if script is not None:
+                script.unload()
+            raise HandlerError(f"model {model_name!r}: out of memory during {step}", status=507) from exc
+        except Exception as exc:
+            if script is not None:
+                script.unload()
+            where = f" in {script.path}" if script is not None and step.endswith("_fn") else ""
+            logger.exception("model %s: %s failed", model_name, step)
+            raise ModelLoadError(
+                f"model {model_name!r}: {step}{where} failed: {_describe_exception(exc)}"
+            ) from exc
+        logger.info(
+            "model %s loaded from %s (%s handler%s)",
+            model_name,
+            model_dir,
+            handler.name,
+            f", user script {script.path}" if script is not None else "",
+        )
+        return cls(handler, model, model_dir, model_name, script, functions)
+
+    def unload(self) -> None:
+        """Release the model (the handler frees framework resources) and forget the user script."""
+        if not self._loaded:
+            return
+        self._loaded = False
+        model, self.model = self.model, None
+        try:
+            self.handler.unload(model)
+        finally:
+            if self.script is not None:
+                self.script.unload()
+            self._fns = None
+            del model
+
+    # ---- invoke ------------------------------------------------------------------------------------
+    def invoke(self, request: Request) -> Response:
+        """Decode -> predict -> encode one request (user functions first, handler defaults otherwise)."""
+        if not self._loaded:
+            raise HandlerError(f"model {self.model_name!r} is unloaded", status=404)
+        fns = self._fns
+        context = self._request_context(request) if fns is not None else None
+        scope = self.script.scope() if self.script is not None else contextlib.nullcontext()
+        step = "decode"
+        try:
+            with scope:
+                if fns is not None and fns.has("transform_fn"):
+                    step = "transform_fn"
+                    result = fns.call(
+                        "transform_fn",
+                        context,
+                        self.model,
+                        self._user_body(request),
+                        request.content_type,
+                        self._user_accept(request),
+                    )
+                    response = self._user_response(result, request, context)
+                else:
+                    if fns is not None and fns.has("input_fn"):
+                        step = "input_fn"
+                        data = fns.call("input_fn", context, self._user_body(request), request.content_type)
+                    else:
+                        data = self.handler.decode(request.body, request.content_type)
+                    if fns is not None and fns.has("predict_fn"):
+                        step = "predict_fn"
+                        prediction = fns.call("predict_fn", context, data, self.model)
+                    else:
+                        step = "predict"
+                        prediction = self.handler.predict(self.model, data)
+                    if fns is not None and fns.has("output_fn"):
+                        step = "output_fn"
+                        result = fns.call("output_fn", context, prediction, self._user_accept(request))
+                        response = self._user_response(result, request, context)
+                    else:
+                        step = "encode"
+                        body, content_type = self.handler.encode(prediction, request.accept)
+                        response = Response(body=body, content_type=content_type)
+        except HandlerError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, step) from exc
+        if context is not None:
+            self._apply_context(context, response)
+        return response
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    def _request_context(self, request: Request) -> Context:
+        headers: dict[str, str] = {}
+        if request.content_type is not None:
+            headers["Content-Type"] = request.content_type
+        if request.accept is not None:
+            headers["Accept"] = request.accept
+        if request.custom_attributes is not None:
+            headers[CUSTOM_ATTRIBUTES_HEADER] = request.custom_attributes
+        if request.target_model is not None:
+            headers[TARGET_MODEL_HEADER] = request.target_model
+        return Context(
+            request.model_name or self.model_name,
+            self.model_dir,
+            gpu_id=getattr(self.handler, "gpu_id", None),
+            request_headers=headers,
+        )
+
+    def _user_body(self, request: Request) -> bytes | str:
+        """The body as the toolkit hands it to user code: ``str`` for JSON and CSV, else ``bytes``."""
+        media_type, params = codecs.parse_media_type(request.content_type)
+        if media_type in codecs.UTF8_TYPES:
+            charset = params.get("charset", "utf-8")
+            try:
+                return request.body.decode(charset)
+            except (LookupError, UnicodeDecodeError) as exc:
+                raise BadRequestError(f"the {media_type} body is not valid {charset} text") from exc
+        return request.body
+
+    def _user_accept(self, request: Request) -> str:
+        """The Accept handed to user code: the header verbatim, or the default for missing / ``*/*``."""
+        accept = (request.accept or "").strip()
+        if not accept or accept == codecs.ANY:
+            return self.handler.options.default_accept
+        return accept
+
+    def _user_response(self, result: Any, request: Request, context: Context | None) -> Response:
+        """Turn what output_fn/transform_fn returned into a Response (toolkit rules, plus str/JSON)."""
+        content_type: str | None = None
+        body: Any = result
+        if isinstance(result, tuple) and len(result) == 2:
+            body, content_type = result
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            data = bytes(body)
+        elif isinstance(body, str):
+            data = body.encode("utf-8")
+        else:
+            # Like multi-model-server, which JSON-encodes any other return value.
+            try:
+                data = json.dumps(body, default=codecs.to_builtin).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise PredictionError(
+                    f"model {self.model_name!r}: the user script returned {type(body).__name__}, which is "
+                    "neither bytes, str, (bytes, content_type) nor JSON-serializable"
+                ) from exc
+        if not content_type and context is not None:
+            content_type = context.get_response_content_type(0)
+        if not content_type:
+            ranges = [mt for mt in codecs.parse_accept(self._user_accept(request)) if "*" not in mt]
+            content_type = ranges[0] if ranges else self.handler.options.default_accept
+        return Response(body=data, content_type=str(content_type))
+
+    def _apply_context(self, context: Context, response: Response) -> None:
+        """Carry what user code set on ``context`` (status, custom attributes, headers) to the response."""
+        status, phrase = context.get_response_status(0)
+        if status >= 400:
+            detail = phrase or response.body.decode("utf-8", errors="replace")[:600]
+            raise HandlerError(f"model {self.model_name!r}: {detail}", status=status)
+        for key, value in context.get_response_headers(0).items():
+            lowered = key.lower()
+            if lowered == CUSTOM_ATTRIBUTES_HEADER.lower():
+                response.custom_attributes = value
+            elif lowered != "content-type":
+                response.headers[key] = value
+
+    def _wrap(self, exc: Exception, step: str) -> HandlerError:
+        """Any non-HandlerError from user or framework code -> a HandlerError with a fitting status."""
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and 400 <= status <= 599:
+            message = getattr(exc, "message", None) or _clean_message(exc)
+            return HandlerError(f"model {self.model_name!r}: {_clean_message(Exception(message))}", status=status)
+        if isinstance(exc, MemoryError):
+            return HandlerError(f"model {self.model_name!r}: out of memory in {step}", status=507)
+        input_fault = step in ("decode", "input_fn") and isinstance(
+            exc, (ValueError, TypeError, KeyError, IndexError, UnicodeError)
+        )
+        input_fault = input_fault or (
+            step in ("predict", "predict_fn", "transform_fn") and isinstance(exc, ValueError)
+        )
+        if input_fault:
+            logger.info("model %s: %s rejected the input: %s", self.model_name, step, _describe_exception(exc))
+            return BadRequestError(f"model {self.model_name!r}: {step} rejected the input: {_describe_exception(exc)}")
+        logger.error("model %s: %s failed", self.model_name, step, exc_info=exc)
+        return PredictionError(f"model {self.model_name!r}: {step} failed: {_describe_exception(exc)}")
