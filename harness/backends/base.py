@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 from abc import ABC, abstractmethod
@@ -90,11 +91,20 @@ class Backend(ABC):
         """Start the container (blocking, returns once launched, not once healthy)."""
 
 
+#: Container ports stay below 32767: multi-model-server (the mms engine) refuses higher ones, and the
+#: kernel's ephemeral range starts above it. Bind ports and safe ranges come from separate blocks.
+BIND_PORTS = (27000, 32766)
+SAFE_RANGES = (21000, 27000)
+
+
 def free_port() -> int:
-    """A TCP port the OS says is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port in BIND_PORTS that is free on 127.0.0.1 right now."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randint(*BIND_PORTS)
+        if _port_free(port):
+            return port
+    raise RuntimeError(f"no free port in {BIND_PORTS[0]}-{BIND_PORTS[1]}")
 
 
 def _port_free(port: int) -> bool:
@@ -109,7 +119,7 @@ def _port_free(port: int) -> bool:
 class PortRanges:
     """Hands out disjoint SAGEMAKER_SAFE_PORT_RANGE blocks (one per container)."""
 
-    def __init__(self, start: int = 21000, size: int = 100, end: int = 32000) -> None:
+    def __init__(self, start: int = SAFE_RANGES[0], size: int = 100, end: int = SAFE_RANGES[1]) -> None:
         self._lock = threading.Lock()
         self._start, self._size, self._end = start, size, end
         self._used: set[int] = set()
