@@ -37,6 +37,10 @@ class Platform:
             self._client = httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), trust_env=False
             )
+            # Containers get only the headers SageMaker forwards: no default "Accept: */*" (a pipeline's
+            # intermediate containers must see no Accept at all) and no compression negotiation.
+            for default in ("Accept", "Accept-Encoding"):
+                self._client.headers.pop(default, None)
         return self._client
 
     def log_dir(self, endpoint: str) -> Path:
