@@ -77,6 +77,10 @@ class Handler(ABC):
     def predict(self, model: Any, data: Any) -> Any:
         """Run the model on decoded ``data``; raise ``BadRequestError`` when the input is at fault."""
 
+    def prepare(self, model: Any) -> Any:
+        """Finish a model built by the user's ``model_fn`` (e.g. move it to the device); default: as is."""
+        return model
+
     def unload(self, model: Any) -> None:  # noqa: B027 - optional hook
         """Release what ``model`` holds (files, sessions, device memory)."""
 

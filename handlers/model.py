@@ -373,6 +373,8 @@ class ServedModel:
                 if functions is not None and functions.has("model_fn"):
                     step = "model_fn"
                     model = functions.call("model_fn", context, model_dir)
+                    step = f"{handler.name} handler prepare"
+                    model = handler.prepare(model)
                 else:
                     step = f"{handler.name} handler load"
                     model = handler.load(model_dir)
