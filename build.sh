@@ -360,11 +360,11 @@ cmd_push() {
         shift
     done
     [[ -n "$image" && -n "$dest" ]] || die "push: usage: ./build.sh push IMAGE --to REGISTRY/REPO[:TAG]" 2
-    require_engine
-    image_exists "$image" || die "push: no local image $image (build it first: ./build.sh build)"
     local registry="${dest%%/*}"
     [[ "$registry" != "$dest" && ("$registry" == *.* || "$registry" == *:* || "$registry" == localhost) ]] \
         || die "push: --to must start with a registry host (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/servekit-sklearn)" 2
+    require_engine
+    image_exists "$image" || die "push: no local image $image (build it first: ./build.sh build)"
     # A tag is the part after the last ':' in the last path component.
     local last="${dest##*/}"
     if [[ "$last" != *:* ]]; then
