@@ -65,3 +65,41 @@ def fake_harness(tmp_path: Path) -> Iterator[LocalSageMaker]:
     backend = ProcessBackend(command=[sys.executable, str(FAKE_CONTAINER)])
     with LocalSageMaker(backend, state_dir=tmp_path / "state", startup_timeout_s=30, stop_grace_s=5) as harness:
         yield harness
+
+
+@pytest.fixture
+def moto_s3(tmp_path: Path) -> Iterator[str]:
+    """A moto S3 server on a free loopback port (started as a subprocess, stopped by its PID)."""
+    import shutil
+    import subprocess
+    import time
+
+    import httpx
+
+    from harness.backends.base import free_port
+
+    executable = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    port = free_port()
+    log = open(tmp_path / "moto.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (tmp_path / "moto.log").read_text()
+            try:
+                if httpx.get(url + "/moto-api/", timeout=1).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "moto_server did not start within 30 s"
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

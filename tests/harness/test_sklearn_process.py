@@ -56,3 +56,72 @@ def test_single_sklearn_model(harness, tmp_path):
 
     sm.delete_endpoint(EndpointName="iris")
     sm.get_waiter("endpoint_deleted").wait(EndpointName="iris", WaiterConfig={"Delay": 0.25, "MaxAttempts": 200})
+
+
+def _tree_pss_mb(pid: int) -> float:
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            total += process.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def test_mme_of_ten_sklearn_models_from_s3_with_eviction(harness, tmp_path, moto_s3, monkeypatch):
+    import boto3
+
+    # Artifacts in (moto) S3, found by the harness the way the user's own boto3 finds them.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="models")
+    artifacts = []
+    for i in range(10):
+        artifact = sklearn_artifact(tmp_path / f"a{i}", seed=i)
+        archive = tar_dir(artifact.path, tmp_path / f"m{i}.tar.gz")
+        s3.upload_file(str(archive), "models", f"mme/iris-{i}.tar.gz")
+        artifacts.append(artifact)
+    sm, rt = boto_clients(harness.endpoint_url)
+
+    def container(model_env: dict[str, str]) -> dict:
+        return {"Image": SKLEARN, "Mode": "MultiModel", "ModelDataUrl": "s3://models/mme/",
+                "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **model_env}}
+
+    def invoke(i: int) -> list[float]:
+        answer = rt.invoke_endpoint(EndpointName="iris-mme", TargetModel=f"iris-{i}.tar.gz",
+                                    Body=json.dumps(artifacts[i].rows.tolist()), ContentType="application/json")
+        body = json.loads(answer["Body"].read())
+        return [float(x) for x in (body.get("predictions", body) if isinstance(body, dict) else body)]
+
+    # 1. Measure what this machine's server needs: the server alone and per loaded model.
+    deploy(sm, "iris-mme", Containers=[container({})])
+    pid = int(harness.platform.store.endpoints["iris-mme"].deployment.all_containers()[0].running.ident.split()[-1])
+    assert invoke(0) == artifacts[0].expected
+    one = _tree_pss_mb(pid)
+    assert invoke(1) == artifacts[1].expected
+    per_model = max(_tree_pss_mb(pid) - one, 5.0)
+    limit = int(one - per_model + 3.5 * per_model)  # room for three models
+
+    # 2. UpdateEndpoint to the same models under that memory limit.
+    sm.create_model(ModelName="iris-mme-small", Containers=[container({"SERVE_MEMORY_LIMIT_MB": str(limit)})])
+    sm.create_endpoint_config(EndpointConfigName="iris-mme-small", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "iris-mme-small", "InstanceType": "ml.m5.large",
+         "InitialInstanceCount": 1}])
+    sm.update_endpoint(EndpointName="iris-mme", EndpointConfigName="iris-mme-small")
+    sm.get_waiter("endpoint_in_service").wait(EndpointName="iris-mme", WaiterConfig={"Delay": 0.5, "MaxAttempts": 240})
+    assert sm.describe_endpoint(EndpointName="iris-mme")["EndpointConfigName"] == "iris-mme-small"
+
+    # 3. Ten models through a container that holds about three: 507 -> unload LRU -> retry.
+    for i in range(10):
+        assert invoke(i) == artifacts[i].expected, f"model {i}"
+    snapshot = harness.platform.metrics.snapshot("iris-mme")["AllTraffic"]["metrics"]
+    assert snapshot["ModelUnloadingTime"]["SampleCount"] >= 5, snapshot
+    assert harness.platform.metrics.loaded_models("iris-mme", "AllTraffic") <= 4
+    # 4. The first model was evicted long ago; it is reloaded (from disk) and answers correctly.
+    assert invoke(0) == artifacts[0].expected
+    assert snapshot["ModelDownloadingTime"]["SampleCount"] >= 10
