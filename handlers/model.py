@@ -24,6 +24,8 @@ swap holds a process-wide lock, so such calls are serialized, not mixed up).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -33,6 +35,7 @@ import logging
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -133,26 +136,49 @@ def find_script(model_dir: str | Path, options: HandlerOptions) -> Path | None:
 def install_requirements(code_dir: Path, timeout_s: float = REQUIREMENTS_TIMEOUT_S) -> bool:
     """``pip install -r <code_dir>/requirements.txt`` into this interpreter's environment.
 
+    pip runs with ``code_dir`` as working directory (so ``./mylib`` lines mean ``code/mylib``). Worker
+    processes loading the same artifact install it once: an exclusive file lock serializes pip runs
+    (concurrent pips corrupt an environment) and a marker named by the file's content, its directory
+    and the interpreter skips a repeat within the same container (markers live in the temp directory).
+
     Returns False when there is no requirements file. Raises ``ModelLoadError`` naming the file and
     quoting pip's last error lines when pip fails or runs longer than ``timeout_s``.
     """
     requirements = code_dir / "requirements.txt"
     if not requirements.is_file():
         return False
+    digest = hashlib.sha256(
+        b"\0".join([requirements.read_bytes(), str(code_dir.resolve()).encode(), sys.executable.encode()])
+    ).hexdigest()[:32]
+    state_dir = Path(tempfile.gettempdir()) / "servekit-requirements"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker = state_dir / f"{digest}.done"
+    with open(state_dir / "pip.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return True
+        _run_pip(requirements, timeout_s)
+        marker.touch()
+    return True
+
+
+def _run_pip(requirements: Path, timeout_s: float) -> None:
     command = [
         sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-        "-r", str(requirements),
+        "-r", requirements.name,
     ]  # fmt: skip
     started = time.monotonic()
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+        result = subprocess.run(
+            command, cwd=requirements.parent, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise ModelLoadError(
             f"pip install -r {requirements} did not finish in {timeout_s:.0f} s; pre-install these packages "
             "in the image instead (see docs/handlers.md)"
         ) from exc
     if result.returncode != 0:
-        lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
         tail = " | ".join(lines[-5:]) or f"exit status {result.returncode}"
         raise ModelLoadError(
             f"pip install -r {requirements} failed: {tail}. Fix the file, or pre-install the packages "
@@ -160,7 +186,6 @@ def install_requirements(code_dir: Path, timeout_s: float = REQUIREMENTS_TIMEOUT
         )
     importlib.invalidate_caches()
     logger.info("installed %s in %.1f s", requirements, time.monotonic() - started)
-    return True
 
 
 def _top_level_names(code_dir: Path) -> tuple[frozenset[str], frozenset[str]]:

@@ -493,3 +493,19 @@ def test_numpy_prediction_through_output_fn_default(scale_dir: Path) -> None:
     write(scale_dir / "code" / "inference.py", script)
     out = load(scale_dir).invoke(req("[1]", accept="application/x-npy"))
     np.testing.assert_array_equal(np.load(io.BytesIO(out.body)), np.eye(2))
+
+
+def test_requirements_installed_once_per_content(scale_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import handlers.model as model_module
+
+    calls: list[Path] = []
+    monkeypatch.setattr(model_module, "_run_pip", lambda path, timeout: calls.append(path))
+    # Unique content, so no marker from an earlier run of this test applies.
+    write(scale_dir / "code" / "requirements.txt", f"# {scale_dir}\nnumpy\n")
+    write(scale_dir / "code" / "inference.py", "\n")
+    load(scale_dir)
+    load(scale_dir)  # a second worker of the same model: pip is not run again
+    assert calls == [scale_dir / "code" / "requirements.txt"]
+    write(scale_dir / "code" / "requirements.txt", f"# {scale_dir}\nnumpy\nscipy\n")
+    load(scale_dir)  # changed content: installed again
+    assert len(calls) == 2
