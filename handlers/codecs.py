@@ -209,9 +209,15 @@ class CSVCodec(Codec):
         for number, row in enumerate(rows, start=1):
             if len(row) != width:
                 raise BadRequestError(
-                    f"CSV row {number} has {len(row)} fields but the first "
-                    f"{'header' if header is not None else 'row'} has {width}; every row needs the same count"
+                    f"CSV row {number} has {len(row)} fields but the "
+                    f"{'header' if header is not None else 'first row'} has {width}; every row needs the same count"
                 )
+        if header is None:
+            try:
+                # Fast path: numpy parses an all-numeric table in C (an empty field fails it -> slow path).
+                return np.array(rows, dtype=np.float64)
+            except ValueError:
+                pass
         columns: list[list[Any]] = []
         all_numeric = True
         for col in range(width):
