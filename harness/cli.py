@@ -1,0 +1,281 @@
+"""``servekit local ...``: run the local SageMaker in the foreground and inspect it from another shell.
+
+    servekit local up [--port P] [--backend docker|process] [--state-dir DIR]
+    servekit local ls | logs ENDPOINT [--container HOST] | metrics ENDPOINT | down
+
+``up`` records its URL in ``<state dir>/harness.json``; the other subcommands read it (or take
+``--url``) and talk to the running harness over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from harness.state import default_state_dir, read_state_file, remove_state_file, write_state_file
+
+DEFAULT_PORT = 8181
+
+SNIPPET = """\
+Point boto3 at it -- either leave your code unchanged and export
+
+    export AWS_ENDPOINT_URL_SAGEMAKER={url}
+    export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={url}
+    export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={region}
+
+or pass endpoint_url explicitly:
+
+    import boto3
+    sm = boto3.client("sagemaker", endpoint_url="{url}", region_name="{region}",
+                      aws_access_key_id="local", aws_secret_access_key="local")
+    runtime = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="{region}",
+                           aws_access_key_id="local", aws_secret_access_key="local")
+
+Images: {images}
+Inspect: servekit local ls | logs ENDPOINT | metrics ENDPOINT      Stop: Ctrl-C or servekit local down
+"""
+
+
+class CliError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+def _http(method: str, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback URL
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(f"no local harness answers at {url.split('/_servekit')[0]} ({reason}); "
+                       "is `servekit local up` running?") from None
+
+
+def _running_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url).rstrip("/")
+    record = read_state_file(Path(args.state_dir))
+    if record is None:
+        raise CliError(f"no local harness recorded in {args.state_dir}; start one with: servekit local up")
+    return str(record["url"])
+
+
+def _alive(url: str) -> bool:
+    try:
+        status, _ = _http("GET", url + "/_servekit/endpoints", timeout=2)
+    except CliError:
+        return False
+    return status == 200
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Serve in the foreground until Ctrl-C / SIGTERM / ``servekit local down``; then stop every container."""
+    import uvicorn
+
+    from harness.app import create_app
+    from harness.backends import make_backend
+    from harness.config import HarnessConfig
+    from harness.core import Platform
+
+    state_dir = Path(args.state_dir).resolve()
+    if args.backend == "auto":
+        from harness.backends.docker import docker_available
+
+        args.backend = "docker" if docker_available() else "process"
+    record = read_state_file(state_dir)
+    if record is not None and _alive(str(record["url"])):
+        raise CliError(f"a local harness already runs at {record['url']} (state dir {state_dir}); "
+                       "stop it with: servekit local down, or use another --state-dir")
+    backend = make_backend(args.backend)
+    if args.backend == "docker":
+        from harness.backends.docker import docker_available
+
+        if not docker_available():
+            raise CliError("--backend docker needs a running Docker engine (docker info failed); "
+                           "start it, or use --backend process")
+    config = HarnessConfig(state_dir=state_dir, region=args.region, startup_timeout_s=args.startup_timeout)
+    platform = Platform(config, backend)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", args.port))
+    except OSError as exc:
+        raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc}; choose another --port") from None
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server: uvicorn.Server | None = None
+
+    def request_exit() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(platform, request_exit=request_exit)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5))
+    write_state_file(state_dir, url, backend.name)
+    images = ("servekit-sklearn, servekit-pytorch, servekit-tensorflow (any registry prefix and tag)"
+              if backend.name == "process" else "any local Docker image with SageMaker's labels")
+    print(f"servekit local SageMaker ({backend.name} backend) listening on {url}")
+    print(f"State and container logs: {state_dir}\n")
+    print(SNIPPET.format(url=url, region=args.region, images=images), flush=True)
+    try:
+        # uvicorn handles SIGINT/SIGTERM here; its lifespan shutdown stops every container.
+        server.run(sockets=[sock])
+    finally:
+        remove_state_file(state_dir, url)
+    print("servekit local SageMaker stopped; all containers stopped.", flush=True)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """Endpoints, their status and containers."""
+    url = _running_url(args)
+    status, body = _http("GET", url + "/_servekit/endpoints")
+    if status != 200:
+        raise CliError(f"the harness at {url} answered {status}")
+    data = json.loads(body)
+    if not data["endpoints"]:
+        print(f"no endpoints ({data['backend']} backend at {url})")
+        return 0
+    for endpoint in data["endpoints"]:
+        print(f"{endpoint['name']}  {endpoint['status']}  config={endpoint['config']}")
+        if endpoint.get("failure_reason"):
+            print(f"    FailureReason: {endpoint['failure_reason']}")
+        for c in endpoint["containers"]:
+            print(f"    {c['log_stream']:<40} {c['image']:<30} {c['url']}  {c['process']}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """An endpoint's container log streams (from the running harness, else from the state dir)."""
+    query = f"?container={urllib.request.quote(args.container)}" if args.container else ""
+    try:
+        url = _running_url(args)
+        status, body = _http("GET", f"{url}/_servekit/endpoints/{args.endpoint}/logs{query}")
+    except (CliError, OSError):
+        status, body = 0, b""
+    if status == 200:
+        sys.stdout.write(body.decode(errors="replace"))
+        return 0
+    directory = Path(args.state_dir) / "logs" / args.endpoint
+    files = sorted(directory.glob("*.log")) if directory.is_dir() else []
+    if not files:
+        raise CliError(f"no logs for endpoint {args.endpoint}")
+    for path in files:
+        stream = path.stem.replace("__", "/")
+        if args.container and not stream.endswith("/" + args.container):
+            continue
+        sys.stdout.write(f"==> {stream} <==\n{path.read_text(errors='replace')}\n")
+    return 0
+
+
+def _format_metrics(data: dict[str, Any]) -> str:
+    lines = []
+    for variant, entry in data["variants"].items():
+        lines.append(f"{data['endpoint']} / {variant}")
+        rows = [("", name, stats) for name, stats in entry["metrics"].items()]
+        for host, metrics in entry.get("containers", {}).items():
+            rows += [(host, name, stats) for name, stats in metrics.items()]
+        lines.append(f"  {'container':<14}{'metric':<24}{'count':>8}{'average':>16}{'sum':>16}{'max':>16}  unit")
+        for host, name, s in rows:
+            lines.append(f"  {host:<14}{name:<24}{s['SampleCount']:>8}{s['Average']:>16.1f}{s['Sum']:>16.1f}"
+                         f"{s['Maximum']:>16.1f}  {s['Unit']}")
+        if "LoadedModelCountNow" in entry:
+            lines.append(f"  loaded models now: {entry['LoadedModelCountNow']}")
+    return "\n".join(lines) if lines else f"no metrics for {data['endpoint']} yet"
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """An endpoint's metrics under SageMaker's CloudWatch names."""
+    url = _running_url(args)
+    status, body = _http("GET", f"{url}/_servekit/endpoints/{args.endpoint}/metrics")
+    if status != 200:
+        raise CliError(f"the harness at {url} answered {status}")
+    data = json.loads(body)
+    print(json.dumps(data, indent=2) if args.json else _format_metrics(data))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Ask the running harness to stop its containers and exit; wait until it has."""
+    url = _running_url(args)
+    _http("POST", url + "/_servekit/shutdown")
+    deadline = time.monotonic() + args.timeout
+    while _alive(url):
+        if time.monotonic() > deadline:
+            raise CliError(f"the harness at {url} did not stop within {args.timeout:.0f} s")
+        time.sleep(0.2)
+    # The harness removes its record once stopped; wait briefly for that too.
+    while read_state_file(Path(args.state_dir)) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print(f"stopped the local harness at {url}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``servekit`` argument parser."""
+    parser = argparse.ArgumentParser(prog="servekit", description="servekit tools")
+    top = parser.add_subparsers(dest="group", required=True)
+    local = top.add_parser("local", help="a local SageMaker (control plane + runtime) for boto3")
+    sub = local.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", default=str(default_state_dir()),
+                       help="where the harness keeps its record, logs and artifacts (default: %(default)s)")
+
+    up = sub.add_parser("up", help="serve in the foreground until Ctrl-C")
+    common(up)
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (default: %(default)s)")
+    up.add_argument("--backend", choices=["auto", "process", "docker"], default="auto",
+                    help="run containers with Docker or as local processes (default: docker when its "
+                         "engine answers, else process)")
+    up.add_argument("--region", default="us-east-1")
+    up.add_argument("--startup-timeout", type=float, default=240.0,
+                    help="seconds a container may take to pass /ping (default: %(default)s, as SageMaker)")
+    up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    up.set_defaults(func=cmd_up)
+
+    for name, func, text in (("ls", cmd_ls, "list endpoints and their containers"),
+                             ("down", cmd_down, "stop the running harness and its containers")):
+        p = sub.add_parser(name, help=text)
+        common(p)
+        p.add_argument("--url", help="the harness URL (default: from the state dir)")
+        if name == "down":
+            p.add_argument("--timeout", type=float, default=120.0)
+        p.set_defaults(func=func)
+
+    logs = sub.add_parser("logs", help="an endpoint's container logs")
+    common(logs)
+    logs.add_argument("--url")
+    logs.add_argument("endpoint")
+    logs.add_argument("--container", help="only this container (hostname, or 'primary')")
+    logs.set_defaults(func=cmd_logs)
+
+    metrics = sub.add_parser("metrics", help="an endpoint's metrics (SageMaker CloudWatch names)")
+    common(metrics)
+    metrics.add_argument("--url")
+    metrics.add_argument("endpoint")
+    metrics.add_argument("--json", action="store_true", help="raw JSON")
+    metrics.set_defaults(func=cmd_metrics)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``servekit`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"servekit: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
