@@ -58,13 +58,24 @@ class Handler(ABC):
 
     #: Framework name used in logs and ``SERVE_FRAMEWORK``.
     name: ClassVar[str] = "custom"
-    #: Modules imported once in the server's fork parent so each model's worker starts warm.
+    #: Modules imported once in the server's fork parent so each model's worker starts warm and
+    #: shares their memory. Import the framework lazily in the handler module itself: the server's
+    #: front process imports the module to read these attributes and must stay framework-free.
     preload_modules: ClassVar[tuple[str, ...]] = ()
-    #: False when forking after importing the framework is unsafe (e.g. it starts threads at import);
-    #: the server then spawns fresh worker processes instead.
+    #: False when forking after importing the framework is never safe; the server then spawns fresh
+    #: worker processes instead. For hazards that depend on state, override ``fork_hazard``.
     fork_safe: ClassVar[bool] = True
     #: Single-model mode's default number of worker processes (SAGEMAKER_MODEL_SERVER_WORKERS overrides).
     default_workers: ClassVar[int] = 1
+
+    @classmethod
+    def fork_hazard(cls) -> str | None:
+        """Called first thing in a freshly forked worker: why this fork is unsafe, or None.
+
+        A reason makes the server log it and spawn fresh workers from then on (e.g. a CUDA context
+        created in the fork parent cannot be used by a forked child).
+        """
+        return None if cls.fork_safe else f"{cls.__name__} declares fork_safe = False"
 
     def __init__(self, options: HandlerOptions | None = None) -> None:
         self.options = options or HandlerOptions()

@@ -49,12 +49,16 @@ def run_native(settings: Settings) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_fatal=on_fatal)
+    try:
+        app = create_app(settings, on_fatal=on_fatal)
+    except ValueError as exc:  # the framework's handler cannot be imported
+        print(f"serve: error: SERVE_FRAMEWORK={settings.framework!r}: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         lifespan="on", log_level=settings.log_level,
         # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests well before that.
-        timeout_graceful_shutdown=min(settings.timeout_s, 20.0),
+        timeout_graceful_shutdown=int(min(settings.timeout_s, 20.0)),
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal it caught once it has shut down; with a Python handler installed

@@ -16,13 +16,12 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from handlers.base import HandlerOptions, Request, Response
-from handlers.registry import handler_module
+from handlers.registry import handler_class, handler_module
 from serve.memory import memory_limit_bytes, tree_pss_bytes
 from serve.settings import Settings
 from serve.worker import WorkerInfo, worker_main
@@ -93,7 +92,12 @@ async def _receive(conn: Connection, timeout: float) -> Any:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     fd = conn.fileno()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
     try:
         await asyncio.wait_for(ready, timeout)
     finally:
@@ -116,19 +120,26 @@ class Engine:
         self.models: dict[str, ModelEntry] = {}
         self._reserved: dict[str, int] = {}  # predicted memory of loads in progress
         self._observed: list[int] = []  # measured private memory per loaded model
-        self._ctx: BaseContext = self._fork_context()
+        # Importing the handler module is cheap (frameworks are imported lazily); the class says what
+        # the fork parent preloads, whether forking is safe and how many workers a model gets.
+        self.handler = handler_class(settings.framework)
+        self._ctx: Any = multiprocessing.get_context("forkserver")  # or spawn, see _use_spawn
         self._forked = True
-        self._default_workers: int | None = None
+        if self.handler.fork_safe:
+            self._ctx.set_forkserver_preload(
+                [handler_module(settings.framework), *self.handler.preload_modules, "serve.worker"])
+        else:
+            self._use_spawn(f"{self.handler.__name__} declares fork_safe = False")
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
 
-    # -- process start --------------------------------------------------------------------------
+    @property
+    def default_workers(self) -> int:
+        """Workers per model: the framework's default for a single model, one per model for MME
+        (multi-model-server's default_workers_per_model=1 in AWS's MME configuration)."""
+        return 1 if self.settings.multi_model else self.handler.default_workers
 
-    def _fork_context(self) -> BaseContext:
-        ctx = multiprocessing.get_context("forkserver")
-        # The fork parent imports the handler module (and with it the framework) once.
-        ctx.set_forkserver_preload([handler_module(self.settings.framework), "serve.worker"])
-        return ctx
+    # -- process start --------------------------------------------------------------------------
 
     def _use_spawn(self, reason: str) -> None:
         log.warning("forking workers is unsafe (%s); spawning fresh worker processes instead", reason)
@@ -213,7 +224,7 @@ class Engine:
             await self._admit(name, url)
             first = await self._start_worker(name, url)
             entry.workers.append(first)
-            wanted = workers or self.settings.workers or first.info.default_workers
+            wanted = workers or self.settings.workers or self.default_workers
             if wanted > 1:
                 more = await asyncio.gather(*(self._start_worker(name, url) for _ in range(wanted - 1)),
                                             return_exceptions=True)

@@ -31,15 +31,6 @@ class WorkerInfo:
     uss_bytes: int
     pss_bytes: int
     load_seconds: float
-    default_workers: int
-
-
-def parent_thread_count() -> int:
-    """Threads in the process this worker was forked from (1 means forking it was safe)."""
-    try:
-        return len(os.listdir(f"/proc/{os.getppid()}/task"))
-    except OSError:
-        return 1
 
 
 def worker_main(
@@ -68,12 +59,9 @@ def worker_main(
     started = time.perf_counter()
     try:
         cls = handler_class(framework)
-        if forked and not cls.fork_safe:
-            conn.send(("respawn", f"handler {cls.__name__} declares fork_safe = False"))
-            return
-        if forked and parent_thread_count() > 1:
-            conn.send(("respawn", f"the fork parent runs {parent_thread_count()} threads after importing "
-                                  f"the {framework} handler, so forking it is unsafe"))
+        hazard = cls.fork_hazard() if forked else None
+        if hazard:
+            conn.send(("respawn", hazard))
             return
         if not Path(model_dir).is_dir():
             conn.send(("error", 404, f"model directory {model_dir} does not exist"))
@@ -89,7 +77,7 @@ def worker_main(
         return
 
     uss, pss = process_memory()
-    conn.send(("ready", WorkerInfo(os.getpid(), uss, pss, time.perf_counter() - started, cls.default_workers)))
+    conn.send(("ready", WorkerInfo(os.getpid(), uss, pss, time.perf_counter() - started)))
     try:
         while True:
             try:
