@@ -22,7 +22,8 @@ Commands:
                                                registry is *.dkr.ecr.*.amazonaws.com
   base [--force]                               make servekit/base:bookworm from Debian packages
                                                (debootstrap) for machines with no registry
-  test [PYTEST ARGS...]                        run the test suite (python -m pytest)
+  setup                                        install the Python environment, Docker engine, base and images
+  test [PYTEST ARGS...]                        setup, then ruff, mypy and the whole test suite (python -m pytest)
   demo                                         run the README's end-to-end example
   -h, --help                                   this help
 
@@ -384,12 +385,27 @@ cmd_push() {
 # ---------------------------------------------------------------------------------------------
 # test / demo
 # ---------------------------------------------------------------------------------------------
+cmd_setup() {
+    # Everything a fresh machine needs: the Python environment, a Docker engine (when one can be
+    # had), the base image where no registry is reachable, and the three images.
+    bash "$REPO/.ci/setup-python.sh"
+    if bash "$REPO/.ci/setup-docker.sh"; then
+        cmd_build all
+    elif [[ "${SERVEKIT_REQUIRE_DOCKER:-0}" == 1 ]]; then
+        die "no Docker engine, and SERVEKIT_REQUIRE_DOCKER=1 demands the image tests" 1
+    else
+        say "WARNING: no Docker engine: the image tests will be skipped (set SERVEKIT_REQUIRE_DOCKER=1 to fail instead)"
+    fi
+}
+
 cmd_test() {
-    local py=python3
-    [[ -x "$REPO/.venv/bin/python" ]] && py="$REPO/.venv/bin/python"
+    # The README's test command: set up, then run every test layer. Extra arguments go to pytest.
+    cmd_setup
     cd "$REPO"
-    # The repo's packages import from the checkout; tests that need Docker skip loudly without
-    # an engine unless SERVEKIT_REQUIRE_DOCKER=1 (CI) makes them fail.
+    local py="$REPO/.venv/bin/python"
+    say "static checks: ruff, mypy"
+    "$py" -m ruff check .
+    "$py" -m mypy
     say "$py -m pytest $*"
     exec "$py" -m pytest "$@"
 }
@@ -406,6 +422,7 @@ main() {
         build) cmd_build "$@" ;;
         push) cmd_push "$@" ;;
         base) cmd_base "$@" ;;
+        setup) cmd_setup "$@" ;;
         test) cmd_test "$@" ;;
         demo) cmd_demo "$@" ;;
         -h | --help | help) usage ;;
