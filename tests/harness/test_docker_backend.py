@@ -1,0 +1,121 @@
+"""The docker backend with the real images (marker ``images``).
+
+Without a Docker engine or the images these tests are skipped with a loud reason, unless
+SERVEKIT_REQUIRE_DOCKER=1 (CI), where a missing prerequisite is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.backends.docker import docker_available
+from harness.local import LocalSageMaker
+from tests.harness.conftest import boto_clients, deploy
+from tests.harness.test_sklearn_process import tar_dir
+from tests.support.models import sklearn_artifact
+
+pytestmark = pytest.mark.images
+REQUIRED = os.environ.get("SERVEKIT_REQUIRE_DOCKER") == "1"
+
+
+def _missing(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"SERVEKIT_REQUIRE_DOCKER=1 but {reason}")
+    pytest.skip(f"SKIPPED LOUDLY: {reason} (set SERVEKIT_REQUIRE_DOCKER=1 to make this a failure)")
+
+
+def need_image(image: str) -> None:
+    if not docker_available():
+        _missing("no Docker engine answers `docker info`")
+    probe = subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
+    if probe.returncode != 0:
+        _missing(f"image {image} is not built (./build.sh)")
+
+
+@pytest.fixture
+def harness(tmp_path: Path):
+    need_image("servekit-sklearn")
+    with LocalSageMaker("docker", state_dir=tmp_path / "state", startup_timeout_s=180, stop_grace_s=10) as h:
+        yield h
+
+
+def predictions(body: bytes) -> list[float]:
+    decoded = json.loads(body)
+    return [float(x) for x in (decoded["predictions"] if isinstance(decoded, dict) else decoded)]
+
+
+def test_labels_are_checked_at_create_model(harness):
+    sm, _ = boto_clients(harness.endpoint_url)
+    unlabeled = "servekit/base:bookworm"
+    need_image(unlabeled)
+    with pytest.raises(sm.exceptions.ClientError) as caught:
+        sm.create_model(ModelName="m", Containers=[{"Image": unlabeled, "Mode": "MultiModel",
+                                                    "ModelDataUrl": "s3://b/p/"}])
+    assert caught.value.response["Error"]["Message"] == (
+        f"Your Ecr Image {unlabeled} does not contain required "
+        "com.amazonaws.sagemaker.capabilities.multi-models=true Docker label(s).")
+    with pytest.raises(sm.exceptions.ClientError) as caught:
+        sm.create_model(ModelName="m", Containers=[{"Image": unlabeled}, {"Image": "servekit-sklearn"}])
+    assert "accept-bind-to-port=true Docker label(s)" in caught.value.response["Error"]["Message"]
+    with pytest.raises(sm.exceptions.ClientError) as caught:
+        sm.create_model(ModelName="m", PrimaryContainer={"Image": "no-such-image:1"})
+    assert "Requested image no-such-image:1 not found" in caught.value.response["Error"]["Message"]
+
+
+def test_single_model_and_mme_in_docker(harness, tmp_path):
+    sm, rt = boto_clients(harness.endpoint_url)
+    iris = sklearn_artifact(tmp_path / "iris")
+    deploy(sm, "iris", PrimaryContainer={"Image": "servekit-sklearn",
+                                         "ModelDataUrl": str(tar_dir(iris.path, tmp_path / "iris.tar.gz"))})
+    answer = rt.invoke_endpoint(EndpointName="iris", Body=json.dumps(iris.rows.tolist()), ContentType="application/json")
+    assert predictions(answer["Body"].read()) == iris.expected
+    with pytest.raises(rt.exceptions.ModelError) as caught:
+        rt.invoke_endpoint(EndpointName="iris", Body=b"\x89PNG", ContentType="image/png")
+    assert caught.value.response["OriginalStatusCode"] == 415
+
+    models = tmp_path / "models"
+    artifacts = []
+    for i in range(3):
+        artifact = sklearn_artifact(tmp_path / f"a{i}", seed=i)
+        tar_dir(artifact.path, models / f"m{i}.tar.gz")
+        artifacts.append(artifact)
+    deploy(sm, "mme", Containers=[{"Image": "servekit-sklearn", "Mode": "MultiModel", "ModelDataUrl": str(models),
+                                   "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}}])
+    for i, artifact in enumerate(artifacts):
+        answer = rt.invoke_endpoint(EndpointName="mme", TargetModel=f"m{i}.tar.gz",
+                                    Body=json.dumps(artifact.rows.tolist()), ContentType="application/json")
+        assert predictions(answer["Body"].read()) == artifact.expected
+    container_ids = [c.running.container_id for c in harness.platform.store.endpoints["mme"].deployment.all_containers()]
+    sm.delete_endpoint(EndpointName="mme")
+    sm.get_waiter("endpoint_deleted").wait(EndpointName="mme", WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
+    gone = subprocess.run(["docker", "inspect", *container_ids], capture_output=True, check=False)
+    assert gone.returncode != 0  # stopped and removed
+
+
+def test_direct_sklearn_and_tensorflow_in_docker(harness, tmp_path):
+    need_image("servekit-tensorflow")
+    keras = pytest.importorskip("keras", reason="TensorFlow is not installed here to build the test model")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.export(str(tmp_path / "tf" / "1"), verbose=False)
+    iris = sklearn_artifact(tmp_path / "iris")
+    sm, rt = boto_clients(harness.endpoint_url)
+    deploy(sm, "mixed", InferenceExecutionConfig={"Mode": "Direct"}, Containers=[
+        {"Image": "servekit-sklearn", "ContainerHostname": "sklearn",
+         "ModelDataUrl": str(tar_dir(iris.path, tmp_path / "iris.tar.gz"))},
+        {"Image": "servekit-tensorflow", "ContainerHostname": "tensorflow",
+         "ModelDataUrl": str(tar_dir(tmp_path / "tf", tmp_path / "tf.tar.gz"))}])
+    answer = rt.invoke_endpoint(EndpointName="mixed", TargetContainerHostname="sklearn",
+                                Body=json.dumps(iris.rows.tolist()), ContentType="application/json")
+    assert predictions(answer["Body"].read()) == iris.expected
+    rows = np.ones((2, 4), dtype=np.float32)
+    answer = rt.invoke_endpoint(EndpointName="mixed", TargetContainerHostname="tensorflow",
+                                Body=json.dumps({"instances": rows.tolist()}), ContentType="application/json")
+    got = np.asarray(json.loads(answer["Body"].read())["predictions"], dtype=np.float32)
+    np.testing.assert_allclose(got, model.predict(rows, verbose=0), rtol=1e-5, atol=1e-6)
