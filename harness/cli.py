@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """An endpoint's container log streams (from the running harness, else from the state dir)."""
-    query = f"?container={urllib.request.quote(args.container)}" if args.container else ""
+    query = f"?container={urllib.parse.quote(args.container)}" if args.container else ""
     try:
         url = _running_url(args)
         status, body = _http("GET", f"{url}/_servekit/endpoints/{args.endpoint}/logs{query}")

@@ -123,7 +123,9 @@ class ControlPlane:
 
         multi = [c for c in raw if c.get("Mode") == "MultiModel"]
         if len(multi) > 1 and len(raw) > 1:
-            raise ControlPlaneError("More than one container in MultiModel mode is not supported with inference pipeline.")
+            raise ControlPlaneError(
+                "More than one container in MultiModel mode is not supported with inference pipeline."
+            )
         if multi and mode == "Direct":
             raise ControlPlaneError("Containers in MultiModel mode are not supported with Direct inference execution.")
 
@@ -339,10 +341,10 @@ class ControlPlane:
         records = list(self.store.endpoints.values())
         if params.get("StatusEquals"):
             records = [r for r in records if r.status == params["StatusEquals"]]
-        for key, attr, op in (("LastModifiedTimeBefore", "modified", "lt"), ("LastModifiedTimeAfter", "modified", "gt")):
-            if params.get(key) is not None:
-                bound = float(params[key])
-                records = [r for r in records if (getattr(r, attr) < bound if op == "lt" else getattr(r, attr) > bound)]
+        if params.get("LastModifiedTimeBefore") is not None:
+            records = [r for r in records if r.modified < float(params["LastModifiedTimeBefore"])]
+        if params.get("LastModifiedTimeAfter") is not None:
+            records = [r for r in records if r.modified > float(params["LastModifiedTimeAfter"])]
         records = _filter_sort(records, params)
         items = [{"EndpointName": r.name, "EndpointArn": r.arn, "CreationTime": r.created,
                   "LastModifiedTime": r.modified, "EndpointStatus": r.status} for r in records]

@@ -86,7 +86,7 @@ class ModelCache:
             if task is None:
                 task = asyncio.create_task(self._load(name, target, url))
                 self._loading[name] = task
-                task.add_done_callback(lambda _t, n=name: self._loading.pop(n, None))
+                task.add_done_callback(self._load_finished)
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout=self.platform.config.model_load_wait_s)
             except TimeoutError:
@@ -104,6 +104,13 @@ class ModelCache:
         entry.last_used = time.monotonic()
         self.loaded.move_to_end(name)
         return name
+
+    def _load_finished(self, task: asyncio.Task[None]) -> None:
+        for name, running in list(self._loading.items()):
+            if running is task:
+                del self._loading[name]
+        if not task.cancelled():
+            task.exception()  # retrieved here so a load nobody waits for any more is not reported as lost
 
     async def release(self, name: str) -> None:
         """Unpin after a request; with caching disabled the model is unloaded and deleted."""

@@ -257,45 +257,47 @@ class Router:
                                                target_model if container.cache else None)
             model_latency = hop.latency_us
             answering = container.label
+            final = hop
         else:
             # Single model (one container) or serial pipeline (several, in list order).
             body, content_type = invocation.body, invocation.content_type
-            hop = None
+            step: _Hop | None = None
             containers = instance.containers
             for index, container in enumerate(containers):
                 last = index == len(containers) - 1
                 accept = invocation.accept if last else self.platform.config.pipeline_intermediate_accept
-                hop = await self._invoke_container(endpoint, variant, container, body, content_type, accept,
-                                                   invocation.custom_attributes,
-                                                   target_model if container.cache else None)
-                model_latency += hop.latency_us
-                if not last and len(hop.body) > self.platform.config.pipeline_payload_bytes:
+                step = await self._invoke_container(endpoint, variant, container, body, content_type, accept,
+                                                    invocation.custom_attributes,
+                                                    target_model if container.cache else None)
+                model_latency += step.latency_us
+                if not last and len(step.body) > self.platform.config.pipeline_payload_bytes:
                     following = containers[index + 1]
                     message = (
-                        f"Received response from {container.hostname} with status code {hop.status}. However, "
+                        f"Received response from {container.hostname} with status code {step.status}. However, "
                         f"the request payload from {container.hostname} to {following.hostname} is "
-                        f"{len(hop.body)} bytes, which has exceeded the maximum limit of 5 MB."
+                        f"{len(step.body)} bytes, which has exceeded the maximum limit of 5 MB."
                     )
-                    raise ModelError(message, OriginalStatusCode=hop.status, OriginalMessage=message,
+                    raise ModelError(message, OriginalStatusCode=step.status, OriginalMessage=message,
                                      LogStreamArn=_log_arn(self.platform, endpoint))
-                body, content_type = hop.body, hop.content_type
-            assert hop is not None
+                body, content_type = step.body, step.content_type
+            assert step is not None
             answering = containers[-1].label
+            final = step
         total = (time.perf_counter() - started) * 1e6
         metrics.record(endpoint, variant.name, "ModelLatency", model_latency)
         metrics.record(endpoint, variant.name, "OverheadLatency", max(total - model_latency, 0.0))
-        if len(hop.body) > self.platform.config.max_payload_bytes:
+        if len(final.body) > self.platform.config.max_payload_bytes:
             message = (
-                f"Received response from {answering} with status code {hop.status}. "
-                f"However, the response payload of {len(hop.body)} bytes exceeds the maximum limit of 6 MB."
+                f"Received response from {answering} with status code {final.status}. "
+                f"However, the response payload of {len(final.body)} bytes exceeds the maximum limit of 6 MB."
             )
-            raise ModelError(message, OriginalStatusCode=hop.status, OriginalMessage=message,
+            raise ModelError(message, OriginalStatusCode=final.status, OriginalMessage=message,
                              LogStreamArn=_log_arn(self.platform, endpoint))
         return Answer(
-            body=hop.body,
-            content_type=hop.content_type or "application/octet-stream",
+            body=final.body,
+            content_type=final.content_type or "application/octet-stream",
             variant=variant.name,
-            custom_attributes=hop.custom_attributes,
+            custom_attributes=final.custom_attributes,
         )
 
 

@@ -130,8 +130,9 @@ class Handler(BaseHTTPRequestHandler):
                 "files": _files(model_dir),
             }
             extra = {}
-            if self.headers.get("X-Amzn-SageMaker-Custom-Attributes"):
-                extra["X-Amzn-SageMaker-Custom-Attributes"] = "seen=" + self.headers["X-Amzn-SageMaker-Custom-Attributes"]
+            attributes = self.headers.get("X-Amzn-SageMaker-Custom-Attributes")
+            if attributes:
+                extra["X-Amzn-SageMaker-Custom-Attributes"] = "seen=" + attributes
             self._send(200, json.dumps(seen).encode(), os.environ.get("FAKE_OUTPUT_TYPE", "application/json"), extra)
             return
         self._error(404, "ResourceNotFoundException", f"no route {self.path}")

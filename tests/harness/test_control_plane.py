@@ -5,7 +5,7 @@ from __future__ import annotations
 import botocore.exceptions
 import pytest
 
-from tests.harness.conftest import IMAGE, boto_clients, deploy, make_tar
+from tests.harness.conftest import IMAGE, boto_clients, deploy, make_tar, wait_in_service
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
@@ -139,7 +139,7 @@ def test_failed_endpoint_has_sagemaker_failure_reason(fake_harness, tmp_path):
     sm, _ = boto_clients(fake_harness.endpoint_url)
     deploy(sm, "crashes", wait=False, PrimaryContainer={"Image": IMAGE, "Environment": {"FAKE_EXIT": "3"}})
     with pytest.raises(botocore.exceptions.WaiterError) as caught:
-        sm.get_waiter("endpoint_in_service").wait(EndpointName="crashes", WaiterConfig={"Delay": 0.25, "MaxAttempts": 200})
+        wait_in_service(sm, "crashes")
     assert 'Waiter encountered a terminal failure state' in str(caught.value)
     described = sm.describe_endpoint(EndpointName="crashes")
     assert described["EndpointStatus"] == "Failed"
@@ -153,7 +153,7 @@ def test_failed_endpoint_has_sagemaker_failure_reason(fake_harness, tmp_path):
 
     deploy(sm, "missing", wait=False, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": str(tmp_path / "no.tar.gz")})
     with pytest.raises(botocore.exceptions.WaiterError):
-        sm.get_waiter("endpoint_in_service").wait(EndpointName="missing", WaiterConfig={"Delay": 0.25, "MaxAttempts": 200})
+        wait_in_service(sm, "missing")
     assert sm.describe_endpoint(EndpointName="missing")["FailureReason"].startswith(
         'Failed to download model data for container "primary" from URL: "')
 
@@ -172,7 +172,7 @@ def test_ping_never_healthy_fails_within_startup_window(tmp_path):
             {"Image": IMAGE, "ContainerHostname": "good"},
             {"Image": IMAGE, "ContainerHostname": "bad", "Environment": {"FAKE_PING_STATUS": "503"}}])
         with pytest.raises(botocore.exceptions.WaiterError):
-            sm.get_waiter("endpoint_in_service").wait(EndpointName="sick", WaiterConfig={"Delay": 0.25, "MaxAttempts": 200})
+            wait_in_service(sm, "sick")
         assert sm.describe_endpoint(EndpointName="sick")["FailureReason"] == (
             "The container bad for production variant AllTraffic did not pass the ping health check. "
             "Please check CloudWatch logs for this endpoint."

@@ -73,7 +73,8 @@ def test_single_model_and_mme_in_docker(harness, tmp_path):
     iris = sklearn_artifact(tmp_path / "iris")
     deploy(sm, "iris", PrimaryContainer={"Image": "servekit-sklearn",
                                          "ModelDataUrl": str(tar_dir(iris.path, tmp_path / "iris.tar.gz"))})
-    answer = rt.invoke_endpoint(EndpointName="iris", Body=json.dumps(iris.rows.tolist()), ContentType="application/json")
+    answer = rt.invoke_endpoint(EndpointName="iris", Body=json.dumps(iris.rows.tolist()),
+                                ContentType="application/json")
     assert predictions(answer["Body"].read()) == iris.expected
     with pytest.raises(rt.exceptions.ModelError) as caught:
         rt.invoke_endpoint(EndpointName="iris", Body=b"\x89PNG", ContentType="image/png")
@@ -91,7 +92,8 @@ def test_single_model_and_mme_in_docker(harness, tmp_path):
         answer = rt.invoke_endpoint(EndpointName="mme", TargetModel=f"m{i}.tar.gz",
                                     Body=json.dumps(artifact.rows.tolist()), ContentType="application/json")
         assert predictions(answer["Body"].read()) == artifact.expected
-    container_ids = [c.running.container_id for c in harness.platform.store.endpoints["mme"].deployment.all_containers()]
+    deployment = harness.platform.store.endpoints["mme"].deployment
+    container_ids = [c.running.container_id for c in deployment.all_containers()]
     sm.delete_endpoint(EndpointName="mme")
     sm.get_waiter("endpoint_deleted").wait(EndpointName="mme", WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
     gone = subprocess.run(["docker", "inspect", *container_ids], capture_output=True, check=False)

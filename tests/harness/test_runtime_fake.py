@@ -183,8 +183,8 @@ def test_serial_pipeline_chains_body_and_content_type(fake_harness):
         {"Image": IMAGE, "Environment": {"FAKE_OUTPUT_TYPE": "application/x-step1"}},
         {"Image": IMAGE, "Environment": {"FAKE_OUTPUT_TYPE": "application/x-step2"}},
         {"Image": IMAGE, "Environment": {"FAKE_OUTPUT_TYPE": "application/x-final"}}])
-    response = rt.invoke_endpoint(EndpointName="pipe", Body=b"raw", ContentType="text/csv", Accept="application/x-final",
-                                  CustomAttributes="a=1")
+    response = rt.invoke_endpoint(EndpointName="pipe", Body=b"raw", ContentType="text/csv",
+                                  Accept="application/x-final", CustomAttributes="a=1")
     assert response["ContentType"] == "application/x-final"
     third = json.loads(response["Body"].read())
     assert third["content_type"] == "application/x-step2" and third["accept"] == "application/x-final"
