@@ -60,6 +60,9 @@ class ModelCache:
         self.loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._unloading: set[str] = set()
+        # Set while a model is being unloaded, so a new load of the same model waits for it to finish
+        # (otherwise the container could see POST /models before the DELETE it has not processed).
+        self._unload_done: dict[str, asyncio.Event] = {}
 
     # -- metrics -----------------------------------------------------------------------------------
     def _metric(self, name: str, value: float) -> None:
@@ -164,6 +167,9 @@ class ModelCache:
         return model_dir
 
     async def _load(self, name: str, target: str, url: str) -> None:
+        pending = self._unload_done.get(name)
+        if pending is not None:
+            await pending.wait()
         model_dir = await self._download(name, target, url)
         running = self.container.running
         body = {"model_name": name, "url": running.model_url(model_dir)}
@@ -203,19 +209,24 @@ class ModelCache:
         if entry is None or name in self._unloading or entry.in_flight > 0:
             return
         self._unloading.add(name)
+        done = self._unload_done[name] = asyncio.Event()
         started = time.perf_counter()
         try:
-            await self.platform.client.delete(f"{self.container.running.base_url}/models/{name}",
-                                              timeout=self.platform.config.model_load_timeout_s)
-        except httpx.HTTPError:
-            pass  # a dead container has unloaded everything anyway
+            try:
+                await self.platform.client.delete(f"{self.container.running.base_url}/models/{name}",
+                                                  timeout=self.platform.config.model_load_timeout_s)
+            except httpx.HTTPError:
+                pass  # a dead container has unloaded everything anyway
+            self._metric("ModelUnloadingTime", (time.perf_counter() - started) * 1e6)
+            self.loaded.pop(name, None)
+            self._count_changed()
+            if delete_files:
+                await asyncio.to_thread(shutil.rmtree, self.models_dir / name, True)
         finally:
             self._unloading.discard(name)
-        self._metric("ModelUnloadingTime", (time.perf_counter() - started) * 1e6)
-        self.loaded.pop(name, None)
-        self._count_changed()
-        if delete_files:
-            await asyncio.to_thread(shutil.rmtree, self.models_dir / name, True)
+            done.set()
+            if self._unload_done.get(name) is done:
+                del self._unload_done[name]
 
     def _unreachable(self, exc: Exception) -> ModelError:
         code = self.container.running.exit_code()

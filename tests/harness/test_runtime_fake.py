@@ -225,3 +225,27 @@ def test_payload_limits_and_dead_containers(fake_harness, tmp_path):
     with pytest.raises(rt.exceptions.ModelError) as caught:
         rt.invoke_endpoint(EndpointName="ep", Body=b"{}")
     assert "Could not reach container primary: it exited with code" in caught.value.response["OriginalMessage"]
+
+
+def test_mme_single_flight_loads_and_sticky_instances(fake_harness, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sm, rt = boto_clients(fake_harness.endpoint_url)
+    root = mme_models(tmp_path, 6)
+    deploy(sm, "mme2", instance_count=2, Containers=[
+        {"Image": IMAGE, "Mode": "MultiModel", "ModelDataUrl": str(root), "Environment": {"FAKE_LOAD_DELAY_S": "0.5"}}])
+
+    def call(target: str) -> str:
+        answer = rt.invoke_endpoint(EndpointName="mme2", TargetModel=target, Body=b"{}")
+        return json.loads(answer["Body"].read())["port"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ports = list(pool.map(call, ["model-0.tar.gz"] * 8))
+    # Eight concurrent first requests: one download, one load, all answered by the same instance.
+    assert len(set(ports)) == 1
+    assert metric(fake_harness, "mme2", "ModelLoadingTime")["SampleCount"] == 1
+    assert metric(fake_harness, "mme2", "ModelDownloadingTime")["SampleCount"] == 1
+    # Every TargetModel sticks to one instance; the six models use both instances.
+    by_model = {f"model-{i}.tar.gz": {call(f"model-{i}.tar.gz") for _ in range(3)} for i in range(6)}
+    assert all(len(p) == 1 for p in by_model.values())
+    assert len(set().union(*by_model.values())) == 2
