@@ -79,6 +79,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = None
+        await engine.start()
         if not settings.multi_model:
             # Open the port at once and load in the background: /ping says 503 until the model is ready.
             task = asyncio.get_running_loop().create_task(load_single_model())

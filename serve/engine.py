@@ -126,12 +126,23 @@ class Engine:
         self._ctx: Any = multiprocessing.get_context("forkserver")  # or spawn, see _use_spawn
         self._forked = True
         if self.handler.fork_safe:
-            self._ctx.set_forkserver_preload(
-                [handler_module(settings.framework), *self.handler.preload_modules, "serve.worker"])
+            self._ctx.set_forkserver_preload([
+                handler_module(settings.framework), *self.handler.preload_modules,
+                # what every worker imports on start, so it is shared rather than per worker
+                "serve.worker", "handlers.model", "serve.memory",
+            ])
         else:
             self._use_spawn(f"{self.handler.__name__} declares fork_safe = False")
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start the fork parent now (it imports the framework, seconds for TensorFlow) rather than
+        on the first load, so an MME's first model loads as fast as the others."""
+        if self._forked:
+            from multiprocessing import forkserver
+
+            await asyncio.to_thread(forkserver.ensure_running)
 
     @property
     def default_workers(self) -> int:
