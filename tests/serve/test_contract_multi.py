@@ -158,3 +158,40 @@ def test_twenty_models_memory_is_reported_and_returned(engine: str, models_dir: 
         print(f"[{engine}] after unloading all: {after / MB:.0f} MB")
         # unloading gives the memory back (at least most of what the models added)
         assert after - baseline < 0.5 * (loaded - baseline)
+
+
+def test_concurrent_loads_of_one_name_are_single_flight(engine: str, models_dir: Path) -> None:
+    artifact = sklearn_artifact(models_dir / "m" / "model")
+    with run_server(multi(engine)) as server:
+        statuses: list[int] = []
+        threads = [threading.Thread(target=lambda: statuses.append(load(server, "m", artifact.path).status_code))
+                   for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses) == [200, 409, 409]
+        assert [m["modelName"] for m in httpx.get(server.url + "/models").json()["models"]] == ["m"]
+
+
+def test_killed_server_leaves_no_processes(engine: str, models_dir: Path) -> None:
+    import signal
+
+    from tests.support.server import start_server, wait_ready
+
+    artifact = sklearn_artifact(models_dir / "m" / "model")
+    server = start_server(multi(engine))
+    try:
+        wait_ready(server, "/ping", 120)
+        assert load(server, "m", artifact.path).status_code == 200
+        tree = server.tree()
+        assert len(tree) > 1
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        _, alive = psutil.wait_procs(tree[1:], timeout=30)
+        for proc in alive:
+            proc.kill()
+        assert not alive, f"children outlived a SIGKILLed server: {[p.cmdline() for p in alive]}"
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
