@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -125,6 +126,8 @@ def create_app(platform: Platform, request_exit: Callable[[], None] | None = Non
     async def logs(request: Request) -> Response:
         name = request.path_params["name"]
         wanted = request.query_params.get("container")
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,63}", name):  # endpoint names only: no path tricks
+            return PlainTextResponse(f"no endpoint named {name}\n", status_code=404)
         directory = platform.config.state_dir / "logs"
         record = platform.store.endpoints.get(name.lower())
         if record is None and not (directory / name).is_dir():

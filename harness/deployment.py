@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import secrets
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import psutil
 
 from harness import artifacts
 from harness.backends.base import ContainerSpec, RunningContainer, free_port
@@ -218,8 +220,11 @@ async def start_variant(platform: Platform, deployment: Deployment, variant: dic
         model_dirs[definition.hostname] = target
 
     limits = limits_for(instance_type)
-    share = InstanceLimits(vcpus=limits.vcpus / len(model.containers),
-                           memory_mib=limits.memory_mib // len(model.containers))
+    # An ml.m5.4xlarge on a 2-core laptop gets the laptop: docker refuses --cpus above the host's count.
+    host_cpus = float(os.cpu_count() or 1)
+    host_mib = psutil.virtual_memory().total // 2**20
+    share = InstanceLimits(vcpus=round(min(limits.vcpus, host_cpus) / len(model.containers), 2),
+                           memory_mib=min(limits.memory_mib, host_mib) // len(model.containers))
     startup = float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or platform.config.startup_timeout_s)
     single = len(model.containers) == 1
     try:
