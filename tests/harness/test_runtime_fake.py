@@ -249,3 +249,23 @@ def test_mme_single_flight_loads_and_sticky_instances(fake_harness, tmp_path):
     by_model = {f"model-{i}.tar.gz": {call(f"model-{i}.tar.gz") for _ in range(3)} for i in range(6)}
     assert all(len(p) == 1 for p in by_model.values())
     assert len(set().union(*by_model.values())) == 2
+
+
+def test_variants_weights_and_target_variant(fake_harness):
+    sm, rt = boto_clients(fake_harness.endpoint_url)
+    for name in ("a", "b"):
+        sm.create_model(ModelName=name, PrimaryContainer={"Image": IMAGE, "Environment": {"USER_SETTING": name}})
+    sm.create_endpoint_config(EndpointConfigName="ab", ProductionVariants=[
+        {"VariantName": "Main", "ModelName": "a", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1,
+         "InitialVariantWeight": 1.0},
+        {"VariantName": "Shadowless", "ModelName": "b", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1,
+         "InitialVariantWeight": 0.0}])
+    sm.create_endpoint(EndpointName="ab", EndpointConfigName="ab")
+    sm.get_waiter("endpoint_in_service").wait(EndpointName="ab", WaiterConfig={"Delay": 0.25, "MaxAttempts": 200})
+    seen = {rt.invoke_endpoint(EndpointName="ab", Body=b"{}")["InvokedProductionVariant"] for _ in range(10)}
+    assert seen == {"Main"}  # weight 0 gets no traffic
+    response = rt.invoke_endpoint(EndpointName="ab", Body=b"{}", TargetVariant="Shadowless")
+    assert response["InvokedProductionVariant"] == "Shadowless"
+    assert json.loads(response["Body"].read())["user_env"] == "b"
+    variants = sm.describe_endpoint(EndpointName="ab")["ProductionVariants"]
+    assert [(v["VariantName"], v["CurrentWeight"]) for v in variants] == [("Main", 1.0), ("Shadowless", 0.0)]
