@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from handlers.registry import handler_class
 from serve.settings import Settings, SettingsError, describe_variables
 
 DESCRIPTION = """\
@@ -49,11 +50,7 @@ def run_native(settings: Settings) -> int:
         if server is not None:
             server.should_exit = True
 
-    try:
-        app = create_app(settings, on_fatal=on_fatal)
-    except ValueError as exc:  # the framework's handler cannot be imported
-        print(f"serve: error: SERVE_FRAMEWORK={settings.framework!r}: {exc}", file=sys.stderr)
-        return 2
+    app = create_app(settings, on_fatal=on_fatal)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         lifespan="on", log_level=settings.log_level,
@@ -80,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # Importing the handler module is cheap (it imports its framework lazily) and catches a
+        # wrong SERVE_FRAMEWORK before anything starts.
+        handler_class(settings.framework)
+    except ValueError as exc:
+        print(f"serve: error: SERVE_FRAMEWORK={settings.framework!r}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     logging.getLogger("serve").info(

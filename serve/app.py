@@ -218,6 +218,15 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if scope["path"] != "/ping" or status["code"] != 200:
-                log.info("%s %s %d %.2f ms", scope["method"], scope["path"], status["code"],
+            path = scope["path"]
+            if path != "/ping" or status["code"] != 200:
+                log.info("%s %s model=%s %d %.2f ms", scope["method"], path, model_of(path), status["code"],
                          (time.perf_counter() - started) * 1000)
+
+
+def model_of(path: str) -> str:
+    """The model a request path addresses, for the access log ("-" for none)."""
+    if path == "/invocations":
+        return SINGLE_MODEL_NAME
+    parts = path.strip("/").split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "models" else "-"

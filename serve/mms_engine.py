@@ -35,10 +35,12 @@ Environment of the MMS process (inherited by its workers) that servekit adds, al
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -65,12 +67,20 @@ MMS_PORT_LIMIT = 32767
 SERVICE_HANDLER = "serve.mms_service:handle"
 SETTINGS_ENV = "SERVEKIT_MMS_SETTINGS"
 FAILURE_FILE_ENV = "SERVEKIT_MMS_FAILURE_FILE"
+BUSY_DIR_ENV = "SERVEKIT_MMS_BUSY_DIR"
+ROOT_PID_ENV = "SERVEKIT_MMS_ROOT_PID"
+#: Seconds MMS's own request timeout exceeds SAGEMAKER_MODEL_SERVER_TIMEOUT: the worker interrupts
+#: the request itself at the timeout and answers 504; MMS's timeout (which kills the worker and
+#: answers 500) is the backstop for code that never returns to Python.
+TIMEOUT_BACKSTOP_S = 10
 #: The model name MMS registers in single-model mode (what /invocations routes to).
 SINGLE_MODEL_NAME = "model"
 #: Largest value MMS can hold for a size (a Java int).
 _JAVA_INT_MAX = 2**31 - 1
 #: Seconds the Java process gets to stop after SIGTERM before the whole tree is killed.
 STOP_GRACE_S = 5.0
+#: Longest wait for in-flight requests after SIGTERM (SageMaker kills the container 30 s after it).
+DRAIN_LIMIT_S = 20.0
 #: How often the supervisor refreshes its list of MMS's processes (a psutil walk from our child).
 _TREE_REFRESH_S = 2.0
 
@@ -89,12 +99,20 @@ class MmsLayout:
     config_file: Path
     log_config: Path
     failure_file: Path
+    python_shim: Path
+    management_socket: Path
+    busy_dir: Path
 
     @classmethod
     def create(cls) -> MmsLayout:
         """Make a fresh private directory (mode 0700) for one run."""
-        workdir = Path(tempfile.mkdtemp(prefix="servekit-mms-"))
-        return cls(workdir, workdir / "config.properties", workdir / "log4j2.xml", workdir / "load-failure")
+        return cls.at(Path(tempfile.mkdtemp(prefix="servekit-mms-")))
+
+    @classmethod
+    def at(cls, workdir: Path) -> MmsLayout:
+        """The file names inside ``workdir``."""
+        return cls(workdir, workdir / "config.properties", workdir / "log4j2.xml", workdir / "load-failure",
+                   workdir / "python", workdir / "management.sock", workdir / "busy")
 
 
 def check_settings(settings: Settings) -> None:
@@ -173,25 +191,35 @@ def _timeout_seconds(settings: Settings) -> int:
     return max(1, math.ceil(settings.timeout_s))
 
 
-def render_properties(settings: Settings, *, workers: int, heap_mb: int) -> str:
+def render_properties(
+    settings: Settings, *, workers: int, heap_mb: int, management_socket: Path | None = None
+) -> str:
     """The MMS ``config.properties`` text for ``settings``.
 
     Keys are MMS 1.1.11's (util/ConfigManager.java). ``enable_envvars_config`` stays false so stray
     ``MMS_*`` environment variables cannot override what servekit rendered.
+
+    Multi-model mode serves /ping, /invocations and the /models API on SAGEMAKER_BIND_TO_PORT, as
+    sagemaker-inference does (its PR #22). In single-model mode the /models API does not belong on
+    the port (the native engine answers 404 there), so MMS's management API is bound to a private
+    Unix socket (``management_socket``) instead; /ping and /invocations stay on the port.
     """
     check_settings(settings)
     address = f"http://{settings.host}:{settings.port}"
+    if settings.multi_model or management_socket is None:
+        management = address
+    else:
+        management = f"unix:{management_socket}"
     size = min(settings.max_payload_bytes, _JAVA_INT_MAX)
     props: dict[str, Any] = {
-        # SageMaker expects /ping, /invocations and /models on one port (sagemaker-inference PR #22).
         "inference_address": address,
-        "management_address": address,
+        "management_address": management,
         # Model urls in POST /models are absolute paths; MMS resolves them as File(model_store, url).
         "model_store": "/",
         "default_service_handler": SERVICE_HANDLER,
         "default_workers_per_model": workers,
         # Seconds. default_response_timeout would be minutes (MMS bug kept for compatibility).
-        "default_response_timeout_seconds": _timeout_seconds(settings),
+        "default_response_timeout_seconds": _timeout_seconds(settings) + TIMEOUT_BACKSTOP_S,
         "unregister_model_timeout": max(30, _timeout_seconds(settings)),
         "max_request_size": size,
         "max_response_size": size,
@@ -261,6 +289,10 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "default_accept": settings.default_accept,
         "install_requirements": settings.install_requirements,
         "log_level": settings.log_level,
+        "timeout_s": settings.timeout_s,
+        # Only an explicit budget: without one the kernel's limit applies, and MMS answers 507 when
+        # a worker is OOM-killed (exit 137).
+        "memory_limit_mb": settings.memory_limit_mb,
     }
 
 
@@ -273,6 +305,8 @@ def mms_environment(settings: Settings, layout: MmsLayout, base: Mapping[str, st
     env["TMPDIR"] = env["TEMP"] = env["TMP"] = str(layout.workdir)
     env["LOG_LOCATION"] = env["METRICS_LOCATION"] = str(layout.workdir)
     env[SETTINGS_ENV] = json.dumps(worker_settings(settings))
+    env[BUSY_DIR_ENV] = str(layout.busy_dir)
+    env[ROOT_PID_ENV] = str(os.getpid())
     if settings.multi_model:
         env.pop(FAILURE_FILE_ENV, None)
     else:
@@ -286,10 +320,29 @@ def mms_environment(settings: Settings, layout: MmsLayout, base: Mapping[str, st
     return env
 
 
+def render_python_shim() -> str:
+    """The executable MMS is told is "python": ``serve.mms_service.backend_main`` (see its docstring).
+
+    A /bin/sh script, because MMS runs its Python by path with no extra arguments and a shebang
+    naming a long virtualenv path could exceed the kernel's shebang limit.
+    """
+    code = "import sys; from serve.mms_service import backend_main; sys.exit(backend_main(sys.argv[1:]))"
+    return (
+        "#!/bin/sh\n"
+        "# Rendered by servekit (serve/mms_engine.py): multi-model-server runs this as its Python.\n"
+        f'exec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "$@"\n'
+    )
+
+
+#: Runs MMS's own launcher (mms.model_server.start) with ``sys.executable`` set to the shim, because
+#: the launcher passes its own interpreter to Java as the workers' Python and has no option for it.
+_LAUNCHER = "import sys; from mms.model_server import start; sys.executable = sys.argv.pop(1); start()"
+
+
 def mms_command(settings: Settings, layout: MmsLayout) -> list[str]:
     """The multi-model-server launcher command line (run with this interpreter, in the foreground)."""
     cmd = [
-        sys.executable, "-m", "mms.model_server", "--start", "--foreground",
+        sys.executable, "-c", _LAUNCHER, str(layout.python_shim), "--start", "--foreground",
         "--mms-config", str(layout.config_file),
         "--log-config", str(layout.log_config),
         "--model-store", "/",
@@ -321,8 +374,12 @@ def prepare(
     heap = jvm_heap_mb(settings, memory_limit_bytes(settings.memory_limit_mb), os.cpu_count() or 1)
     layout = MmsLayout.create()
     try:
-        layout.config_file.write_text(render_properties(settings, workers=workers, heap_mb=heap))
+        layout.config_file.write_text(render_properties(settings, workers=workers, heap_mb=heap,
+                                                        management_socket=layout.management_socket))
         layout.log_config.write_text(render_log_config(settings.log_level))
+        layout.python_shim.write_text(render_python_shim())
+        layout.python_shim.chmod(0o700)
+        layout.busy_dir.mkdir()
     except BaseException:
         shutil.rmtree(layout.workdir, ignore_errors=True)
         raise
@@ -396,6 +453,41 @@ class _Supervisor:
         return self.proc.wait()
 
 
+def busy_workers(directory: Path) -> int:
+    """How many MMS workers are running a request now (each holds a lock on its file while it does)."""
+    busy = 0
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            fd = os.open(entry, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            busy += 1
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return busy
+
+
+def drain(directory: Path, deadline_s: float) -> bool:
+    """Wait until no worker runs a request (seen idle twice, 0.1 s apart) or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    idle_checks = 0
+    while time.monotonic() < deadline:
+        idle_checks = idle_checks + 1 if busy_workers(directory) == 0 else 0
+        if idle_checks >= 2:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _is_direct_child(proc: psutil.Process, parent_pid: int) -> bool:
     try:
         return proc.ppid() == parent_pid
@@ -431,7 +523,13 @@ def run(settings: Settings) -> int:
         next_refresh = 0.0
         while True:
             if stop_signal:
-                log.info("signal %s: stopping multi-model-server", signal.Signals(stop_signal[0]).name)
+                # Like the native engine: let in-flight requests finish (bounded) before stopping;
+                # SageMaker sends SIGKILL 30 s after SIGTERM.
+                grace = min(settings.timeout_s, DRAIN_LIMIT_S)
+                log.info("signal %s: finishing in-flight requests (up to %.0f s), then stopping "
+                         "multi-model-server", signal.Signals(stop_signal[0]).name, grace)
+                if not drain(layout.busy_dir, grace):
+                    log.warning("requests still running after %.0f s; stopping anyway", grace)
                 supervisor.stop()
                 return 0
             if supervisor.exited():

@@ -26,17 +26,26 @@ and are read when a model loads, never at import time.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import http
 import json
 import logging
 import os
+import runpy
+import signal
+import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger("serve.mms_service")
 
 SETTINGS_ENV = "SERVEKIT_MMS_SETTINGS"
 FAILURE_FILE_ENV = "SERVEKIT_MMS_FAILURE_FILE"
+BUSY_DIR_ENV = "SERVEKIT_MMS_BUSY_DIR"
+ROOT_PID_ENV = "SERVEKIT_MMS_ROOT_PID"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 #: The same wording the native engine's worker uses for unexpected exceptions.
@@ -46,6 +55,17 @@ UNEXPECTED = "{kind} failed: {name}: {error}"
 _served: Any = None
 
 
+#: SAGEMAKER_MODEL_SERVER_TIMEOUT in seconds, set when the model loads (None: no timeout).
+_timeout_s: float | None = None
+#: (pid, fd) of this worker's in-flight lock file; see _busy().
+_busy_file: tuple[int, int] | None = None
+
+
+class RequestTimedOut(BaseException):
+    """Raised by SIGALRM inside a request that ran past the timeout (BaseException: user code's
+    ``except Exception`` cannot swallow it)."""
+
+
 class ModelLoadFailed(Exception):
     """Raised to MMS when the model cannot load; MMS then fails ``POST /models`` (or retries at start)."""
 
@@ -53,9 +73,64 @@ class ModelLoadFailed(Exception):
 def handle(data: list[dict[str, Any]] | None, context: Any) -> list[bytes] | None:
     """MMS entry point: ``data is None`` loads the model; otherwise answer each request of the batch."""
     if data is None:
-        _load(context)
+        model_dir = str(context.system_properties.get("model_dir"))
+        if _served is not None and _served.model_dir == model_dir:
+            return None  # preloaded by backend_main in the parent this worker was forked from
+        _load(model_dir, str(context.model_name))
         return None
     return [_invoke(item, context, idx) for idx, item in enumerate(data)]
+
+
+def backend_main(argv: list[str]) -> int:
+    """What multi-model-server runs as "python" (``serve.mms_engine`` points MMS's --python here).
+
+    For a model's backend process (``mms/model_service_worker.py``) the model is loaded *before*
+    MMS's worker code starts: MMS waits for that process to report "MMS worker started." before it
+    finishes registering the model, and it opens its HTTP port only after the start-up model is
+    registered. So in single-model mode ``/ping`` is not answered until the model is loaded (stock
+    MMS answers 200 at once and queues requests while workers load), and each worker forked from
+    this process starts with the model already in memory (copy-on-write, as MMS's own
+    ``preload_model`` does). Frameworks whose handler is not fork-safe are not preloaded. A preload
+    failure is only logged: the forked worker then loads again and fails the way MMS reports
+    (``POST /models`` answers 500, or the engine exits in single-model mode).
+
+    Anything else MMS runs with its Python (the metrics collector) is run unchanged.
+    """
+    if not argv or not argv[0].endswith("model_service_worker.py"):
+        os.execv(sys.executable, [sys.executable, *argv])
+    model_dir = _argument(argv, "--model-path")
+    model_name = _argument(argv, "--model-name")
+    if model_dir and model_name:
+        logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.INFO)
+        try:
+            _preload(model_dir, model_name)
+        except (ModelLoadFailed, MemoryError):
+            log.warning("preloading model %s failed; its worker will load it again", model_name)
+    sys.argv = list(argv)
+    runpy.run_path(argv[0], run_name="__main__")
+    return 1  # MMS's worker loop only returns on failure
+
+
+def _argument(argv: list[str], name: str) -> str | None:
+    try:
+        return argv[argv.index(name) + 1]
+    except (ValueError, IndexError):
+        return None
+
+
+def _preload(model_dir: str, model_name: str) -> None:
+    from handlers.registry import handler_class
+
+    settings = _worker_settings()
+    try:
+        fork_safe = handler_class(settings.get("framework", "sklearn")).fork_safe
+    except ValueError:
+        fork_safe = True  # let _load report the error
+    if not fork_safe:
+        log.info("handler for %s is not fork-safe: each MMS worker loads model %s itself",
+                 settings.get("framework"), model_name)
+        return
+    _load(model_dir, model_name, report=False)
 
 
 def _worker_settings() -> dict[str, Any]:
@@ -84,8 +159,9 @@ def _report_failure(message: str) -> None:
         log.exception("could not write the load failure to %s", path)
 
 
-def _load(context: Any) -> None:
-    global _served
+def _load(model_dir: str, model_name: str, report: bool = True) -> None:
+    """Load the model into this process; ``report``: tell the engine about a failure (single-model)."""
+    global _served, _timeout_s
     from handlers.base import HandlerOptions
     from handlers.errors import HandlerError
     from handlers.model import ServedModel
@@ -93,8 +169,7 @@ def _load(context: Any) -> None:
 
     settings = _worker_settings()
     log.setLevel(int(settings.get("log_level", logging.INFO)))
-    model_dir = str(context.system_properties.get("model_dir"))
-    model_name = str(context.model_name)
+    _timeout_s = float(settings["timeout_s"]) if settings.get("timeout_s") else None
     options = HandlerOptions(
         default_accept=settings.get("default_accept", "application/json"),
         program=settings.get("program", "inference.py"),
@@ -106,22 +181,108 @@ def _load(context: Any) -> None:
         _served = ServedModel.load(handler, model_dir, model_name)
     except MemoryError:
         # MMS answers POST /models with 507 for a MemoryError at load: SageMaker then unloads others.
-        _report_failure("out of memory while loading the model")
+        if report:
+            _report_failure("out of memory while loading the model")
         raise
     except HandlerError as exc:
+        if exc.status == 507:  # ServedModel's out-of-memory: let MMS answer 507 too
+            if report:
+                _report_failure(exc.message)
+            raise MemoryError(exc.message) from None
         log.error("loading model %s from %s failed: %s", model_name, model_dir, exc.message)
-        _report_failure(exc.message)
+        if report:
+            _report_failure(exc.message)
         raise ModelLoadFailed(exc.message) from None
     except ValueError as exc:  # handler_class: unknown framework or missing extra
         log.error("loading model %s failed: %s", model_name, exc)
-        _report_failure(str(exc))
+        if report:
+            _report_failure(str(exc))
         raise ModelLoadFailed(str(exc)) from None
     except Exception as exc:  # user model_fn or framework failure
         message = UNEXPECTED.format(kind="loading the model", name=type(exc).__name__, error=exc)
         log.error("loading model %s failed:\n%s", model_name, traceback.format_exc())
-        _report_failure(message)
+        if report:
+            _report_failure(message)
         raise ModelLoadFailed(message) from None
+    budget_mb = settings.get("memory_limit_mb")
+    if budget_mb:
+        used = _server_memory_bytes()
+        if used > int(budget_mb) * 1024 * 1024:
+            _served.unload()
+            _served = None
+            message = (f"model {model_name!r} does not fit: with it the server uses {used / 2**20:.0f} MiB, "
+                       f"more than SERVE_MEMORY_LIMIT_MB={budget_mb}; unload a model and retry")
+            log.warning("%s", message)
+            if report:
+                _report_failure(message)
+            raise MemoryError(message)  # MMS answers 507; SageMaker then unloads a model and retries
     log.info("model %s loaded from %s", model_name, model_dir)
+
+
+def _server_memory_bytes() -> int:
+    """PSS of the whole server (the engine process MMS runs under, Java and every worker)."""
+    from serve.memory import tree_pss_bytes
+
+    root = os.environ.get(ROOT_PID_ENV)
+    try:
+        return tree_pss_bytes(int(root)) if root else tree_pss_bytes(os.getpid())
+    except Exception:  # noqa: BLE001 - memory accounting must never break a load
+        log.exception("could not measure the server's memory")
+        return 0
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Interrupt the request after ``seconds`` (SIGALRM; MMS runs requests in the worker's main thread).
+
+    MMS's own timeout (configured a little longer) kills the whole worker and answers 500 "Worker
+    died."; interrupting first lets the client get the 504 the native engine sends. Code stuck in a C
+    call that never returns to Python is still caught by MMS's timeout.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = [True]
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if armed[0]:
+            raise RequestTimedOut()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _busy() -> Iterator[None]:
+    """Hold this worker's lock file while a request runs, so the engine can drain on SIGTERM.
+
+    An advisory lock costs two system calls per request and needs no cleanup: the kernel drops it
+    when the process dies. The engine tries each lock without blocking to see whether any is held.
+    """
+    global _busy_file
+    directory = os.environ.get(BUSY_DIR_ENV)
+    if not directory:
+        yield
+        return
+    if _busy_file is None or _busy_file[0] != os.getpid():  # opened per process, after MMS forked it
+        try:
+            fd = os.open(os.path.join(directory, f"worker-{os.getpid()}"), os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError:
+            yield
+            return
+        _busy_file = (os.getpid(), fd)
+    fd = _busy_file[1]
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _header(headers: dict[str, Any], name: str) -> str | None:
@@ -176,9 +337,14 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
         model_name=str(context.model_name),
     )
     try:
-        response = _served.invoke(request)
+        with _busy(), _deadline(_timeout_s):
+            response = _served.invoke(request)
     except MemoryError:
         raise  # MMS answers 507 "Out of resources"
+    except RequestTimedOut:
+        log.error("model %s did not answer within %s s; request interrupted", context.model_name, _timeout_s)
+        return _error(context, idx, 504, f"model {context.model_name!r} did not answer within "
+                                         f"{_timeout_s:g} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)")
     except HandlerError as exc:
         return _error(context, idx, exc.status, exc.message)
     except Exception as exc:

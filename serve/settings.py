@@ -193,16 +193,6 @@ class Settings:
     def max_payload_bytes(self) -> int:
         return int(self.max_payload_mb * 1024 * 1024)
 
-    def check_port_allowed(self, port: int) -> None:
-        """Raise SettingsError if an extra port lies outside SAGEMAKER_SAFE_PORT_RANGE."""
-        if self.safe_port_range is None:
-            return
-        low, high = self.safe_port_range
-        if not low <= port <= high:
-            raise SettingsError(
-                f"port {port} is outside SAGEMAKER_SAFE_PORT_RANGE={low}-{high}; extra ports must come from it"
-            )
-
 
 def describe_variables() -> str:
     """Text for ``serve --help``: every variable, its default and meaning."""

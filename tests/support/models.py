@@ -95,3 +95,41 @@ BROKEN_SCRIPT = """
 def model_fn(model_dir):
     raise RuntimeError("weights file is corrupt")
 """
+
+
+@dataclass(frozen=True)
+class TensorArtifact:
+    """An extracted PyTorch or TensorFlow artifact and its in-process predictions for ``rows``."""
+
+    path: Path
+    rows: list[list[float]]
+    expected: list[list[float]]
+
+
+ROWS = [[0.5, -1.0, 2.0, 0.25], [1.5, 0.0, -0.5, 3.0]]
+
+
+def torch_artifact(directory: Path, seed: int = 0) -> TensorArtifact:
+    """A TorchScript ``model.pt``: a seeded Linear(4, 3) + softmax."""
+    import torch
+
+    torch.manual_seed(seed)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1)).eval()
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(module).save(str(directory / "model.pt"))
+    with torch.inference_mode():
+        expected = module(torch.tensor(ROWS, dtype=torch.float32)).tolist()
+    return TensorArtifact(directory, ROWS, expected)
+
+
+def tensorflow_artifact(directory: Path, seed: int = 0) -> TensorArtifact:
+    """A SavedModel under version directory ``1/`` (TF Serving's layout): Dense(3, softmax) on 4 inputs."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(3, activation="softmax")])
+    directory.mkdir(parents=True, exist_ok=True)
+    model.export(str(directory / "1"), verbose=False)
+    expected = model.predict(np.array(ROWS, dtype="float32"), verbose=0).tolist()
+    return TensorArtifact(directory, ROWS, expected)
