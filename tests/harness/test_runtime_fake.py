@@ -208,7 +208,11 @@ def test_payload_limits_and_dead_containers(fake_harness, tmp_path):
     with pytest.raises(rt.exceptions.ValidationError) as caught:
         rt.invoke_endpoint(EndpointName="ep", Body=b"a" * (6 * 1024 * 1024 + 1))
     assert "6291457 bytes exceeds the 6291456-byte" in caught.value.response["Error"]["Message"]
-    rt.invoke_endpoint(EndpointName="ep", Body=b"a" * (6 * 1024 * 1024 - 200))  # just under: fine
+    # Exactly 6 MiB is accepted; the stand-in echoes it back inside JSON, so its answer is over 6 MiB.
+    with pytest.raises(rt.exceptions.ModelError) as caught:
+        rt.invoke_endpoint(EndpointName="ep", Body=b"a" * (6 * 1024 * 1024))
+    assert "the response payload of" in caught.value.response["Error"]["Message"]
+    assert "exceeds the maximum limit of 6 MB" in caught.value.response["Error"]["Message"]
     with pytest.raises(rt.exceptions.ValidationError) as caught:
         rt.invoke_endpoint(EndpointName="ep", TargetModel="m.tar.gz", Body=b"{}")
     assert caught.value.response["Error"]["Message"] == (
@@ -269,3 +273,22 @@ def test_variants_weights_and_target_variant(fake_harness):
     assert json.loads(response["Body"].read())["user_env"] == "b"
     variants = sm.describe_endpoint(EndpointName="ab")["ProductionVariants"]
     assert [(v["VariantName"], v["CurrentWeight"]) for v in variants] == [("Main", 1.0), ("Shadowless", 0.0)]
+
+
+def test_pipeline_with_mme_stage_and_intermediate_limit(fake_harness, tmp_path):
+    sm, rt = boto_clients(fake_harness.endpoint_url)
+    root = mme_models(tmp_path, 2)
+    deploy(sm, "pipe-mme", Containers=[
+        {"Image": IMAGE, "ContainerHostname": "prep"},
+        {"Image": IMAGE, "ContainerHostname": "models", "Mode": "MultiModel", "ModelDataUrl": str(root)}])
+    answer = json.loads(rt.invoke_endpoint(EndpointName="pipe-mme", TargetModel="model-1.tar.gz",
+                                           Body=b"x")["Body"].read())
+    assert "id-1" in answer["files"] and answer["target_model"] == "model-1.tar.gz"
+    assert json.loads(answer["body"])["target_model"] is None  # only the MME stage gets TargetModel
+    # The first stage's answer (its JSON echo of 5.5 MB) is over the 5 MB limit between containers.
+    with pytest.raises(rt.exceptions.ModelError) as caught:
+        rt.invoke_endpoint(EndpointName="pipe-mme", TargetModel="model-1.tar.gz", Body=b"a" * (5_500_000))
+    message = caught.value.response["Error"]["Message"]
+    assert message.startswith("Received response from prep with status code 200. However, the request payload "
+                              "from prep to models is ")
+    assert message.endswith("bytes, which has exceeded the maximum limit of 5 MB.")
