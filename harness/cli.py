@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import socket
 import sys
 import time
@@ -126,8 +127,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"servekit local SageMaker ({backend.name} backend) listening on {url}")
     print(f"State and container logs: {state_dir}\n")
     print(SNIPPET.format(url=url, region=args.region, images=images), flush=True)
+    # uvicorn handles SIGINT/SIGTERM during run() (its lifespan shutdown stops every container) and
+    # re-raises the signal afterwards; with these no-op handlers that re-raise does not kill us before
+    # the state file is removed, and a stop by signal exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     try:
-        # uvicorn handles SIGINT/SIGTERM here; its lifespan shutdown stops every container.
         server.run(sockets=[sock])
     finally:
         remove_state_file(state_dir, url)

@@ -93,3 +93,34 @@ def test_user_script_runs_unchanged_against_servekit_local_up(tmp_path, moto_s3)
         if up.poll() is None:
             up.terminate()
             up.wait(timeout=60)
+
+
+def test_sigterm_stops_every_container(tmp_path):
+    import signal
+
+    from tests.harness.conftest import boto_clients, deploy
+
+    iris = sklearn_artifact(tmp_path / "iris")
+    state_dir = tmp_path / "state"
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "harness.cli", "local", "up", "--port", str(free_port()),
+                               "--backend", "process", "--state-dir", str(state_dir)], stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while read_state_file(state_dir) is None:
+            assert up.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        sm, _ = boto_clients(read_state_file(state_dir)["url"])
+        deploy(sm, "a", PrimaryContainer={"Image": "servekit-sklearn", "ModelDataUrl": str(iris.path)})
+        listing = servekit("ls", "--state-dir", str(state_dir), env=dict(os.environ))
+        pid = int(re.search(r"pid (\d+)", listing.stdout).group(1))
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0, log_path.read_text()
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert read_state_file(state_dir) is None
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(timeout=30)
