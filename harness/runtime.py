@@ -173,8 +173,6 @@ class Router:
                                          custom_attributes, target_model)
         self.platform.metrics.record(endpoint, variant.name, "ContainerLatency", hop.latency_us, container.hostname)
         if hop.status >= 400:
-            metric = "Invocation4XXErrors" if hop.status < 500 else "Invocation5XXErrors"
-            self.platform.metrics.record(endpoint, variant.name, metric, 1.0)
             raise model_error(self.platform.config.region, endpoint, container.label, hop.status,
                               hop.body.decode("utf-8", errors="replace"))
         return hop
@@ -238,9 +236,28 @@ class Router:
                 f"{self.platform.config.max_payload_bytes}-byte (6 MiB) limit for real-time inference."
             )
 
-        instance = variant.pick_instance(target_model if mme else None)
         metrics = self.platform.metrics
         metrics.record(endpoint, variant.name, "Invocations", 1.0)
+        try:
+            answer = await self._route(invocation, variant, bool(mme), target_model, target_container)
+        except ModelError as error:
+            # CloudWatch semantics: one 0/1 sample per request, so Sum counts errors and Average is a rate.
+            status = int(error.members.get("OriginalStatusCode") or 0)
+            client_error = 1.0 if 400 <= status < 500 else 0.0
+            metrics.record(endpoint, variant.name, "Invocation4XXErrors", client_error)
+            metrics.record(endpoint, variant.name, "Invocation5XXErrors", 1.0 - client_error)
+            raise
+        metrics.record(endpoint, variant.name, "Invocation4XXErrors", 0.0)
+        metrics.record(endpoint, variant.name, "Invocation5XXErrors", 0.0)
+        return answer
+
+    async def _route(self, invocation: Invocation, variant: VariantDeployment, mme: bool,
+                     target_model: str | None, target_container: str | None) -> Answer:
+        """Send the invocation through the variant's containers (single, MME, Direct or Serial)."""
+        endpoint = invocation.endpoint
+        model = variant.model
+        instance = variant.pick_instance(target_model if mme else None)
+        metrics = self.platform.metrics
         started = time.perf_counter()
         model_latency = 0.0
         if model.mode == "Direct":

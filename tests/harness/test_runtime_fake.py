@@ -172,6 +172,9 @@ def test_direct_multi_container(fake_harness):
         rt.invoke_endpoint(EndpointName="direct", TargetContainerHostname="second", Body=b"status:400:bad row")
     assert caught.value.response["Error"]["Message"].startswith(
         'Received client error (400) from second with message "bad row"')
+    assert metric(fake_harness, "direct", "Invocation4XXErrors")["Sum"] == 1
+    assert metric(fake_harness, "direct", "Invocation5XXErrors")["Sum"] == 0
+    assert metric(fake_harness, "direct", "Invocation4XXErrors")["SampleCount"] == 3  # one sample per request
     per_container = fake_harness.platform.metrics.snapshot("direct")["AllTraffic"]["containers"]
     assert per_container["first"]["ContainerLatency"]["SampleCount"] == 1
     assert per_container["second"]["ContainerLatency"]["SampleCount"] == 2
