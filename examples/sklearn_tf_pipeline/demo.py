@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGES = {"sklearn": "servekit-sklearn:latest", "tensorflow": "servekit-tensorflow:latest"}
 #: Served vs in-process predictions. The hop carries exact float64 text (repr) and TensorFlow runs
 #: the same float32 graph, so differences are float32 rounding of a different batch layout at most.
-TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+RTOL, ATOL = 1e-5, 1e-6
 
 
 def say(message: str = "") -> None:
@@ -171,7 +171,7 @@ def expected_answers(trained: Any, rows: list[list[Any]]) -> dict[str, np.ndarra
 
 
 def check(results: Any, expected: dict[str, np.ndarray]) -> list[str]:
-    """Differences between served and in-process answers beyond TOLERANCE, as messages."""
+    """Differences between served and in-process answers beyond RTOL / ATOL, as messages."""
     problems = []
     pairs = [("serial pipeline", results.pipeline, expected["pipeline"])]
     if results.direct:
@@ -180,7 +180,7 @@ def check(results: Any, expected: dict[str, np.ndarray]) -> list[str]:
     pairs += [(f"MME {name}", got, expected[name]) for name, got in results.mme.items()]
     for label, got, want in pairs:
         got_array = np.asarray(got, dtype=np.float64)
-        if got_array.shape != np.shape(want) or not np.allclose(got_array, want, **TOLERANCE):
+        if got_array.shape != np.shape(want) or not np.allclose(got_array, want, rtol=RTOL, atol=ATOL):
             problems.append(f"{label}: served {np.round(got_array, 6).tolist()} != in-process "
                             f"{np.round(np.asarray(want), 6).tolist()}")
         else:
@@ -233,11 +233,11 @@ def main(argv: list[str] | None = None) -> int:
 
         deploy_args = deploy.build_parser().parse_args([
             "--artifacts", str(trained.out_dir), "--endpoint-url", url, "--mme", "--hop", args.hop,
-            "--name", "churn"])
+            "--name", "churn", "--repeat", "20"])
         expected = expected_answers(trained, deploy.SAMPLE_ROWS)
 
         def before_cleanup(results: deploy.Results) -> None:
-            say("\ncompared with the same models in this process (rtol 1e-5, atol 1e-6):")
+            say(f"\ncompared with the same models in this process (rtol {RTOL:g}, atol {ATOL:g}):")
             problems.extend(check(results, expected))
             step("5/5 harness metrics (servekit local metrics ENDPOINT)")
             for endpoint in results.endpoints.values():

@@ -241,6 +241,18 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print,
         say(f"\nserial pipeline {names['pipeline']}  (ContentType text/csv -> {answer['ContentType']})")
         for row, p in zip(SAMPLE_ROWS, results.pipeline, strict=True):
             say(f"  {churn_schema.to_csv([row]).strip():<52} churn probability {p:.4f}")
+        if args.repeat:
+            # Warm calls: the first one includes TensorFlow's first-call tracing.
+            latencies = []
+            for _ in range(args.repeat):
+                t1 = time.perf_counter()
+                runtime.invoke_endpoint(EndpointName=names["pipeline"], ContentType="text/csv",
+                                        Accept="application/json", Body=body)["Body"].read()
+                latencies.append(time.perf_counter() - t1)
+            latencies.sort()
+            results.timings["pipeline_p50_s"] = latencies[len(latencies) // 2]
+            say(f"  {args.repeat} more calls: client-side latency p50 {1000 * latencies[len(latencies) // 2]:.1f} ms, "
+                f"max {1000 * latencies[-1]:.1f} ms (first call {1000 * results.timings['pipeline_invoke_s']:.1f} ms)")
 
         # 4. Direct: the same containers, one at a time, by TargetContainerHostname. No Accept to the
         #    preprocessor, as in the pipeline, so its answer is exactly the pipeline's intermediate payload.
@@ -296,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mme", action="store_true", help="also deploy the per-region models as an MME")
     parser.add_argument("--skip-direct", action="store_true", help="no Direct multi-container endpoint")
     parser.add_argument("--poll-seconds", type=float, help="waiter delay (default 30 on AWS, 1 locally)")
+    parser.add_argument("--repeat", type=int, default=0, help="extra pipeline calls to time (default: none)")
     parser.add_argument("--keep", action="store_true", help="do not delete what was created")
     return parser
 
