@@ -209,8 +209,15 @@ async def start_variant(platform: Platform, deployment: Deployment, variant: dic
         if definition.multi_model:
             continue
         target = variant_dir / f"model-{definition.hostname}"
+        download_timeout = float(variant.get("ModelDataDownloadTimeoutInSeconds") or 3600)
         try:
-            await asyncio.to_thread(_prepare_single_model, platform, definition, target)
+            await asyncio.wait_for(asyncio.to_thread(_prepare_single_model, platform, definition, target),
+                                   timeout=download_timeout)
+        except TimeoutError:
+            raise DeploymentFailed(
+                f'Failed to download and extract model data for container "{definition.hostname}" within '
+                f"ModelDataDownloadTimeoutInSeconds ({download_timeout:g} s)."
+            ) from None
         except artifacts.ArtifactNotFound:
             raise DeploymentFailed(_download_failure(definition.hostname, definition.model_data_url or "")) from None
         except artifacts.ArtifactError as exc:

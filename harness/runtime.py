@@ -23,6 +23,7 @@ from harness.errors import (
     ACCOUNT_ID,
     ModelError,
     ValidationError,
+    log_group_arn,
     model_error,
 )
 from harness.validation import format_errors, operation_model, validation_errors
@@ -319,6 +320,4 @@ class Router:
 
 
 def _log_arn(platform: Platform, endpoint: str) -> str:
-    from harness.errors import log_group_arn
-
     return log_group_arn(platform.config.region, endpoint)
