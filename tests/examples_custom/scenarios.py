@@ -51,10 +51,17 @@ def csv_of(rows: np.ndarray) -> str:
     return "\n".join(",".join(str(v) for v in row) for row in rows)
 
 
-def single_model(harness: LocalSageMaker, images: Images, classifier: Any, regressor: Any) -> None:
-    """A single-model endpoint of the classifier; then UpdateEndpoint to the regressor (CSV in and out)."""
+def single_model(harness: LocalSageMaker, images: Images, classifier: Any, regressor: Any,
+                 engine: str = "native", update: bool = True) -> None:
+    """A single-model endpoint of the classifier; then UpdateEndpoint to the regressor (CSV in and out).
+
+    ``engine``: servekit's ``SERVE_ENGINE`` (``native`` or ``mms``, multi-model-server); ``update``:
+    also UpdateEndpoint to the regressor (a second container start; skipped for the slower MMS engine).
+    """
     sm, rt = boto_clients(harness.endpoint_url)
-    deploy(sm, "onnx-single", PrimaryContainer=images.custom_container(ModelDataUrl=f"file://{classifier.archive}"))
+    env = {"SERVE_ENGINE": engine}
+    deploy(sm, "onnx-single", PrimaryContainer=images.custom_container(ModelDataUrl=f"file://{classifier.archive}",
+                                                                       Environment=env))
     answer = rt.invoke_endpoint(EndpointName="onnx-single", Body=json.dumps(classifier.rows.tolist()),
                                 ContentType="application/json", Accept="application/json")
     assert answer["ContentType"].startswith("application/json")
@@ -69,8 +76,11 @@ def single_model(harness: LocalSageMaker, images: Images, classifier: Any, regre
         assert "rejected the input" in exc.response["OriginalMessage"]
         assert "Traceback" not in exc.response["OriginalMessage"]
 
+    if not update:
+        sm.delete_endpoint(EndpointName="onnx-single")
+        return
     sm.create_model(ModelName="onnx-reg", ExecutionRoleArn="arn:aws:iam::123456789012:role/SageMakerRole",
-                    PrimaryContainer=images.custom_container(ModelDataUrl=str(regressor.archive)))
+                    PrimaryContainer=images.custom_container(ModelDataUrl=str(regressor.archive), Environment=env))
     sm.create_endpoint_config(EndpointConfigName="onnx-reg", ProductionVariants=[
         {"VariantName": "AllTraffic", "ModelName": "onnx-reg", "InstanceType": "ml.m5.large",
          "InitialInstanceCount": 1}])

@@ -12,7 +12,9 @@ Docker engine these tests are skipped loudly, unless SERVEKIT_REQUIRE_DOCKER=1 (
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +54,13 @@ def process_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_pat
 
 def test_process_single_model(process_harness, classifier, regressor):
     scenarios.single_model(process_harness, PROCESS_IMAGES, classifier, regressor)
+
+
+def test_process_single_model_mms_engine(process_harness, classifier, regressor):
+    """The same handler under multi-model-server (SERVE_ENGINE=mms), as the image offers it."""
+    if shutil.which("java") is None or importlib.util.find_spec("mms") is None:
+        pytest.skip("MMS ENGINE NOT TESTED: needs java and multi-model-server (pip install -e '.[mms]')")
+    scenarios.single_model(process_harness, PROCESS_IMAGES, classifier, regressor, engine="mms", update=False)
 
 
 def test_process_multi_model(process_harness, classifier, regressor, train_onnx, tmp_path):
@@ -113,6 +122,11 @@ def test_image_labels_and_handler(custom_image):
 @pytest.mark.images
 def test_image_single_model(docker_harness, classifier, regressor):
     scenarios.single_model(docker_harness, DOCKER_IMAGES, classifier, regressor)
+
+
+@pytest.mark.images
+def test_image_single_model_mms_engine(docker_harness, classifier, regressor):
+    scenarios.single_model(docker_harness, DOCKER_IMAGES, classifier, regressor, engine="mms", update=False)
 
 
 @pytest.mark.images
