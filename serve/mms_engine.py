@@ -293,7 +293,17 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         # Only an explicit budget: without one the kernel's limit applies, and MMS answers 507 when
         # a worker is OOM-killed (exit 137).
         "memory_limit_mb": settings.memory_limit_mb,
+        "management_url": f"http://{_connect_host(settings.host)}:{settings.port}" if settings.multi_model else None,
     }
+
+
+def _connect_host(host: str) -> str:
+    """An address to reach a server listening on ``host`` from this machine."""
+    if host in ("", "0.0.0.0", "*"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def mms_environment(settings: Settings, layout: MmsLayout, base: Mapping[str, str]) -> dict[str, str]:

@@ -36,9 +36,10 @@ import runpy
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 log = logging.getLogger("serve.mms_service")
 
@@ -180,15 +181,10 @@ def _load(model_dir: str, model_name: str, report: bool = True) -> None:
         handler = handler_class(settings.get("framework", "sklearn"))(options)
         _served = ServedModel.load(handler, model_dir, model_name)
     except MemoryError:
-        # MMS answers POST /models with 507 for a MemoryError at load: SageMaker then unloads others.
-        if report:
-            _report_failure("out of memory while loading the model")
-        raise
+        _refuse(model_name, f"model {model_name!r}: out of memory while loading", report)
     except HandlerError as exc:
-        if exc.status == 507:  # ServedModel's out-of-memory: let MMS answer 507 too
-            if report:
-                _report_failure(exc.message)
-            raise MemoryError(exc.message) from None
+        if exc.status == 507:  # ServedModel's out-of-memory
+            _refuse(model_name, exc.message, report)
         log.error("loading model %s from %s failed: %s", model_name, model_dir, exc.message)
         if report:
             _report_failure(exc.message)
@@ -213,10 +209,17 @@ def _load(model_dir: str, model_name: str, report: bool = True) -> None:
             message = (f"model {model_name!r} does not fit: with it the server uses {used / 2**20:.0f} MiB, "
                        f"more than SERVE_MEMORY_LIMIT_MB={budget_mb}; unload a model and retry")
             log.warning("%s", message)
-            if report:
-                _report_failure(message)
-            raise MemoryError(message)  # MMS answers 507; SageMaker then unloads a model and retries
+            _refuse(model_name, message, report)
     log.info("model %s loaded from %s", model_name, model_dir)
+
+
+def _refuse(model_name: str, message: str, report: bool) -> NoReturn:
+    """Fail the load so that MMS answers 507 (SageMaker then unloads another model and retries)."""
+    if report:
+        _report_failure(message)
+        if not os.environ.get(FAILURE_FILE_ENV):  # a multi-model worker (not the preloading parent)
+            _unregister_after_refusal(model_name)
+    raise MemoryError(message)
 
 
 def _server_memory_bytes() -> int:
@@ -358,3 +361,40 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
     context.set_response_content_type(idx, response.content_type)
     context.set_response_status(200, "OK", idx)
     return bytes(response.body)
+
+
+
+#: Seconds after a 507 refusal before the worker removes the half-registered model (see below).
+REFUSAL_CLEANUP_DELAY_S = 0.5
+
+
+def _unregister_after_refusal(model_name: str) -> None:
+    """Remove a model MMS leaves registered after a load answered 507 (multi-model mode).
+
+    When a worker answers a load with anything but 200, MMS's worker thread sends the error and then
+    unregisters the model on that same thread, which its own worker shutdown interrupts
+    (WorkLoadManager: "WorkerThread interrupted during waitFor"): the model stays listed with no
+    workers, and SageMaker's retry after evicting another model would get 409. A non-daemon thread of
+    this worker (the process exits only after it finishes) sends the DELETE shortly after the 507.
+    """
+    url = _worker_settings().get("management_url")
+    if not url:
+        return
+
+    def unregister() -> None:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        time.sleep(REFUSAL_CLEANUP_DELAY_S)
+        request = urllib.request.Request(f"{url}/models/{urllib.parse.quote(model_name, safe='')}",
+                                         method="DELETE")
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                log.warning("removing refused model %s: HTTP %s", model_name, exc.code)
+        except OSError as exc:
+            log.warning("removing refused model %s failed: %s", model_name, exc)
+
+    threading.Thread(target=unregister, name="servekit-unregister", daemon=False).start()

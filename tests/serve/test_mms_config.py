@@ -27,8 +27,9 @@ def test_properties_bind_both_apis_to_the_sagemaker_port_and_use_seconds():
 
     assert props["inference_address"] == "http://127.0.0.1:18080"
     assert props["management_address"] == props["inference_address"]
-    # Seconds, rounded up; the minutes-valued default_response_timeout must not be used at all.
-    assert props["default_response_timeout_seconds"] == "8"
+    # Seconds (7.5 rounded up, plus the backstop past the worker's own 504), never the minutes-valued
+    # default_response_timeout.
+    assert props["default_response_timeout_seconds"] == str(8 + mms_engine.TIMEOUT_BACKSTOP_S)
     assert "default_response_timeout" not in props
     assert props["max_request_size"] == props["max_response_size"] == str(10 * 1024 * 1024)
     assert props["default_workers_per_model"] == "3"
@@ -38,6 +39,23 @@ def test_properties_bind_both_apis_to_the_sagemaker_port_and_use_seconds():
     assert props["model_store"] == "/"
     assert props["vmargs"].split()[0] == "-Xmx256m"
     assert "UseParNewGC" not in props["vmargs"]  # Java 17 refuses it
+
+
+def test_single_model_mode_keeps_the_models_api_off_the_port(tmp_path):
+    socket = tmp_path / "management.sock"
+    single = _props(mms_engine.render_properties(Settings(port=18080), workers=1, heap_mb=64,
+                                                 management_socket=socket))
+    assert single["inference_address"] == "http://0.0.0.0:18080"
+    assert single["management_address"] == f"unix:{socket}"
+    multi = _props(mms_engine.render_properties(Settings(port=18080, multi_model=True), workers=1, heap_mb=64,
+                                                management_socket=socket))
+    assert multi["management_address"] == multi["inference_address"] == "http://0.0.0.0:18080"
+
+
+def test_python_shim_runs_the_backend_entry_with_this_interpreter():
+    shim = mms_engine.render_python_shim()
+    assert shim.startswith("#!/bin/sh\n")
+    assert sys.executable in shim and "backend_main" in shim and '"$@"' in shim
 
 
 def test_payload_size_is_capped_at_what_a_java_int_holds():
@@ -78,7 +96,7 @@ def test_log_config_writes_to_stdout_only():
 
 
 def test_environment_is_private_and_carries_worker_settings(tmp_path):
-    layout = mms_engine.MmsLayout(tmp_path, tmp_path / "c", tmp_path / "l", tmp_path / "f")
+    layout = mms_engine.MmsLayout.at(tmp_path)
     settings = Settings(framework="sklearn", program="serve_me.py", default_accept="text/csv")
     base = {"PATH": "/usr/bin", "MMS_CONFIG_FILE": "/etc/evil.properties", "PYTHONPATH": "/x"}
     env = mms_engine.mms_environment(settings, layout, base)
@@ -88,13 +106,13 @@ def test_environment_is_private_and_carries_worker_settings(tmp_path):
     assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/x"]
     worker = json.loads(env[mms_engine.SETTINGS_ENV])
     assert worker["program"] == "serve_me.py" and worker["default_accept"] == "text/csv"
-    assert env[mms_engine.FAILURE_FILE_ENV] == str(tmp_path / "f")
+    assert env[mms_engine.FAILURE_FILE_ENV] == str(layout.failure_file)
     mme_env = mms_engine.mms_environment(Settings(multi_model=True), layout, base)
     assert mms_engine.FAILURE_FILE_ENV not in mme_env
 
 
 def test_single_model_command_registers_the_model_dir_under_the_name_model(tmp_path):
-    layout = mms_engine.MmsLayout(tmp_path, tmp_path / "c", tmp_path / "l", tmp_path / "f")
+    layout = mms_engine.MmsLayout.at(tmp_path)
     cmd = mms_engine.mms_command(Settings(model_dir=str(tmp_path)), layout)
     assert "--foreground" in cmd
     assert cmd[-2:] == ["--models", f"model={tmp_path}"]
@@ -110,7 +128,7 @@ def test_prepare_writes_nothing_outside_its_private_directory(tmp_path):
     try:
         assert layout.workdir.name.startswith("servekit-mms-")
         assert oct(layout.workdir.stat().st_mode & 0o777) == "0o700"
-        assert sorted(p.name for p in layout.workdir.iterdir()) == ["config.properties", "log4j2.xml"]
+        assert sorted(p.name for p in layout.workdir.iterdir()) == ["busy", "config.properties", "log4j2.xml", "python"]
     finally:
         import shutil
 

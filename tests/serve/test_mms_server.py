@@ -131,6 +131,21 @@ def test_mme_load_failure_fails_post_models_and_leaves_the_server_usable(tmp_pat
         assert answer.status_code == 200, answer.text
 
 
+def test_memory_refusal_is_507_and_the_model_is_not_left_registered(tmp_path: Path) -> None:
+    artifact = sklearn_artifact(tmp_path / "m" / "model")
+    with run_server({**MME, "SERVE_MEMORY_LIMIT_MB": "1"}) as server:
+        for _ in range(2):  # the retry SageMaker sends after evicting a model must not get 409
+            answer = load(server.url, "m", artifact.path)
+            assert answer.status_code == 507, answer.text
+            no_traceback(answer.text)
+            # MMS itself leaves the model listed after a 507 (it interrupts its own unregister);
+            # the worker removes it right after answering.
+            deadline = time.monotonic() + 10
+            while httpx.get(server.url + "/models").json()["models"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert httpx.get(server.url + "/models").json()["models"] == []
+
+
 def test_each_model_runs_its_own_code_directory(tmp_path: Path) -> None:
     # Both artifacts ship code/inference.py and a helper module of the same name (the stock
     # sagemaker-inference service answers "Please provide a model_fn implementation" here).
@@ -217,8 +232,11 @@ def test_model_server_timeout_is_seconds_not_minutes(tmp_path: Path) -> None:
         started = time.monotonic()
         slow = httpx.post(server.url + "/invocations", json={"sleep": 30}, timeout=60)
         elapsed = time.monotonic() - started
-        assert slow.status_code >= 500
+        assert slow.status_code == 504, slow.text
+        assert "SAGEMAKER_MODEL_SERVER_TIMEOUT" in slow.json()["message"]
         assert elapsed < 15, f"answered after {elapsed:.1f} s; the 2 s timeout was read as minutes?"
+        again = httpx.post(server.url + "/invocations", json={"sleep": 0}, timeout=60)
+        assert again.status_code == 200, again.text
 
 
 def test_a_port_mms_cannot_bind_is_refused_in_one_line(tmp_path: Path) -> None:
