@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import WaiterError
 
 from harness.local import LocalSageMaker
-from tests.harness.conftest import boto_clients, deploy
+from tests.harness.conftest import boto_clients, deploy, make_tar
 from tests.harness.test_sklearn_process import tar_dir
 from tests.support.models import sklearn_artifact
 
@@ -137,3 +138,22 @@ def direct_beside_sklearn(harness: LocalSageMaker, images: Images, classifier: A
     decoded = body_of(answer)
     assert [float(x) for x in (decoded["predictions"] if isinstance(decoded, dict) else decoded)] == iris.expected
     sm.delete_endpoint(EndpointName="onnx-direct")
+
+
+def bad_artifact(harness: LocalSageMaker, images: Images, tmp_path: Path) -> None:
+    """A corrupt model.onnx: the endpoint goes to Failed and the container log says why, in one line."""
+    archive = make_tar(tmp_path / "corrupt.tar.gz", {"model.onnx": b"\x00\x01 not an ONNX protobuf"})
+    sm, _ = boto_clients(harness.endpoint_url)
+    deploy(sm, "onnx-bad", wait=False, PrimaryContainer=images.custom_container(ModelDataUrl=str(archive)))
+    try:
+        sm.get_waiter("endpoint_in_service").wait(EndpointName="onnx-bad", WaiterConfig={"Delay": 0.25,
+                                                                                         "MaxAttempts": 480})
+        raise AssertionError("an endpoint with a corrupt model.onnx went InService")
+    except WaiterError:
+        pass
+    described = sm.describe_endpoint(EndpointName="onnx-bad")
+    assert described["EndpointStatus"] == "Failed", described
+    assert "did not pass the ping health check" in described["FailureReason"]
+    logs = "".join(p.read_text(errors="replace") for p in harness.state_dir.rglob("*.log"))
+    assert "cannot load" in logs and "ONNX Runtime" in logs and "model.onnx" in logs, logs[-3000:]
+    sm.delete_endpoint(EndpointName="onnx-bad")

@@ -72,6 +72,10 @@ def test_process_direct_beside_sklearn(process_harness, classifier, tmp_path):
     scenarios.direct_beside_sklearn(process_harness, PROCESS_IMAGES, classifier, tmp_path)
 
 
+def test_process_bad_artifact_fails_the_endpoint(process_harness, tmp_path):
+    scenarios.bad_artifact(process_harness, PROCESS_IMAGES, tmp_path)
+
+
 # ---- docker backend: the real example image ------------------------------------------------------------
 
 def _missing(reason: str) -> None:
@@ -138,3 +142,8 @@ def test_image_multi_model(docker_harness, classifier, regressor, train_onnx, tm
 @pytest.mark.images
 def test_image_direct_beside_sklearn(docker_harness, classifier, tmp_path):
     scenarios.direct_beside_sklearn(docker_harness, DOCKER_IMAGES, classifier, tmp_path)
+
+
+@pytest.mark.images
+def test_image_bad_artifact_fails_the_endpoint(docker_harness, tmp_path):
+    scenarios.bad_artifact(docker_harness, DOCKER_IMAGES, tmp_path)
