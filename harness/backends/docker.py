@@ -97,14 +97,33 @@ class DockerBackend(Backend):
             self._network = "bridge" if has_bridge else "host"
         return self._network
 
+    def resolve_image(self, image: str) -> str:
+        """The local image to run for ``image``.
+
+        SageMaker pulls ``<account>.dkr.ecr.<region>.amazonaws.com/servekit-sklearn:1.0`` from ECR; the
+        harness pulls nothing. When the engine lacks that exact name but has the same repository and
+        tag without the registry (what ./build.sh builds), that local image is used, so a script
+        written for AWS runs unchanged. ValueError naming the image when neither exists.
+        """
+        if _docker("image", "inspect", "--format", "{{.Id}}", image, timeout=30).returncode == 0:
+            return image
+        name = image.split("@", 1)[0]
+        repository, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "latest")
+        if "/" in repository:
+            local = f"{repository.rsplit('/', 1)[-1]}:{tag}"
+            if _docker("image", "inspect", "--format", "{{.Id}}", local, timeout=30).returncode == 0:
+                return local
+        raise ValueError(
+            f"Requested image {image} not found in the local Docker engine: build it (./build.sh) "
+            "or docker pull it, then call CreateModel again."
+        )
+
     def image_labels(self, image: str) -> dict[str, str]:
         """The image's labels; ValueError naming the image when the engine does not have it."""
-        result = _docker("image", "inspect", "--format", "{{json .Config.Labels}}", image, timeout=30)
+        local = self.resolve_image(image)
+        result = _docker("image", "inspect", "--format", "{{json .Config.Labels}}", local, timeout=30)
         if result.returncode != 0:
-            raise ValueError(
-                f"Requested image {image} not found in the local Docker engine: build it (./build.sh) "
-                "or docker pull it, then call CreateModel again."
-            )
+            raise ValueError(f"Requested image {image} not found in the local Docker engine.")
         return json.loads(result.stdout.strip() or "null") or {}
 
     def check_image(self, image: str, *, multi_model: bool, bind_to_port: bool) -> None:
@@ -135,7 +154,7 @@ class DockerBackend(Backend):
         args += ["--volume", f"{spec.model_dir}:{mount}:ro"]
         if spec.limits is not None:
             args += ["--cpus", f"{spec.limits.vcpus:g}", "--memory", f"{spec.limits.memory_mib}m"]
-        args += [spec.image, "serve"]
+        args += [self.resolve_image(spec.image), "serve"]
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         result = _docker(*args)
         if result.returncode != 0:

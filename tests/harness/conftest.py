@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from harness.backends.docker import docker_available
 from harness.backends.process import ProcessBackend
 from harness.local import LocalSageMaker
 
@@ -41,9 +44,51 @@ def make_tar(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def wait_in_service(sm: Any, name: str, attempts: int = 240) -> None:
-    """The endpoint_in_service waiter, polling fast."""
-    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 0.25, "MaxAttempts": attempts})
+def tar_dir(directory: Path, archive: Path) -> Path:
+    """A model.tar.gz of everything under ``directory``."""
+    files = {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    return make_tar(archive, files)
+
+
+def missing_prerequisite(reason: str) -> None:
+    """Skip loudly, or fail under SERVEKIT_REQUIRE_DOCKER=1 (CI, where the images must be there)."""
+    if os.environ.get("SERVEKIT_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"SERVEKIT_REQUIRE_DOCKER=1 but {reason}")
+    pytest.skip(f"SKIPPED LOUDLY: {reason} (set SERVEKIT_REQUIRE_DOCKER=1 to make this a failure)")
+
+
+def require_images(harness: LocalSageMaker, *images: str) -> None:
+    """With the docker backend, every image must exist in the engine (nothing is pulled)."""
+    if harness.backend.name != "docker":
+        return
+    for image in images:
+        try:
+            harness.backend.resolve_image(image)  # type: ignore[attr-defined]
+        except ValueError:
+            missing_prerequisite(f"image {image} is not built (./build.sh)")
+
+
+def container_pid(runtime: Any) -> int:
+    """Host PID of a container's main process (a process-backend child or a docker container's init)."""
+    running = runtime.running
+    if hasattr(running, "container_id"):
+        out = subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}}", running.container_id],
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+    return int(running.process.pid)
+
+
+def wait_in_service(sm: Any, name: str, attempts: int = 1200) -> None:
+    """The endpoint_in_service waiter, polling fast; a failure says the endpoint's FailureReason."""
+    from botocore.exceptions import WaiterError
+
+    try:
+        sm.get_waiter("endpoint_in_service").wait(EndpointName=name,
+                                                  WaiterConfig={"Delay": 0.25, "MaxAttempts": attempts})
+    except WaiterError as exc:
+        described = exc.last_response or {}
+        raise WaiterError(name=exc.kwargs.get("name"), reason=f"{exc.kwargs.get('reason')}; FailureReason: "
+                          f"{described.get('FailureReason')}", last_response=described) from None
 
 
 def deploy(sm: Any, name: str, *, instance_count: int = 1, wait: bool = True, **model: Any) -> None:
@@ -57,6 +102,17 @@ def deploy(sm: Any, name: str, *, instance_count: int = 1, wait: bool = True, **
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     if wait:
         wait_in_service(sm, name)
+
+
+@pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.images)])
+def serve_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalSageMaker]:
+    """A harness running the real servekit containers: the process backend, and the docker backend
+    with the real images (marker ``images``)."""
+    if request.param == "docker" and not docker_available():
+        missing_prerequisite("no Docker engine answers `docker info`")
+    with LocalSageMaker(request.param, state_dir=tmp_path / "state", startup_timeout_s=180,
+                        stop_grace_s=10) as harness:
+        yield harness
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness.backends.docker import docker_available
@@ -98,26 +97,3 @@ def test_single_model_and_mme_in_docker(harness, tmp_path):
     sm.get_waiter("endpoint_deleted").wait(EndpointName="mme", WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
     gone = subprocess.run(["docker", "inspect", *container_ids], capture_output=True, check=False)
     assert gone.returncode != 0  # stopped and removed
-
-
-def test_direct_sklearn_and_tensorflow_in_docker(harness, tmp_path):
-    need_image("servekit-tensorflow")
-    keras = pytest.importorskip("keras", reason="TensorFlow is not installed here to build the test model")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    model.export(str(tmp_path / "tf" / "1"), verbose=False)
-    iris = sklearn_artifact(tmp_path / "iris")
-    sm, rt = boto_clients(harness.endpoint_url)
-    deploy(sm, "mixed", InferenceExecutionConfig={"Mode": "Direct"}, Containers=[
-        {"Image": "servekit-sklearn", "ContainerHostname": "sklearn",
-         "ModelDataUrl": str(tar_dir(iris.path, tmp_path / "iris.tar.gz"))},
-        {"Image": "servekit-tensorflow", "ContainerHostname": "tensorflow",
-         "ModelDataUrl": str(tar_dir(tmp_path / "tf", tmp_path / "tf.tar.gz"))}])
-    answer = rt.invoke_endpoint(EndpointName="mixed", TargetContainerHostname="sklearn",
-                                Body=json.dumps(iris.rows.tolist()), ContentType="application/json")
-    assert predictions(answer["Body"].read()) == iris.expected
-    rows = np.ones((2, 4), dtype=np.float32)
-    answer = rt.invoke_endpoint(EndpointName="mixed", TargetContainerHostname="tensorflow",
-                                Body=json.dumps({"instances": rows.tolist()}), ContentType="application/json")
-    got = np.asarray(json.loads(answer["Body"].read())["predictions"], dtype=np.float32)
-    np.testing.assert_allclose(got, model.predict(rows, verbose=0), rtol=1e-5, atol=1e-6)

@@ -1,6 +1,7 @@
-"""Multi-framework endpoints on the process backend with the real ``serve``: PyTorch and TensorFlow
-single models, a Direct multi-container endpoint (scikit-learn + TensorFlow) and a serial pipeline
-(scikit-learn scaler -> TensorFlow model). boto3 calls exactly as for AWS."""
+"""Multi-framework endpoints with the real ``serve`` on the process backend and (marker ``images``)
+the docker backend: PyTorch and TensorFlow single models, a Direct multi-container endpoint
+(scikit-learn + TensorFlow) and a serial pipeline (scikit-learn scaler -> TensorFlow model).
+boto3 calls exactly as for AWS."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.local import LocalSageMaker
-from tests.harness.conftest import boto_clients, deploy
-from tests.harness.test_sklearn_process import tar_dir
+from tests.harness.conftest import boto_clients, deploy, require_images, tar_dir
 from tests.support.models import sklearn_artifact, write_script
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,9 +39,8 @@ def output_fn(prediction, accept):
 
 
 @pytest.fixture
-def harness(tmp_path: Path):
-    with LocalSageMaker("process", state_dir=tmp_path / "state", startup_timeout_s=180, stop_grace_s=10) as h:
-        yield h
+def harness(serve_harness):
+    return serve_harness
 
 
 def keras_artifact(directory: Path):
@@ -63,13 +61,14 @@ def predictions(body: bytes) -> np.ndarray:
 
 
 def test_direct_sklearn_and_tensorflow_containers(harness, tmp_path):
+    require_images(harness, "servekit-sklearn:latest", "registry.example.com/ml/servekit-tensorflow:latest")
     iris = sklearn_artifact(tmp_path / "iris")
     model = keras_artifact(tmp_path / "tf")
     sm, rt = boto_clients(harness.endpoint_url)
     deploy(sm, "mixed", InferenceExecutionConfig={"Mode": "Direct"}, Containers=[
-        {"Image": "servekit-sklearn:1", "ContainerHostname": "sklearn",
+        {"Image": "servekit-sklearn:latest", "ContainerHostname": "sklearn",
          "ModelDataUrl": str(tar_dir(iris.path, tmp_path / "iris.tar.gz"))},
-        {"Image": "servekit-tensorflow:1", "ContainerHostname": "tensorflow",
+        {"Image": "registry.example.com/ml/servekit-tensorflow:latest", "ContainerHostname": "tensorflow",
          "ModelDataUrl": str(tar_dir(tmp_path / "tf", tmp_path / "tf.tar.gz"))}])
     answer = rt.invoke_endpoint(EndpointName="mixed", TargetContainerHostname="sklearn",
                                 Body=json.dumps(iris.rows.tolist()), ContentType="application/json")
@@ -90,6 +89,7 @@ def test_serial_pipeline_sklearn_scaler_into_tensorflow(harness, tmp_path):
     import joblib
     from sklearn.preprocessing import StandardScaler
 
+    require_images(harness, "servekit-sklearn", "servekit-tensorflow")
     scaler = StandardScaler().fit(np.random.default_rng(1).normal(3, 2, size=(50, 4)))
     (tmp_path / "scaler").mkdir()
     joblib.dump(scaler, tmp_path / "scaler" / "scaler.joblib")
@@ -111,13 +111,14 @@ def test_serial_pipeline_sklearn_scaler_into_tensorflow(harness, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_single_pytorch_model(harness, tmp_path):
+    require_images(harness, "servekit-pytorch:latest")
     torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install torch==2.13.0")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)).eval()
     (tmp_path / "pt").mkdir()
     torch.jit.save(torch.jit.script(net), str(tmp_path / "pt" / "model.pt"))
     sm, rt = boto_clients(harness.endpoint_url)
-    deploy(sm, "torch", PrimaryContainer={"Image": "servekit-pytorch:2.13",
+    deploy(sm, "torch", PrimaryContainer={"Image": "servekit-pytorch:latest",
                                           "ModelDataUrl": str(tar_dir(tmp_path / "pt", tmp_path / "pt.tar.gz"))})
     answer = rt.invoke_endpoint(EndpointName="torch", Body=json.dumps(ROWS.tolist()), ContentType="application/json",
                                 Accept="application/json")
@@ -127,6 +128,7 @@ def test_single_pytorch_model(harness, tmp_path):
 
 
 def test_single_tensorflow_model(harness, tmp_path):
+    require_images(harness, "servekit-tensorflow")
     model = keras_artifact(tmp_path / "tf")
     sm, rt = boto_clients(harness.endpoint_url)
     deploy(sm, "tf", PrimaryContainer={"Image": "servekit-tensorflow",

@@ -1,28 +1,25 @@
-"""boto3 scripts, as a user writes them for AWS, against the harness running the real ``serve``."""
+"""boto3 scripts, as a user writes them for AWS, against the harness running the real ``serve``:
+scikit-learn single model and MME, on the process backend and (marker ``images``) the docker backend."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from harness.local import LocalSageMaker
-from tests.harness.conftest import boto_clients, deploy, make_tar
+from tests.harness.conftest import boto_clients, container_pid, deploy, require_images, tar_dir
 from tests.support.models import sklearn_artifact
 
 SKLEARN = "123456789012.dkr.ecr.us-east-1.amazonaws.com/servekit-sklearn:latest"
 
 
-def tar_dir(directory: Path, archive: Path) -> Path:
-    files = {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-    return make_tar(archive, files)
+__all__ = ["tar_dir"]  # imported from here by other test packages
 
 
 @pytest.fixture
-def harness(tmp_path: Path):
-    with LocalSageMaker("process", state_dir=tmp_path / "state", startup_timeout_s=120, stop_grace_s=10) as h:
-        yield h
+def harness(serve_harness):
+    require_images(serve_harness, SKLEARN)
+    return serve_harness
 
 
 def test_single_sklearn_model(harness, tmp_path):
@@ -100,7 +97,7 @@ def test_mme_of_ten_sklearn_models_from_s3_with_eviction(harness, tmp_path, moto
 
     # 1. Measure what this machine's server needs: the server alone and per loaded model.
     deploy(sm, "iris-mme", Containers=[container({})])
-    pid = int(harness.platform.store.endpoints["iris-mme"].deployment.all_containers()[0].running.ident.split()[-1])
+    pid = container_pid(harness.platform.store.endpoints["iris-mme"].deployment.all_containers()[0])
     assert invoke(0) == artifacts[0].expected
     one = _tree_pss_mb(pid)
     assert invoke(1) == artifacts[1].expected
