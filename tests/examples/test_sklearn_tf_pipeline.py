@@ -107,6 +107,13 @@ def test_hop_payload_and_content_types(harness, trained, endpoints):
     # CSV keeps float64 exactly (repr): the payload is bit-equal to the in-process features.
     assert np.array_equal(churn_schema.decode_features(csv_payload, hop["ContentType"]), features)
 
+    # Whatever SageMaker sends an intermediate container (nothing, */*, or the client's Accept -- an open
+    # question, contract §4.2), the payload is one the next container reads.
+    hop = rt.invoke_endpoint(EndpointName=endpoints["direct"], TargetContainerHostname=deploy.PREPROCESSOR_HOST,
+                             ContentType="text/csv", Accept="*/*", Body=churn_schema.to_csv(ROWS))
+    assert hop["ContentType"] == manifest["hop_content_types"]["text/csv"]
+    assert hop["Body"].read() == csv_payload
+
     hop = rt.invoke_endpoint(EndpointName=endpoints["direct"], TargetContainerHostname=deploy.PREPROCESSOR_HOST,
                              ContentType="text/csv", Accept="application/json", Body=churn_schema.to_csv(ROWS))
     json_payload = hop["Body"].read()
