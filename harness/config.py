@@ -23,6 +23,9 @@ class HarnessConfig:
     model_load_wait_s: float = 60.0
     #: ... for at most this long.
     model_load_timeout_s: float = 360.0
+    #: How often running containers are checked; an instance with an exited container is replaced, as
+    #: SageMaker replaces unhealthy instances. 0 disables.
+    health_check_interval_s: float = 5.0
     #: SIGTERM -> SIGKILL delay when containers stop (SageMaker: 30 s).
     stop_grace_s: float = 10.0
     max_payload_bytes: int = 6291456

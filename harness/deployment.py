@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import random
 import secrets
@@ -31,6 +32,9 @@ from harness.state import ContainerDef, ModelRecord
 if TYPE_CHECKING:
     from harness.core import Platform
     from harness.mme import ModelCache
+
+
+log = logging.getLogger("harness")
 
 
 class DeploymentFailed(Exception):
@@ -77,6 +81,11 @@ class VariantDeployment:
     model: ModelRecord
     instance_type: str
     instances: list[Instance] = field(default_factory=list)
+    # How to launch more instances (replacements): where artifacts are, resources, startup window.
+    variant_dir: Path = Path(".")
+    model_dirs: dict[str, Path] = field(default_factory=dict)
+    share: InstanceLimits | None = None
+    startup_s: float = 240.0
     _round_robin: Any = field(default_factory=lambda: itertools.count())
 
     def pick_instance(self, target_model: str | None) -> Instance:
@@ -94,6 +103,7 @@ class Deployment:
     config_name: str
     work_dir: Path
     variants: list[VariantDeployment] = field(default_factory=list)
+    monitor: asyncio.Task[None] | None = None
 
     def variant(self, name: str) -> VariantDeployment | None:
         """The variant called ``name``."""
@@ -188,27 +198,92 @@ def ping_failure(model: ModelRecord, variant: str, failed: list[ContainerRuntime
     )
 
 
+async def _launch_instance(platform: Platform, endpoint: str, running: VariantDeployment) -> Instance:
+    """Start one instance's containers (not yet healthy); on error the ones started are stopped."""
+    from harness.mme import ModelCache
+
+    model = running.model
+    single = len(model.containers) == 1
+    instance = Instance(instance_id=f"i-{secrets.token_hex(8)}")
+    try:
+        for definition in model.containers:
+            if definition.multi_model:
+                model_dir = running.variant_dir / instance.instance_id / f"models-{definition.hostname}"
+                model_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                model_dir = running.model_dirs[definition.hostname]
+            stream = f"{running.name}/{instance.instance_id}" + ("" if single else f"/{definition.hostname}")
+            spec = ContainerSpec(
+                name=f"servekit-{endpoint}-{running.name}-{instance.instance_id}-{definition.hostname}".lower(),
+                image=definition.image,
+                hostname=definition.hostname,
+                port=free_port(),
+                safe_port_range=platform.ports.acquire(),
+                multi_model=definition.multi_model,
+                model_dir=model_dir.resolve(),
+                log_path=platform.log_dir(endpoint) / f"{stream.replace('/', '__')}.log",
+                environment=dict(definition.environment),
+                limits=running.share,
+            )
+            try:
+                started = await asyncio.to_thread(platform.backend.start, spec)
+            except Exception:
+                platform.ports.release(spec.safe_port_range)
+                raise
+            runtime = ContainerRuntime(
+                definition=definition,
+                running=started,
+                label="primary" if single else definition.hostname,
+                log_stream=stream,
+            )
+            if definition.multi_model:
+                runtime.cache = ModelCache(platform, endpoint, running.name, instance.instance_id,
+                                           runtime, model_dir.resolve())
+            instance.containers.append(runtime)
+    except BaseException:
+        await _stop_containers(platform, instance.containers)
+        raise
+    return instance
+
+
+async def _unhealthy(platform: Platform, containers: list[ContainerRuntime],
+                     startup_s: float) -> list[ContainerRuntime]:
+    """Wait for every container to pass its health check; the ones that did not (one per hostname)."""
+    deadline = time.monotonic() + startup_s
+    results = await asyncio.gather(*(_wait_healthy(platform, c, deadline) for c in containers))
+    failed: dict[str, ContainerRuntime] = {}
+    for container, ok in zip(containers, results, strict=True):
+        if not ok:
+            failed.setdefault(container.hostname, container)
+    return list(failed.values())
+
+
 async def start_variant(platform: Platform, deployment: Deployment, variant: dict[str, Any],
                         model: ModelRecord) -> VariantDeployment:
     """Start every instance of one variant and wait until all its containers are healthy."""
-    from harness.mme import ModelCache
-
     name = variant["VariantName"]
     instance_type = variant.get("InstanceType", "ml.m5.large")
+    limits = limits_for(instance_type)
+    # An ml.m5.4xlarge on a 2-core laptop gets the laptop: docker refuses --cpus above the host's count.
+    host_cpus = float(os.cpu_count() or 1)
+    host_mib = psutil.virtual_memory().total // 2**20
     running = VariantDeployment(
         name=name,
         weight=float(variant.get("InitialVariantWeight", 1.0)),
         desired_count=int(variant.get("InitialInstanceCount", 1)),
         model=model,
         instance_type=instance_type,
+        variant_dir=deployment.work_dir / name,
+        share=InstanceLimits(vcpus=round(min(limits.vcpus, host_cpus) / len(model.containers), 2),
+                             memory_mib=min(limits.memory_mib, host_mib) // len(model.containers)),
+        startup_s=float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
+                        or platform.config.startup_timeout_s),
     )
-    variant_dir = deployment.work_dir / name
     # Single-model artifacts are extracted once per variant and mounted (read-only) into each instance.
-    model_dirs: dict[str, Path] = {}
     for definition in model.containers:
         if definition.multi_model:
             continue
-        target = variant_dir / f"model-{definition.hostname}"
+        target = running.variant_dir / f"model-{definition.hostname}"
         download_timeout = float(variant.get("ModelDataDownloadTimeoutInSeconds") or 3600)
         try:
             await asyncio.wait_for(asyncio.to_thread(_prepare_single_model, platform, definition, target),
@@ -224,74 +299,22 @@ async def start_variant(platform: Platform, deployment: Deployment, variant: dic
             raise DeploymentFailed(
                 f'Failed to extract model data for container "{definition.hostname}": {exc}'
             ) from None
-        model_dirs[definition.hostname] = target
+        running.model_dirs[definition.hostname] = target
 
-    limits = limits_for(instance_type)
-    # An ml.m5.4xlarge on a 2-core laptop gets the laptop: docker refuses --cpus above the host's count.
-    host_cpus = float(os.cpu_count() or 1)
-    host_mib = psutil.virtual_memory().total // 2**20
-    share = InstanceLimits(vcpus=round(min(limits.vcpus, host_cpus) / len(model.containers), 2),
-                           memory_mib=min(limits.memory_mib, host_mib) // len(model.containers))
-    startup = float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or platform.config.startup_timeout_s)
-    single = len(model.containers) == 1
     try:
         for _ in range(running.desired_count):
-            instance = Instance(instance_id=f"i-{secrets.token_hex(8)}")
-            running.instances.append(instance)
-            for definition in model.containers:
-                if definition.multi_model:
-                    model_dir = variant_dir / instance.instance_id / f"models-{definition.hostname}"
-                    model_dir.mkdir(parents=True, exist_ok=True)
-                else:
-                    model_dir = model_dirs[definition.hostname]
-                stream = f"{name}/{instance.instance_id}" + ("" if single else f"/{definition.hostname}")
-                spec = ContainerSpec(
-                    name=f"servekit-{deployment.endpoint}-{name}-{instance.instance_id}-{definition.hostname}"
-                    .lower(),
-                    image=definition.image,
-                    hostname=definition.hostname,
-                    port=free_port(),
-                    safe_port_range=platform.ports.acquire(),
-                    multi_model=definition.multi_model,
-                    model_dir=model_dir.resolve(),
-                    log_path=platform.log_dir(deployment.endpoint) / f"{stream.replace('/', '__')}.log",
-                    environment=dict(definition.environment),
-                    limits=share,
-                )
-                try:
-                    started = await asyncio.to_thread(platform.backend.start, spec)
-                except Exception:
-                    platform.ports.release(spec.safe_port_range)
-                    raise
-                runtime = ContainerRuntime(
-                    definition=definition,
-                    running=started,
-                    label="primary" if single else definition.hostname,
-                    log_stream=stream,
-                )
-                if definition.multi_model:
-                    runtime.cache = ModelCache(platform, deployment.endpoint, name, instance.instance_id,
-                                               runtime, model_dir.resolve())
-                instance.containers.append(runtime)
-        deadline = time.monotonic() + startup
+            running.instances.append(await _launch_instance(platform, deployment.endpoint, running))
         containers = [c for i in running.instances for c in i.containers]
-        results = await asyncio.gather(*(_wait_healthy(platform, c, deadline) for c in containers))
-        failed = [c for c, ok in zip(containers, results, strict=True) if not ok]
+        failed = await _unhealthy(platform, containers, running.startup_s)
         if failed:
-            seen: dict[str, ContainerRuntime] = {}
-            for container in failed:
-                seen.setdefault(container.hostname, container)
-            raise DeploymentFailed(ping_failure(model, name, list(seen.values())))
+            raise DeploymentFailed(ping_failure(model, name, failed))
     except BaseException:
         await stop_variant(platform, deployment.endpoint, running)
         raise
     return running
 
 
-async def stop_variant(platform: Platform, endpoint: str, variant: VariantDeployment) -> None:
-    """Stop every container of a variant (SIGTERM, then SIGKILL after the grace period)."""
-    containers = [c for i in variant.instances for c in i.containers]
-
+async def _stop_containers(platform: Platform, containers: list[ContainerRuntime]) -> None:
     async def stop(container: ContainerRuntime) -> None:
         try:
             await asyncio.to_thread(container.running.stop, platform.config.stop_grace_s)
@@ -299,9 +322,49 @@ async def stop_variant(platform: Platform, endpoint: str, variant: VariantDeploy
             platform.ports.release(container.running.spec.safe_port_range)
 
     await asyncio.gather(*(stop(c) for c in containers), return_exceptions=True)
+
+
+async def stop_variant(platform: Platform, endpoint: str, variant: VariantDeployment) -> None:
+    """Stop every container of a variant (SIGTERM, then SIGKILL after the grace period)."""
+    await _stop_containers(platform, [c for i in variant.instances for c in i.containers])
     for instance in variant.instances:
         if any(c.cache is not None for c in instance.containers):
             platform.metrics.set_loaded_models(endpoint, variant.name, instance.instance_id, 0)
+
+
+async def replace_instance(platform: Platform, endpoint: str, variant: VariantDeployment, old: Instance) -> None:
+    """Replace an instance whose container died, as SageMaker replaces unhealthy instances."""
+    new = await _launch_instance(platform, endpoint, variant)
+    failed = await _unhealthy(platform, new.containers, variant.startup_s)
+    if failed:
+        await _stop_containers(platform, new.containers)
+        raise DeploymentFailed(ping_failure(variant.model, variant.name, failed))
+    if old in variant.instances:
+        variant.instances[variant.instances.index(old)] = new
+    await stop_variant(platform, endpoint, VariantDeployment(
+        name=variant.name, weight=variant.weight, desired_count=1, model=variant.model,
+        instance_type=variant.instance_type, instances=[old]))
+
+
+async def monitor_deployment(platform: Platform, deployment: Deployment) -> None:
+    """Every ``health_check_interval_s``: replace instances that have a container that exited."""
+    interval = platform.config.health_check_interval_s
+    while True:
+        await asyncio.sleep(interval)
+        for variant in deployment.variants:
+            for instance in list(variant.instances):
+                codes = await asyncio.gather(*(asyncio.to_thread(c.running.exit_code) for c in instance.containers))
+                dead = [f"{c.label} ({c.running.ident}, exit code {code})"
+                        for c, code in zip(instance.containers, codes, strict=True) if code is not None]
+                if not dead:
+                    continue
+                log.warning("endpoint %s variant %s instance %s: %s exited; replacing the instance",
+                            deployment.endpoint, variant.name, instance.instance_id, ", ".join(dead))
+                try:
+                    await replace_instance(platform, deployment.endpoint, variant, instance)
+                except Exception as exc:  # tried again at the next interval
+                    log.warning("replacing instance %s of endpoint %s failed: %s", instance.instance_id,
+                                deployment.endpoint, exc)
 
 
 async def start_deployment(platform: Platform, endpoint: str, config: dict[str, Any],
@@ -319,11 +382,16 @@ async def start_deployment(platform: Platform, endpoint: str, config: dict[str, 
     except BaseException:
         await stop_deployment(platform, deployment)
         raise
+    if platform.config.health_check_interval_s > 0:
+        deployment.monitor = asyncio.create_task(monitor_deployment(platform, deployment))
     return deployment
 
 
 async def stop_deployment(platform: Platform, deployment: Deployment) -> None:
     """Stop every container of the deployment and remove its extracted artifacts."""
+    if deployment.monitor is not None:
+        deployment.monitor.cancel()
+        await asyncio.gather(deployment.monitor, return_exceptions=True)
     await asyncio.gather(*(stop_variant(platform, deployment.endpoint, v) for v in deployment.variants),
                          return_exceptions=True)
     await asyncio.to_thread(shutil.rmtree, deployment.work_dir, True)

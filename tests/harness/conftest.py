@@ -119,7 +119,8 @@ def serve_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lo
 def fake_harness(tmp_path: Path) -> Iterator[LocalSageMaker]:
     """A process-backend harness whose containers are the stand-in in fake_container.py."""
     backend = ProcessBackend(command=[sys.executable, str(FAKE_CONTAINER)])
-    with LocalSageMaker(backend, state_dir=tmp_path / "state", startup_timeout_s=30, stop_grace_s=5) as harness:
+    with LocalSageMaker(backend, state_dir=tmp_path / "state", startup_timeout_s=30, stop_grace_s=5,
+                        health_check_interval_s=0.5) as harness:
         yield harness
 
 

@@ -232,6 +232,17 @@ def test_payload_limits_and_dead_containers(fake_harness, tmp_path):
     with pytest.raises(rt.exceptions.ModelError) as caught:
         rt.invoke_endpoint(EndpointName="ep", Body=b"{}")
     assert "Could not reach container primary: it exited with code" in caught.value.response["OriginalMessage"]
+    # Like SageMaker, the harness replaces the instance whose container died; traffic recovers.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            rt.invoke_endpoint(EndpointName="ep", Body=b"{}")
+            break
+        except rt.exceptions.ModelError:
+            assert time.monotonic() < deadline, "the dead instance was not replaced within 30 s"
+            time.sleep(0.2)
+    replaced = fake_harness.platform.store.endpoints["ep"].deployment.all_containers()[0]
+    assert replaced is not container and replaced.running.exit_code() is None
 
 
 def test_mme_single_flight_loads_and_sticky_instances(fake_harness, tmp_path):
