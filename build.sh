@@ -226,6 +226,8 @@ build_one() {
     local t0=$SECONDS rc=0
     (cd "$REPO" && DOCKER_BUILDKIT=1 "${DOCKER[@]}" "${args[@]}" .) || rc=$?
     local secs=$((SECONDS - t0))
+    # The wheels are for this image only: the next image's build context must not carry them.
+    rm -f "$REPO"/docker/wheels/*.whl
     if ((rc)); then
         SUMMARY+=("$image|FAILED|-|${secs}s")
         return "$rc"

@@ -6,6 +6,7 @@ them (computed on the host), so a container's answer is checked against the real
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,11 @@ def pytorch_model(directory: Path, seed: int = 0) -> Artifact:
         optimiser.step()
     model.eval()
     directory.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(torch.jit.script(model), str(directory / "model.pt"))
+    # TorchScript is what most models written for SageMaker's PyTorch containers ship; torch
+    # deprecates it (DeprecationWarning) but still saves and loads it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(model), str(directory / "model.pt"))
     rows = features[:3]
     with torch.no_grad():
         expected = model(rows).flatten().tolist()
