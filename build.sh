@@ -387,41 +387,77 @@ cmd_push() {
 # ---------------------------------------------------------------------------------------------
 # test / demo
 # ---------------------------------------------------------------------------------------------
-cmd_setup() {
-    # Everything a fresh machine needs: the Python environment, a Docker engine (when one can be
-    # had), the base image where no registry is reachable, and the three images.
+VENV_PY=""
+setup_python() {
     bash "$REPO/.ci/setup-python.sh"
+    VENV_PY="${SERVEKIT_VENV:-$REPO/.venv}/bin/python"
+}
+
+# Start (or find) a Docker engine. Returns non-zero when none can be had; the caller decides
+# whether that is fatal (SERVEKIT_REQUIRE_DOCKER=1) or means "skip the image tests, loudly".
+setup_docker() {
     if bash "$REPO/.ci/setup-docker.sh"; then
-        cmd_build all
-    elif [[ "${SERVEKIT_REQUIRE_DOCKER:-0}" == 1 ]]; then
-        die "no Docker engine, and SERVEKIT_REQUIRE_DOCKER=1 demands the image tests" 1
-    else
-        say "WARNING: no Docker engine: the image tests will be skipped (set SERVEKIT_REQUIRE_DOCKER=1 to fail instead)"
+        return 0
     fi
+    if [[ "${SERVEKIT_REQUIRE_DOCKER:-0}" == 1 ]]; then
+        die "no Docker engine could be started and SERVEKIT_REQUIRE_DOCKER=1 demands the image tests"
+    fi
+    say "WARNING: no Docker engine: the image tests will be SKIPPED (SERVEKIT_REQUIRE_DOCKER=1 makes that an error)"
+    return 1
+}
+
+PHASES=()
+phase() {
+    # phase NAME COMMAND...: run, time and record one step; never stops the run.
+    local name="$1" t0=$SECONDS rc=0
+    shift
+    say "$name"
+    "$@" || rc=$?
+    PHASES+=("$name|$rc|$((SECONDS - t0))s")
+    return "$rc"
 }
 
 cmd_test() {
-    # The README's test command: set up, then run every test layer. Extra arguments go to pytest.
-    cmd_setup
+    local setup=1
+    if [[ "${1:-}" == --no-setup ]]; then
+        setup=0
+        shift
+    fi
     cd "$REPO"
-    local py="$REPO/.venv/bin/python"
-    say "static checks: ruff, mypy"
-    "$py" -m ruff check .
-    "$py" -m mypy
-    say "$py -m pytest $*"
-    exec "$py" -m pytest "$@"
+    local t0=$SECONDS status=0
+    if ((setup)); then
+        phase "setup: python environment (.ci/setup-python.sh)" setup_python || die "Python setup failed"
+        if phase "setup: docker engine and base image (.ci/setup-docker.sh)" setup_docker; then
+            # Images first: the image tests use them (and build any that is missing, slower).
+            phase "build: the three images (./build.sh build all)" "$REPO/build.sh" build all \
+                || die "building the images failed (see above)"
+        fi
+    else
+        VENV_PY="${SERVEKIT_VENV:-$REPO/.venv}/bin/python"
+        [[ -x "$VENV_PY" ]] || die "no $VENV_PY: run ./build.sh test once without --no-setup"
+    fi
+    phase "lint: ruff check ." "$VENV_PY" -m ruff check . || status=1
+    phase "types: mypy" "$VENV_PY" -m mypy || status=1
+    # Tests that need Docker skip loudly without an engine unless SERVEKIT_REQUIRE_DOCKER=1.
+    phase "tests: python -m pytest $*" "$VENV_PY" -m pytest "$@" || status=1
+    printf '\n%-62s %-5s %s\n' STEP EXIT TIME
+    local row name rc secs
+    for row in "${PHASES[@]}"; do
+        IFS='|' read -r name rc secs <<<"$row"
+        printf '%-62s %-5s %s\n' "$name" "$rc" "$secs"
+    done
+    printf 'total: %ss\n' "$((SECONDS - t0))"
+    return "$status"
 }
 
 cmd_demo() {
-    # The README's main job (examples/sklearn_tf_pipeline, docs/pipeline.md): train, deploy and invoke
-    # the scikit-learn -> TensorFlow serial pipeline and an MME on the local harness, then clean up.
-    # The demo picks the backend (docker when an engine answers, else process) and builds missing images.
-    if [[ ! -x "$REPO/.venv/bin/python" ]]; then
-        say "no Python environment at $REPO/.venv: running .ci/setup-python.sh first"
-        bash "$REPO/.ci/setup-python.sh"
-    fi
     cd "$REPO"
-    exec "$REPO/.venv/bin/python" -m examples.sklearn_tf_pipeline.demo "$@"
+    [[ -f "$REPO/examples/sklearn_tf_pipeline/demo.py" ]] \
+        || die "demo: examples/sklearn_tf_pipeline/demo.py is missing (see issue 6)" 2
+    setup_python
+    # Without Docker the demo runs the same containers as local processes and says so.
+    setup_docker || true
+    exec "$VENV_PY" -m examples.sklearn_tf_pipeline.demo "$@"
 }
 
 main() {

@@ -76,7 +76,6 @@ def test_build_sh_help_lists_every_command() -> None:
         (("build", "--dockerfile", "Dockerfile.sklearn"), "--dockerfile and --name go together"),
         (("push", "servekit-sklearn:latest"), "push: usage"),
         (("push", "servekit-sklearn:latest", "--to", "servekit-sklearn"), "must start with a registry host"),
-        (("demo",), "not yet implemented"),
     ],
 )
 def test_build_sh_misuse_exits_2_with_a_clear_message(args: tuple[str, ...], fragment: str) -> None:
