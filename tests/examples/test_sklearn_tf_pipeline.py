@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ def assert_close(got: Any, want: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def endpoints(harness: Any, trained: Any) -> dict[str, str]:
+def endpoints(harness: Any, trained: Any) -> Iterator[dict[str, str]]:
     """Serial pipelines with a CSV hop and a JSON hop, the same containers as Direct, and an MME."""
     sm = harness.client("sagemaker")
     created = deploy.Created()
