@@ -36,6 +36,6 @@ if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
     fi
 fi
 
-say "installing servekit with extras sklearn, pytorch, tensorflow, mms, harness, test"
-"${pip[@]}" install -q -e "$repo[sklearn,pytorch,tensorflow,mms,harness,test]"
+say "installing servekit with extras sklearn, pytorch, tensorflow, mms, harness, onnx, test"
+"${pip[@]}" install -q -e "$repo[sklearn,pytorch,tensorflow,mms,harness,onnx,test]"
 say "ready: $venv"
