@@ -346,13 +346,32 @@ def render_python_shim() -> str:
 
 #: Runs MMS's own launcher (mms.model_server.start) with ``sys.executable`` set to the shim, because
 #: the launcher passes its own interpreter to Java as the workers' Python and has no option for it.
-_LAUNCHER = "import sys; from mms.model_server import start; sys.executable = sys.argv.pop(1); start()"
+#: Should this engine process die without stopping MMS (SIGKILL, OOM kill), the kernel sends the
+#: launcher SIGTERM (PR_SET_PDEATHSIG, set in _die_with_parent) and the launcher kills its whole
+#: process group -- Java and every worker -- so nothing outlives the engine.
+_LAUNCHER = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))\n"
+    "if os.getppid() != int(sys.argv.pop(1)):\n"
+    "    os.killpg(0, signal.SIGKILL)\n"
+    "from mms.model_server import start\n"
+    "sys.executable = sys.argv.pop(1)\n"
+    "start()\n"
+)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the launcher, before exec: ask the kernel for SIGTERM when this engine process dies."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def mms_command(settings: Settings, layout: MmsLayout) -> list[str]:
     """The multi-model-server launcher command line (run with this interpreter, in the foreground)."""
     cmd = [
-        sys.executable, "-c", _LAUNCHER, str(layout.python_shim), "--start", "--foreground",
+        sys.executable, "-c", _LAUNCHER, str(os.getpid()), str(layout.python_shim), "--start", "--foreground",
         "--mms-config", str(layout.config_file),
         "--log-config", str(layout.log_config),
         "--model-store", "/",
@@ -528,7 +547,8 @@ def run(settings: Settings) -> int:
                  "multi-model" if settings.multi_model else "single-model", layout.config_file)
         # A new session: MMS's tree is one process group we own, and a terminal's Ctrl-C reaches only
         # us (we then stop MMS in order).
-        proc = subprocess.Popen(cmd, env=env, cwd=layout.workdir, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, cwd=layout.workdir, start_new_session=True,
+                                preexec_fn=_die_with_parent)
         supervisor = _Supervisor(proc)
         next_refresh = 0.0
         while True:

@@ -91,7 +91,7 @@ def backend_main(argv: list[str]) -> int:
     registered. So in single-model mode ``/ping`` is not answered until the model is loaded (stock
     MMS answers 200 at once and queues requests while workers load), and each worker forked from
     this process starts with the model already in memory (copy-on-write, as MMS's own
-    ``preload_model`` does). Frameworks whose handler is not fork-safe are not preloaded. A preload
+    ``preload_model`` does). Only frameworks in PRELOAD_FRAMEWORKS are preloaded. A preload
     failure is only logged: the forked worker then loads again and fails the way MMS reports
     (``POST /models`` answers 500, or the engine exits in single-model mode).
 
@@ -119,17 +119,18 @@ def _argument(argv: list[str], name: str) -> str | None:
         return None
 
 
-def _preload(model_dir: str, model_name: str) -> None:
-    from handlers.registry import handler_class
+#: Frameworks whose loaded models survive a fork (MMS forks each worker from the backend process).
+#: scikit-learn (NumPy/OpenBLAS) and PyTorch (which re-creates its thread pools after fork) do;
+#: TensorFlow does not (its runtime threads do not survive a fork: the worker hangs), and nothing is
+#: known about a custom handler. Those load in each worker, as stock MMS does.
+PRELOAD_FRAMEWORKS = frozenset({"sklearn", "pytorch"})
 
-    settings = _worker_settings()
-    try:
-        fork_safe = handler_class(settings.get("framework", "sklearn")).fork_safe
-    except ValueError:
-        fork_safe = True  # let _load report the error
-    if not fork_safe:
-        log.info("handler for %s is not fork-safe: each MMS worker loads model %s itself",
-                 settings.get("framework"), model_name)
+
+def _preload(model_dir: str, model_name: str) -> None:
+    framework = _worker_settings().get("framework", "sklearn")
+    if framework not in PRELOAD_FRAMEWORKS:
+        log.info("framework %s: each MMS worker loads model %s itself (no preload before fork)",
+                 framework, model_name)
         return
     _load(model_dir, model_name, report=False)
 
@@ -307,7 +308,9 @@ def _error(context: Any, idx: int, status: int, message: str) -> bytes:
     kind = phrase.title().replace(" ", "").replace("-", "") if phrase else "Error"
     context.set_response_status(status, phrase, idx)
     context.set_response_content_type(idx, "application/json")
-    return json.dumps({"code": status, "type": kind, "message": message}).encode()
+    # Serialized exactly as the native engine's (Starlette's JSONResponse), so bodies match byte for byte.
+    body = {"code": status, "type": kind, "message": message}
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def _phrase(status: int) -> str:

@@ -16,7 +16,21 @@ from tests.support.models import SklearnArtifact, sklearn_artifact
 ENGINES = ["native", "mms"]
 
 #: (engine, test name) -> why that engine cannot pass it.
-KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
+    # SERVE_ENGINE=mms (multi-model-server 1.1.11); maintained with serve/mms_engine.py, see docs/engines.md.
+    ("mms", "test_ping_is_not_200_until_the_model_is_loaded"):
+        "mms: the port opens only once the model is loaded (servekit loads it before MMS listens), so "
+        "/ping is refused, never answered non-200, while model_fn runs; this test counts only answers",
+    ("mms", "test_load_failures_are_never_200_and_leave_nothing_registered"):
+        "mms: a failed load is answered by MMS's Java front end as 500 'Failed to start workers'; MMS "
+        "drops the worker's message, so the user's reason is only in the container log",
+    ("mms", "test_507_when_memory_admission_refuses"):
+        "mms: MMS interrupts its own unregister after a 507 load reply (WorkLoadManager 'WorkerThread "
+        "interrupted during waitFor'); servekit's worker removes the model about 0.5 s later",
+    ("mms", "test_delete_waits_for_in_flight_requests"):
+        "mms: DELETE /models kills the model's worker processes at once (destroyForcibly); the "
+        "in-flight request gets 500 'Worker died.'",
+}
 
 
 @pytest.fixture(params=ENGINES)
