@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.images.conftest import REPO, docker, ensure_image, free_port
+from tests.images.conftest import REPO, docker, free_port
 
 pytestmark = pytest.mark.images
 
@@ -59,14 +60,43 @@ def registry(docker_engine: None, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_push_and_pull_back(registry: str) -> None:
-    image = ensure_image("sklearn")
-    target = f"{registry}/servekit-sklearn:pushtest"
+@pytest.fixture
+def small_image(docker_engine: None, tmp_path: Path) -> Iterator[str]:
+    """A one-file image made here (seconds to push), or SERVEKIT_PUSH_TEST_IMAGE (e.g. servekit-sklearn).
+
+    Pushing a real 0.9 GB serving image costs ~2.5 minutes of gzip on 2 cores and tests nothing more
+    about ./build.sh push; set SERVEKIT_PUSH_TEST_IMAGE to push one anyway.
+    """
+    chosen = os.environ.get("SERVEKIT_PUSH_TEST_IMAGE")
+    if chosen:
+        if docker("image", "inspect", chosen, check=False).returncode != 0:
+            pytest.fail(f"SERVEKIT_PUSH_TEST_IMAGE={chosen} does not exist (build it: ./build.sh build)")
+        yield chosen
+        return
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    (root / "hello.txt").write_text(f"servekit push test {time.time()}\n")
+    archive = tmp_path / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(root, arcname=".")
+    name = f"servekit-pushtest:{os.getpid()}"
+    docker("import", "--change", "LABEL com.amazonaws.sagemaker.capabilities.multi-models=true",
+           str(archive), name)
+    try:
+        yield name
+    finally:
+        docker("rmi", name, check=False)
+
+
+def test_push_and_pull_back(registry: str, small_image: str) -> None:
+    image = small_image
+    repository = image.rsplit(":", 1)[0].split("/")[-1]
+    target = f"{registry}/{repository}:pushtest"
     original_id = docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
     pushed = subprocess.run([str(REPO / "build.sh"), "push", image, "--to", target],
                             capture_output=True, text=True, timeout=600)
     assert pushed.returncode == 0, pushed.stdout[-2000:] + pushed.stderr[-2000:]
-    tags = httpx.get(f"http://{registry}/v2/servekit-sklearn/tags/list", timeout=10).json()
+    tags = httpx.get(f"http://{registry}/v2/{repository}/tags/list", timeout=10).json()
     assert "pushtest" in tags["tags"]
     try:
         docker("rmi", target)
