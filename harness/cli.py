@@ -79,6 +79,14 @@ def _alive(url: str) -> bool:
     return status == 200
 
 
+def image_framework(text: str) -> tuple[str, str]:
+    """Parse NAME=module:Class for --image-framework."""
+    name, sep, framework = text.partition("=")
+    if not sep or not name or ":" not in framework:
+        raise argparse.ArgumentTypeError(f"expected NAME=module:Class, got {text!r}")
+    return name, framework
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Serve in the foreground until Ctrl-C / SIGTERM / ``servekit local down``; then stop every container."""
     import uvicorn
@@ -97,7 +105,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     if record is not None and _alive(str(record["url"])):
         raise CliError(f"a local harness already runs at {record['url']} (state dir {state_dir}); "
                        "stop it with: servekit local down, or use another --state-dir")
-    backend = make_backend(args.backend)
+    options: dict[str, object] = {}
+    if args.image_framework:
+        if args.backend != "process":
+            raise CliError("--image-framework applies to the process backend only (the docker backend runs "
+                           "the image itself)")
+        options["frameworks"] = dict(args.image_framework)
+    backend = make_backend(args.backend, **options)
     if args.backend == "docker":
         from harness.backends.docker import docker_available
 
@@ -243,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run containers with Docker or as local processes (default: docker when its "
                          "engine answers, else process)")
     up.add_argument("--region", default="us-east-1")
+    up.add_argument("--image-framework", action="append", type=image_framework, default=[], metavar="NAME=MODULE:CLASS",
+                    help="process backend: run images named NAME with this custom handler (repeatable), e.g. "
+                         "servekit-onnx=onnx_handler:OnnxHandler; the module must be importable here")
     up.add_argument("--startup-timeout", type=float, default=240.0,
                     help="seconds a container may take to pass /ping (default: %(default)s, as SageMaker)")
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])

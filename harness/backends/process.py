@@ -1,9 +1,11 @@
 """The ``process`` backend: ``python -m serve`` in a subprocess instead of ``docker run IMAGE serve``.
 
-For machines without Docker and for fast tests. It runs only servekit's own images, by name
-(``servekit-<framework>[:tag]`` with any registry prefix), because for those it knows what the image
-would run: the same ``serve`` entrypoint from the current environment, with ``SERVE_FRAMEWORK`` set
-from the image name. Any other image is refused at CreateModel with a message saying so.
+For machines without Docker and for fast tests. It runs only images whose server it knows, by name:
+servekit's own (``servekit-<framework>[:tag]`` with any registry prefix), and images of a custom
+framework the user maps to their handler (``frameworks={"servekit-onnx": "onnx_handler:OnnxHandler"}``,
+``servekit local up --image-framework servekit-onnx=onnx_handler:OnnxHandler``). For those it runs the
+same ``serve`` entrypoint from the current environment with ``SERVE_FRAMEWORK`` set accordingly. Any
+other image is refused at CreateModel with a message saying so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from harness.backends.base import Backend, ContainerSpec, RunningContainer
@@ -25,6 +28,11 @@ FRAMEWORKS = ("sklearn", "pytorch", "tensorflow")
 # The directory that holds the handlers/, serve/ and harness/ packages, so `-m serve` resolves even
 # when servekit is not installed into the interpreter.
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def repository_of(image: str) -> str:
+    """``servekit-onnx`` for ``123.dkr.ecr.us-east-1.amazonaws.com/servekit-onnx:1.0@sha256:...``."""
+    return image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
 
 
 def framework_of(image: str) -> str | None:
@@ -75,21 +83,28 @@ class ProcessBackend(Backend):
 
     name = "process"
 
-    def __init__(self, command: list[str] | None = None) -> None:
+    def __init__(self, command: list[str] | None = None, frameworks: Mapping[str, str] | None = None) -> None:
         #: The server command; tests may substitute a stand-in container.
         self.command = command or [sys.executable, "-m", "serve"]
+        #: Image repository name -> SERVE_FRAMEWORK, for custom-framework images.
+        self.frameworks = dict(frameworks or {})
+
+    def framework_for(self, image: str) -> str | None:
+        """The SERVE_FRAMEWORK an image runs: a user mapping first, then servekit's own names."""
+        return self.frameworks.get(repository_of(image)) or framework_of(image)
 
     def check_image(self, image: str, *, multi_model: bool, bind_to_port: bool) -> None:
-        if framework_of(image) is None:
+        if self.framework_for(image) is None:
             raise ValueError(
                 f"The process backend runs only servekit images (servekit-sklearn, servekit-pytorch or "
-                f"servekit-tensorflow, any registry prefix and tag); {image!r} is not one. "
+                f"servekit-tensorflow, any registry prefix and tag) and images mapped to a handler with "
+                f"--image-framework NAME=module:Class; {image!r} is neither. "
                 "Start the harness with --backend docker to run other images."
             )
         # servekit images carry both capability labels, so MultiModel and bind-to-port always pass.
 
     def start(self, spec: ContainerSpec) -> ProcessContainer:
-        framework = framework_of(spec.image) or "sklearn"
+        framework = self.framework_for(spec.image) or "sklearn"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         env["SERVE_FRAMEWORK"] = framework

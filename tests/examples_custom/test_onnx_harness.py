@@ -1,9 +1,9 @@
 """The ONNX Runtime example through the local SageMaker: single model, MME, Direct multi-container.
 
-Process backend: it runs only images named servekit-<sklearn|pytorch|tensorflow>, so the custom
-container is ``servekit-sklearn`` with ``SERVE_FRAMEWORK=onnx_handler:OnnxHandler`` in the model's
-Environment and the example directory on PYTHONPATH -- exactly what the example image adds to
-servekit-sklearn (its Dockerfile sets the same two variables), with this environment's onnxruntime.
+Process backend: the custom image name ``servekit-onnx`` is mapped to its handler
+(``frameworks={"servekit-onnx": "onnx_handler:OnnxHandler"}``, the CLI's ``--image-framework``) and
+the example directory is on PYTHONPATH -- exactly what the example image adds to servekit-sklearn
+(its Dockerfile sets the same two variables), with this environment's onnxruntime.
 
 Docker backend (marker ``images``): the example image itself, built from servekit-sklearn with
 ``./build.sh build --dockerfile examples/custom_framework/Dockerfile --name servekit-onnx``. Without a
@@ -34,9 +34,8 @@ CUSTOM_IMAGE = f"servekit-onnx:{os.environ.get('SERVEKIT_IMAGE_TAG', 'latest')}"
 BASE_IMAGE = "servekit-sklearn:latest"
 
 PROCESS_IMAGES = scenarios.Images(
-    custom="123456789012.dkr.ecr.us-east-1.amazonaws.com/servekit-sklearn:latest",
+    custom="123456789012.dkr.ecr.us-east-1.amazonaws.com/servekit-onnx:latest",
     sklearn="123456789012.dkr.ecr.us-east-1.amazonaws.com/servekit-sklearn:latest",
-    custom_environment={"SERVE_FRAMEWORK": FRAMEWORK},
 )
 DOCKER_IMAGES = scenarios.Images(custom=CUSTOM_IMAGE, sklearn=BASE_IMAGE)
 
@@ -48,7 +47,8 @@ def process_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_pat
     # The serve subprocess inherits this environment: the handler module must be importable there.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(EXAMPLE_DIR), os.environ.get("PYTHONPATH"))
                                                      if p))
-    with LocalSageMaker("process", state_dir=tmp_path / "state", startup_timeout_s=120, stop_grace_s=10) as h:
+    with LocalSageMaker("process", state_dir=tmp_path / "state", startup_timeout_s=120, stop_grace_s=10,
+                        backend_options={"frameworks": {"servekit-onnx": FRAMEWORK}}) as h:
         yield h
 
 
