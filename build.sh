@@ -294,6 +294,10 @@ cmd_build() {
         elif image_exists "$LOCAL_BASE_IMAGE"; then
             base="$LOCAL_BASE_IMAGE"
             say "no registry reachable for $DEFAULT_BASE_IMAGE: using the local base $LOCAL_BASE_IMAGE"
+        elif [[ -n "$dockerfile" ]]; then
+            # Another Dockerfile may not use BASE_IMAGE at all (e.g. one built FROM a servekit image).
+            base="$DEFAULT_BASE_IMAGE"
+            say "note: cannot pull $DEFAULT_BASE_IMAGE and no $LOCAL_BASE_IMAGE; passing BASE_IMAGE=$base anyway"
         else
             die "cannot pull $DEFAULT_BASE_IMAGE and $LOCAL_BASE_IMAGE does not exist: run ./build.sh base first (or pass --base-image)"
         fi
@@ -431,6 +435,10 @@ cmd_test() {
             # Images first: the image tests use them (and build any that is missing, slower).
             phase "build: the three images (./build.sh build all)" "$REPO/build.sh" build all \
                 || die "building the images failed (see above)"
+            # Bound the build cache that repeated CI runs on one machine accumulate; the most
+            # recently used entries (these builds' layers and pip cache) are kept.
+            docker builder prune -f --keep-storage "${SERVEKIT_BUILD_CACHE_KEEP:-30GB}" >/dev/null \
+                || say "note: docker builder prune failed; the build cache is not trimmed"
         fi
     else
         VENV_PY="${SERVEKIT_VENV:-$REPO/.venv}/bin/python"
@@ -444,7 +452,7 @@ cmd_test() {
     local row name rc secs
     for row in "${PHASES[@]}"; do
         IFS='|' read -r name rc secs <<<"$row"
-        printf '%-62s %-5s %s\n' "$name" "$rc" "$secs"
+        printf '%-62s %-5s %s\n' "${name:0:62}" "$rc" "$secs"
     done
     printf 'total: %ss\n' "$((SECONDS - t0))"
     return "$status"
