@@ -313,6 +313,14 @@ def _error(context: Any, idx: int, status: int, message: str) -> bytes:
     return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
+def _with_charset(content_type: str) -> str:
+    """``text/*`` without a charset gets ``; charset=utf-8``, as the native engine's Starlette adds it
+    (the bodies servekit encodes are UTF-8), so both engines answer the same Content-Type."""
+    if content_type.lower().startswith("text/") and "charset=" not in content_type.lower():
+        return f"{content_type}; charset=utf-8"
+    return content_type
+
+
 def _phrase(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
@@ -361,7 +369,7 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
         context.set_response_header(idx, key, value)
     if response.custom_attributes is not None:
         context.set_response_header(idx, CUSTOM_ATTRIBUTES_HEADER, response.custom_attributes)
-    context.set_response_content_type(idx, response.content_type)
+    context.set_response_content_type(idx, _with_charset(response.content_type))
     context.set_response_status(200, "OK", idx)
     return bytes(response.body)
 
