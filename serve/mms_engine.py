@@ -36,6 +36,7 @@ Environment of the MMS process (inherited by its workers) that servekit adds, al
 from __future__ import annotations
 
 import fcntl
+import http.client
 import json
 import logging
 import math
@@ -43,6 +44,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -482,6 +484,50 @@ class _Supervisor:
         return self.proc.wait()
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over the private Unix socket MMS's management API listens on in single-model mode."""
+
+    def __init__(self, path: Path, timeout: float = 5.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def check_startup_model(management_socket: Path) -> tuple[bool, str | None]:
+    """Once MMS listens, confirm it registered the single model with workers: (checked, problem).
+
+    MMS opens its port even when registering the start-up model failed -- e.g. a preloaded model
+    that took longer than the minute MMS waits for it -- and then answers /ping 200 with no model to
+    serve. ``checked`` is False while the management API does not answer yet.
+    """
+    connection = _UnixHTTPConnection(management_socket)
+    try:
+        connection.request("GET", f"/models/{SINGLE_MODEL_NAME}")
+        response = connection.getresponse()
+        body = response.read()
+    except OSError:
+        return False, None
+    finally:
+        connection.close()
+    if response.status == 404:
+        return True, ("multi-model-server did not register it (see the log above; a preloaded model must "
+                      "load within 60 s)")
+    try:
+        described = json.loads(body)
+        models = described if isinstance(described, list) else [described]
+        min_workers = int(models[0].get("minWorkers", 0))
+    except (ValueError, IndexError, AttributeError, TypeError):
+        return True, None  # an answer we cannot read: do not stop a server that may be fine
+    if min_workers < 1:
+        return True, "multi-model-server registered it without workers (a preloaded model must load within 60 s)"
+    return True, None
+
+
 def busy_workers(directory: Path) -> int:
     """How many MMS workers are running a request now (each holds a lock on its file while it does)."""
     busy = 0
@@ -551,6 +597,7 @@ def run(settings: Settings) -> int:
                                 preexec_fn=_die_with_parent)
         supervisor = _Supervisor(proc)
         next_refresh = 0.0
+        startup_checked = settings.multi_model  # only single-model mode has a start-up model
         while True:
             if stop_signal:
                 # Like the native engine: let in-flight requests finish (bounded) before stopping;
@@ -571,6 +618,12 @@ def run(settings: Settings) -> int:
                 print(f"serve: the model in {settings.model_dir} failed to load: {reason}", file=sys.stderr)
                 supervisor.stop()
                 return 1
+            if not startup_checked and layout.management_socket.exists():
+                startup_checked, problem = check_startup_model(layout.management_socket)
+                if problem:
+                    print(f"serve: the model in {settings.model_dir} was not loaded: {problem}", file=sys.stderr)
+                    supervisor.stop()
+                    return 1
             now = time.monotonic()
             if now >= next_refresh:
                 supervisor.refresh()

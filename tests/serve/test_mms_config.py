@@ -151,3 +151,57 @@ def test_run_refuses_a_high_port_in_one_line_and_starts_nothing(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert "SAGEMAKER_BIND_TO_PORT=47613" in lines[0] and "32767" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+class _FakeManagementApi:
+    """MMS's management API on a Unix socket, answering GET /models/model with a canned reply."""
+
+    def __init__(self, path: Path, status: int, body: dict) -> None:
+        import http.server
+        import socketserver
+        import threading
+
+        reply = json.dumps(body).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(socketserver.UnixStreamServer):
+            def get_request(self):  # BaseHTTPRequestHandler wants a (host, port) client address
+                request, _ = super().get_request()
+                return request, ("local", 0)
+
+        self.server = Server(str(path), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("status", "body", "problem"), [
+    (200, {"modelName": "model", "minWorkers": 2}, None),
+    (200, {"modelName": "model", "minWorkers": 0}, "without workers"),
+    (404, {"code": 404, "message": "Model not found: model"}, "did not register"),
+])
+def test_startup_check_catches_a_model_mms_did_not_register(tmp_path, status, body, problem):
+    path = tmp_path / "m.sock"
+    api = _FakeManagementApi(path, status, body)
+    try:
+        checked, found = mms_engine.check_startup_model(path)
+    finally:
+        api.close()
+    assert checked
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_startup_check_waits_while_the_management_api_does_not_answer(tmp_path):
+    assert mms_engine.check_startup_model(tmp_path / "absent.sock") == (False, None)
