@@ -123,10 +123,21 @@ def test_serve_help_lists_the_environment(image: str) -> None:
 @pytest.mark.parametrize("framework", ["sklearn"])
 def test_mms_engine_serves_in_the_image(docker_engine: None, framework: str, run_container: Any,
                                         tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The compatibility engine (multi-model-server on the image's JRE) answers the same contract."""
+    """The compatibility engine (multi-model-server on the image's jlinked JRE): single and multi-model."""
     image = ensure_image(framework)
     if image_name(framework).endswith("nomms"):
         pytest.skip(f"{image} was built without the compatibility engine (--no-mms)")
     model = artifact(tmp_path_factory, framework)
     container = run_container(image, env={"SERVE_ENGINE": "mms"}, mounts={model.path: "/opt/ml/model"})
     assert_prediction(httpx.post(container.url + "/invocations", json=model.rows, timeout=60), model)
+    container.remove()
+
+    multi = run_container(image, env={"SERVE_ENGINE": "mms", "SAGEMAKER_MULTI_MODEL": "true"},
+                          mounts={model.path: "/opt/ml/models/m1"})
+    loaded = httpx.post(multi.url + "/models", json={"model_name": "m1", "url": "/opt/ml/models/m1"}, timeout=120)
+    assert loaded.status_code == 200, f"{loaded.status_code}: {loaded.text[:500]}"
+    assert_prediction(httpx.post(multi.url + "/models/m1/invoke", json=model.rows, timeout=60), model)
+    started = time.monotonic()
+    docker("stop", "-t", "30", multi.id, timeout=60)
+    assert multi.state()["ExitCode"] == 0, multi.logs()
+    assert time.monotonic() - started < 30
