@@ -50,6 +50,11 @@ fi
 if engine_answers; then
     say "a Docker engine already answers"
 else
+    # A dockerd ended without cleanup (e.g. when the previous session's processes were killed)
+    # leaves its pid file; a new one refuses to start while the file names a live process.
+    if [[ -f /var/run/docker.pid ]] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+        rm -f /var/run/docker.pid
+    fi
     say "starting dockerd without a bridge (log: $log)"
     # setsid: the engine must outlive this script (CI steps and later sessions use it).
     setsid dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
