@@ -80,18 +80,6 @@ def http_latency(server: RunningServer, path: str, body: bytes, requests: int) -
     return percentiles(samples)
 
 
-def tree_pss(server: RunningServer) -> int:
-    import psutil
-
-    total = 0
-    for proc in server.tree():
-        try:
-            total += proc.memory_full_info().pss
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
 def mme_costs(engine: str, artifacts: list[Path]) -> dict[str, float]:
     """Load every artifact into one MME server; time each load and the memory each adds."""
     env = {"SERVE_ENGINE": engine, "SERVE_FRAMEWORK": "sklearn", "SAGEMAKER_MULTI_MODEL": "true"}
@@ -103,8 +91,8 @@ def mme_costs(engine: str, artifacts: list[Path]) -> dict[str, float]:
             client.post("/models", json={"model_name": f"m{i}", "url": str(path)}).raise_for_status()
             load_times.append(time.perf_counter() - started)
             if i == 0:
-                first_pss = tree_pss(server)
-        last_pss = tree_pss(server)
+                first_pss = server.pss_bytes()
+        last_pss = server.pss_bytes()
     return {
         "load_median_ms": statistics.median(load_times[1:]) * 1000,
         "pss_with_one_model_mb": first_pss / MB,

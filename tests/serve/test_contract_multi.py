@@ -10,7 +10,7 @@ import httpx
 import psutil
 
 from tests.support.models import BROKEN_SCRIPT, SLOW_SCRIPT, echo_script, sklearn_artifact
-from tests.support.server import RunningServer, run_server
+from tests.support.server import BusyRequest, RunningServer, run_server
 
 MB = 1024 * 1024
 
@@ -21,16 +21,6 @@ def multi(engine: str, **extra: str) -> dict[str, str]:
 
 def load(server: RunningServer, name: str, url: Path) -> httpx.Response:
     return httpx.post(server.url + "/models", json={"model_name": name, "url": str(url)}, timeout=120)
-
-
-def tree_pss(server: RunningServer) -> int:
-    total = 0
-    for proc in server.tree():
-        try:
-            total += proc.memory_full_info().pss
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def test_status_code_table(engine: str, models_dir: Path) -> None:
@@ -119,32 +109,26 @@ def test_delete_waits_for_in_flight_requests(engine: str, models_dir: Path) -> N
     pid_file = models_dir / "pid"
     with run_server(multi(engine)) as server:
         assert load(server, "slow", artifact.path).status_code == 200
-        result: dict[str, httpx.Response] = {}
-        thread = threading.Thread(target=lambda: result.setdefault("r", httpx.post(
-            server.url + "/models/slow/invoke", json={"sleep": 2, "pid_file": str(pid_file)}, timeout=60)))
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        busy = BusyRequest(server, "/models/slow/invoke", 2, pid_file)
         deleted = httpx.delete(server.url + "/models/slow", timeout=60)
-        thread.join(60)
         assert deleted.status_code == 200
-        assert result["r"].status_code == 200, result["r"].text
-        assert not psutil.pid_exists(int(pid_file.read_text())), "the worker outlived DELETE"
+        answer = busy.response()
+        assert answer.status_code == 200, answer.text
+        assert not psutil.pid_exists(busy.pid), "the worker outlived DELETE"
 
 
 def test_twenty_models_memory_is_reported_and_returned(engine: str, models_dir: Path,
                                                       record_property: object) -> None:
     artifacts = [sklearn_artifact(models_dir / f"m{i}" / "model", seed=i) for i in range(20)]
     with run_server(multi(engine)) as server:
-        baseline = tree_pss(server)
+        baseline = server.pss_bytes()
         assert load(server, "m0", artifacts[0].path).status_code == 200
-        first = tree_pss(server)  # includes the engine's one-off costs (a fork parent, a JVM worker pool)
+        first = server.pss_bytes()  # includes the engine's one-off costs (a fork parent, a JVM worker pool)
         started = time.perf_counter()
         for i, artifact in enumerate(artifacts[1:], start=1):
             assert load(server, f"m{i}", artifact.path).status_code == 200
         load_s = (time.perf_counter() - started) / (len(artifacts) - 1)
-        loaded = tree_pss(server)
+        loaded = server.pss_bytes()
         for i, artifact in enumerate(artifacts):
             answer = httpx.post(server.url + f"/models/m{i}/invoke", json=artifact.rows.tolist())
             assert answer.status_code == 200
@@ -154,7 +138,7 @@ def test_twenty_models_memory_is_reported_and_returned(engine: str, models_dir: 
               f"mean load {load_s * 1000:.0f} ms")
         for i in range(20):
             assert httpx.delete(server.url + f"/models/m{i}").status_code == 200
-        after = tree_pss(server)
+        after = server.pss_bytes()
         print(f"[{engine}] after unloading all: {after / MB:.0f} MB")
         # unloading gives the memory back (at least most of what the models added)
         assert after - baseline < 0.5 * (loaded - baseline)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.models import SLOW_SCRIPT, SklearnArtifact, echo_script, sklearn_artifact
-from tests.support.server import run_server, start_server, stop_server, wait_ready
+from tests.support.server import BusyRequest, run_server, start_server, stop_server, wait_ready
 
 
 def single(engine: str, model_dir: Path, **extra: str) -> dict[str, str]:
@@ -127,16 +127,9 @@ def test_worker_killed_mid_request_fails_only_that_request(engine: str, tmp_path
     artifact = sklearn_artifact(tmp_path / "model", code=SLOW_SCRIPT)
     pid_file = tmp_path / "worker.pid"
     with run_server(single(engine, artifact.path, SAGEMAKER_MODEL_SERVER_WORKERS="1")) as server:
-        result: dict[str, httpx.Response] = {}
-        thread = threading.Thread(target=lambda: result.setdefault("r", httpx.post(
-            server.url + "/invocations", json={"sleep": 20, "pid_file": str(pid_file)}, timeout=60)))
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
-        thread.join(60)
-        failed = result["r"]
+        busy = BusyRequest(server, "/invocations", 20, pid_file)
+        os.kill(busy.pid, signal.SIGKILL)
+        failed = busy.response()
         assert 500 <= failed.status_code < 600
         assert "Traceback" not in failed.text
         # the worker is replaced: later requests succeed
@@ -154,18 +147,12 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(engine: str, tmp_path: 
     server = start_server(single(engine, artifact.path))
     try:
         wait_ready(server, "/ping", 120)
-        result: dict[str, httpx.Response] = {}
-        thread = threading.Thread(target=lambda: result.setdefault("r", httpx.post(
-            server.url + "/invocations", json={"sleep": 2, "pid_file": str(pid_file)}, timeout=60)))
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        busy = BusyRequest(server, "/invocations", 2, pid_file)
     finally:
         code = stop_server(server)  # SIGTERM while the request is in flight; fails on orphans
-    thread.join(60)
-    assert result["r"].status_code == 200, result["r"].text
-    assert result["r"].json()["slept"] == 2
+    answer = busy.response()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["slept"] == 2
     assert code == 0
 
 

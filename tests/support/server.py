@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -56,6 +57,12 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def pss_bytes(self) -> int:
+        """PSS of the server's whole process tree: what it costs the machine."""
+        from serve.memory import tree_pss_bytes
+
+        return tree_pss_bytes(self.process.pid)
+
     def tree(self) -> list[psutil.Process]:
         """The server process and all its descendants."""
         try:
@@ -63,6 +70,27 @@ class RunningServer:
             return [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
+
+
+class BusyRequest:
+    """A request to ``SLOW_SCRIPT``'s model running in a thread; ``pid`` is the worker serving it."""
+
+    def __init__(self, server: RunningServer, path: str, seconds: float, pid_file: Path) -> None:
+        self.result: list[httpx.Response] = []
+        body = {"sleep": seconds, "pid_file": str(pid_file)}
+        self.thread = threading.Thread(
+            target=lambda: self.result.append(httpx.post(server.url + path, json=body, timeout=seconds + 60)))
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker picked up the request within 30 s:\n{server.log()[-4000:]}")
+            time.sleep(0.02)  # poll interval
+        self.pid = int(pid_file.read_text())
+
+    def response(self, timeout: float = 120) -> httpx.Response:
+        self.thread.join(timeout)
+        return self.result[0]
 
 
 def wait_ready(server: RunningServer, path: str, deadline_s: float) -> None:
