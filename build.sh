@@ -192,7 +192,9 @@ find_torch_wheel_dir() {
 
 # Stage files into the build context (docker/ca, docker/wheels); hard links where possible.
 stage_file() {
-    local src="$1" dest="$2"
+    local src dest="$2"
+    # Resolve symlinks: a link inside the build context would point outside it.
+    src="$(readlink -f "$1")"
     ln -f "$src" "$dest" 2>/dev/null || cp -f "$src" "$dest"
     STAGED+=("$dest")
 }
@@ -484,4 +486,5 @@ main() {
     esac
 }
 
-main "$@"
+# exit on the same line: bash reads scripts as it goes, and an edit during a run must not matter.
+main "$@"; exit "$?"

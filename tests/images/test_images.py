@@ -120,7 +120,6 @@ def test_serve_help_lists_the_environment(image: str) -> None:
     assert "SAGEMAKER_MULTI_MODEL" in result.stdout
 
 
-@pytest.mark.parametrize("framework", ["sklearn"])
 def test_mms_engine_serves_in_the_image(docker_engine: None, framework: str, run_container: Any,
                                         tmp_path_factory: pytest.TempPathFactory) -> None:
     """The compatibility engine (multi-model-server on the image's jlinked JRE): single and multi-model."""
