@@ -377,6 +377,7 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
 
 #: Seconds after a 507 refusal before the worker removes the half-registered model (see below).
 REFUSAL_CLEANUP_DELAY_S = 0.5
+REFUSAL_CLEANUP_ATTEMPTS = 10
 
 
 def _unregister_after_refusal(model_name: str) -> None:
@@ -387,25 +388,34 @@ def _unregister_after_refusal(model_name: str) -> None:
     (WorkLoadManager: "WorkerThread interrupted during waitFor"): the model stays listed with no
     workers, and SageMaker's retry after evicting another model would get 409. A non-daemon thread of
     this worker (the process exits only after it finishes) sends the DELETE shortly after the 507.
+
+    Everything the thread uses is bound here: before this process exits, MMS's worker "unloads" the
+    handler module by deleting every attribute of it, so module globals vanish under the thread.
     """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     url = _worker_settings().get("management_url")
     if not url:
         return
+    target = f"{url}/models/{urllib.parse.quote(model_name, safe='')}"
+    sleep, logger = time.sleep, log
+    attempts, delay = REFUSAL_CLEANUP_ATTEMPTS, REFUSAL_CLEANUP_DELAY_S
+    http_error, make_request, urlopen = urllib.error.HTTPError, urllib.request.Request, urllib.request.urlopen
 
     def unregister() -> None:
-        import urllib.error
-        import urllib.parse
-        import urllib.request
-
-        time.sleep(REFUSAL_CLEANUP_DELAY_S)
-        request = urllib.request.Request(f"{url}/models/{urllib.parse.quote(model_name, safe='')}",
-                                         method="DELETE")
-        try:
-            urllib.request.urlopen(request, timeout=30).close()
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                log.warning("removing refused model %s: HTTP %s", model_name, exc.code)
-        except OSError as exc:
-            log.warning("removing refused model %s failed: %s", model_name, exc)
+        for attempt in range(attempts):
+            sleep(delay)
+            try:
+                urlopen(make_request(target, method="DELETE"), timeout=30).close()
+                logger.info("removed model %s, which MMS left registered after the 507", model_name)
+                return
+            except http_error as exc:
+                if exc.code == 404:
+                    return  # MMS's own unregister worked after all
+                logger.warning("removing refused model %s (attempt %d): HTTP %s", model_name, attempt + 1, exc.code)
+            except OSError as exc:
+                logger.warning("removing refused model %s (attempt %d) failed: %s", model_name, attempt + 1, exc)
 
     threading.Thread(target=unregister, name="servekit-unregister", daemon=False).start()

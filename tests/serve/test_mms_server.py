@@ -143,7 +143,7 @@ def test_memory_refusal_is_507_and_the_model_is_not_left_registered(tmp_path: Pa
             deadline = time.monotonic() + 10
             while httpx.get(server.url + "/models").json()["models"] and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert httpx.get(server.url + "/models").json()["models"] == []
+            assert httpx.get(server.url + "/models").json()["models"] == [], server.log()[-4000:]
 
 
 def test_each_model_runs_its_own_code_directory(tmp_path: Path) -> None:
