@@ -26,11 +26,21 @@ Environment of the MMS process (inherited by its workers) that servekit adds, al
 ``serve.mms_service`` when a model loads, never at import time:
 
 * ``SERVEKIT_MMS_SETTINGS``: JSON of the settings a worker needs (framework, program,
-  submit_directory, default_accept, install_requirements, log_level).
+  submit_directory, default_accept, install_requirements, log_level, timeout_s, memory_limit_mb,
+  management_url).
 * ``SERVEKIT_MMS_FAILURE_FILE``: single-model mode only. A worker that cannot load the model writes
   the reason there; the supervisor then stops MMS and exits 1 with that reason, instead of MMS
   retrying the load forever while ``/ping`` keeps answering 200.
+* ``SERVEKIT_MMS_BUSY_DIR``: each worker holds a lock on a file there while it runs a request, so
+  SIGTERM can wait for in-flight requests (MMS itself would cut them).
+* ``SERVEKIT_MMS_ROOT_PID``: this process, the root of the tree whose memory counts against
+  ``SERVE_MEMORY_LIMIT_MB``.
 * ``PYTHONPATH``: gains the directory holding the ``serve`` package so workers can import it.
+
+Other private files: ``python``, a shim MMS runs as its Python (``serve.mms_service.backend_main``
+loads the model before MMS's worker code starts, so the port opens only once the model is loaded),
+and in single-model mode ``management.sock``, where MMS's management API listens instead of the
+public port (checked once at start: the single model must be registered with workers).
 """
 
 from __future__ import annotations
