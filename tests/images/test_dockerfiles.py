@@ -102,3 +102,46 @@ def test_requirements_helper_reads_the_extras() -> None:
     bad = subprocess.run([sys.executable, str(helper), str(REPO / "pyproject.toml"), "caffe"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "unknown extra 'caffe'" in bad.stderr
+
+
+def fake_tools(bin_dir: Path, log: Path) -> dict[str, str]:
+    """Stub `docker` and `aws` that record their arguments (and docker's stdin) in ``log``."""
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        "#!/bin/sh\n"
+        f'echo "docker $*" >> {log}\n'
+        f'case "$1" in login) echo "stdin=$(cat)" >> {log} ;; esac\n'
+        "exit 0\n")
+    (bin_dir / "aws").write_text(f'#!/bin/sh\necho "aws $*" >> {log}\necho s3cr3t\n')
+    for tool in ("docker", "aws"):
+        (bin_dir / tool).chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+
+
+def test_push_to_ecr_logs_in_with_the_region_of_the_host(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    env = fake_tools(tmp_path / "bin", log)
+    host = "123456789012.dkr.ecr.eu-west-2.amazonaws.com"
+    result = subprocess.run([str(REPO / "build.sh"), "push", "servekit-sklearn:1.2", "--to", f"{host}/servekit"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert "aws ecr get-login-password --region eu-west-2" in calls
+    assert f"docker login --username AWS --password-stdin {host}" in calls
+    assert "stdin=s3cr3t" in calls
+    # The tag defaults to the source image's tag.
+    assert f"docker tag servekit-sklearn:1.2 {host}/servekit:1.2" in calls
+    assert f"docker push {host}/servekit:1.2" in calls
+
+
+def test_push_elsewhere_does_not_log_in(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    env = fake_tools(tmp_path / "bin", log)
+    target = "registry.example:5000/team/sk:v1"
+    result = subprocess.run([str(REPO / "build.sh"), "push", "servekit-sklearn", "--to", target],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert not any(call.startswith(("aws", "docker login")) for call in calls)
+    assert "docker tag servekit-sklearn registry.example:5000/team/sk:v1" in calls
+    assert "docker push registry.example:5000/team/sk:v1" in calls
