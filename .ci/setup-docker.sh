@@ -36,10 +36,12 @@ if ! command -v dockerd >/dev/null 2>&1; then
     say "installing docker.io (Docker engine from Debian's packages)"
     apt_install docker.io
 fi
-# debootstrap makes the base image; docker-registry serves the push test. Both are small.
+# debootstrap makes the base image; docker-registry serves the push test; shellcheck checks
+# build.sh and this script (tests/images/test_dockerfiles.py). All small.
 missing=()
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 if ((${#missing[@]})); then
     say "installing ${missing[*]}"
     apt_install "${missing[@]}"
