@@ -90,6 +90,11 @@ def test_multi_model_load_list_invoke_unload(image: str, framework: str, run_con
     assert_prediction(httpx.post(container.url + "/models/second/invoke", json=second.rows, timeout=60), second)
     assert httpx.delete(container.url + "/models/first", timeout=60).status_code == 200
     assert httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=60).status_code == 404
+    # SIGTERM with a model still loaded: its worker ends too and the server exits 0.
+    started = time.monotonic()
+    docker("stop", "-t", "30", container.id, timeout=60)
+    assert container.state()["ExitCode"] == 0, container.logs()
+    assert time.monotonic() - started < 30
 
 
 def test_sigterm_stops_within_30s_with_exit_code_0(image: str, framework: str, run_container: Any,
