@@ -105,7 +105,7 @@ def backend_main(argv: list[str]) -> int:
         logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.INFO)
         try:
             _preload(model_dir, model_name)
-        except (ModelLoadFailed, MemoryError):
+        except Exception:  # MemoryError included: the forked worker retries and reports the failure
             log.warning("preloading model %s failed; its worker will load it again", model_name)
     sys.argv = list(argv)
     runpy.run_path(argv[0], run_name="__main__")
