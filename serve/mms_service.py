@@ -74,12 +74,27 @@ class ModelLoadFailed(Exception):
 def handle(data: list[dict[str, Any]] | None, context: Any) -> list[bytes] | None:
     """MMS entry point: ``data is None`` loads the model; otherwise answer each request of the batch."""
     if data is None:
+        _die_with_parent()
         model_dir = str(context.system_properties.get("model_dir"))
         if _served is not None and _served.model_dir == model_dir:
             return None  # preloaded by backend_main in the parent this worker was forked from
         _load(model_dir, str(context.model_name))
         return None
     return [_invoke(item, context, idx) for idx, item in enumerate(data)]
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this worker when its MMS backend process dies.
+
+    ``DELETE /models`` makes MMS kill the model's backend process only; the worker forked from it
+    would live on until its current request ends, holding the model's memory after DELETE returned.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.debug("PR_SET_PDEATHSIG is not available here")
 
 
 def backend_main(argv: list[str]) -> int:

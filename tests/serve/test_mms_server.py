@@ -8,12 +8,14 @@ in test_contract_*.py, run against both engines.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -144,6 +146,31 @@ def test_memory_refusal_is_507_and_the_model_is_not_left_registered(tmp_path: Pa
             while httpx.get(server.url + "/models").json()["models"] and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert httpx.get(server.url + "/models").json()["models"] == [], server.log()[-4000:]
+
+
+def test_delete_ends_a_busy_worker_too(tmp_path: Path) -> None:
+    # MMS kills only the model's backend process on DELETE; its forked worker must not outlive it
+    # (holding the model's memory) just because it is busy with a request.
+    artifact = sklearn_artifact(tmp_path / "slow" / "model", code=SLOW_SCRIPT)
+    pid_file = tmp_path / "pid"
+    with run_server(MME) as server:
+        assert load(server.url, "slow", artifact.path).status_code == 200
+
+        def call() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # MMS answers it with an error, or never
+                httpx.post(f"{server.url}/models/slow/invoke", json={"sleep": 30, "pid_file": str(pid_file)},
+                           timeout=5)
+
+        client = threading.Thread(target=call)
+        client.start()
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        worker = psutil.Process(int(pid_file.read_text()))
+        assert httpx.delete(server.url + "/models/slow", timeout=60).status_code == 200
+        gone, _ = psutil.wait_procs([worker], timeout=3)
+        assert gone, "the busy worker outlived DELETE /models"
+        client.join(10)
 
 
 def test_each_model_runs_its_own_code_directory(tmp_path: Path) -> None:
