@@ -26,13 +26,14 @@ Environment of the MMS process (inherited by its workers) that servekit adds, al
 ``serve.mms_service`` when a model loads, never at import time:
 
 * ``SERVEKIT_MMS_SETTINGS``: JSON of the settings a worker needs (framework, program,
-  submit_directory, default_accept, install_requirements, log_level, timeout_s, memory_limit_mb,
-  management_url).
+  submit_directory, default_accept, install_requirements, log_level, timeout_s, memory_limit_mb).
 * ``SERVEKIT_MMS_FAILURE_FILE``: single-model mode only. A worker that cannot load the model writes
   the reason there; the supervisor then stops MMS and exits 1 with that reason, instead of MMS
   retrying the load forever while ``/ping`` keeps answering 200.
 * ``SERVEKIT_MMS_BUSY_DIR``: each worker holds a lock on a file there while it runs a request, so
   SIGTERM can wait for in-flight requests (MMS itself would cut them).
+* ``SERVEKIT_MMS_REFUSED_DIR``: multi-model mode only. A worker that refused a load for memory
+  (507) names the model there; the supervisor removes the registration MMS leaves behind.
 * ``SERVEKIT_MMS_ROOT_PID``: this process, the root of the tree whose memory counts against
   ``SERVE_MEMORY_LIMIT_MB``.
 * ``PYTHONPATH``: gains the directory holding the ``serve`` package so workers can import it.
@@ -81,6 +82,7 @@ SETTINGS_ENV = "SERVEKIT_MMS_SETTINGS"
 FAILURE_FILE_ENV = "SERVEKIT_MMS_FAILURE_FILE"
 BUSY_DIR_ENV = "SERVEKIT_MMS_BUSY_DIR"
 ROOT_PID_ENV = "SERVEKIT_MMS_ROOT_PID"
+REFUSED_DIR_ENV = "SERVEKIT_MMS_REFUSED_DIR"
 #: Seconds MMS's own request timeout exceeds SAGEMAKER_MODEL_SERVER_TIMEOUT: the worker interrupts
 #: the request itself at the timeout and answers 504; MMS's timeout (which kills the worker and
 #: answers 500) is the backstop for code that never returns to Python.
@@ -114,6 +116,7 @@ class MmsLayout:
     python_shim: Path
     management_socket: Path
     busy_dir: Path
+    refused_dir: Path
 
     @classmethod
     def create(cls) -> MmsLayout:
@@ -124,7 +127,7 @@ class MmsLayout:
     def at(cls, workdir: Path) -> MmsLayout:
         """The file names inside ``workdir``."""
         return cls(workdir, workdir / "config.properties", workdir / "log4j2.xml", workdir / "load-failure",
-                   workdir / "python", workdir / "management.sock", workdir / "busy")
+                   workdir / "python", workdir / "management.sock", workdir / "busy", workdir / "refused")
 
 
 def check_settings(settings: Settings) -> None:
@@ -305,17 +308,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         # Only an explicit budget: without one the kernel's limit applies, and MMS answers 507 when
         # a worker is OOM-killed (exit 137).
         "memory_limit_mb": settings.memory_limit_mb,
-        "management_url": f"http://{_connect_host(settings.host)}:{settings.port}" if settings.multi_model else None,
     }
-
-
-def _connect_host(host: str) -> str:
-    """An address to reach a server listening on ``host`` from this machine."""
-    if host in ("", "0.0.0.0", "*"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 def mms_environment(settings: Settings, layout: MmsLayout, base: Mapping[str, str]) -> dict[str, str]:
@@ -329,6 +322,10 @@ def mms_environment(settings: Settings, layout: MmsLayout, base: Mapping[str, st
     env[SETTINGS_ENV] = json.dumps(worker_settings(settings))
     env[BUSY_DIR_ENV] = str(layout.busy_dir)
     env[ROOT_PID_ENV] = str(os.getpid())
+    if settings.multi_model:
+        env[REFUSED_DIR_ENV] = str(layout.refused_dir)
+    else:
+        env.pop(REFUSED_DIR_ENV, None)
     if settings.multi_model:
         env.pop(FAILURE_FILE_ENV, None)
     else:
@@ -421,6 +418,7 @@ def prepare(
         layout.python_shim.write_text(render_python_shim())
         layout.python_shim.chmod(0o700)
         layout.busy_dir.mkdir()
+        layout.refused_dir.mkdir()
     except BaseException:
         shutil.rmtree(layout.workdir, ignore_errors=True)
         raise
@@ -538,6 +536,94 @@ def check_startup_model(management_socket: Path) -> tuple[bool, str | None]:
     return True, None
 
 
+class RefusalJanitor:
+    """Removes the registration MMS leaves behind after a load answered 507 (multi-model mode).
+
+    MMS unregisters a model whose load failed on the worker thread that received the failure, and
+    that thread's own worker shutdown interrupts the unregistration, which MMS then undoes: the model
+    stays listed with zero workers (``minWorkers`` 0), so a retry gets 409 and invocations find no
+    worker. Workers name refused models in ``directory``; for a few seconds after each, this polls
+    ``GET /models/{name}`` and sends ``DELETE`` while the leftover (zero workers) is there.
+    """
+
+    WATCH_S = 5.0
+    SETTLE_S = 0.5
+
+    def __init__(self, directory: Path, host: str, port: int) -> None:
+        self.directory = directory
+        self.host = _connect_host(host)
+        self.port = port
+        self.watching: dict[str, float] = {}
+
+    def poll(self) -> None:
+        """Pick up new refusals and clean up leftovers; cheap when there is nothing to do."""
+        try:
+            entries = list(self.directory.iterdir())
+        except OSError:
+            entries = []
+        for entry in entries:
+            if entry.suffix == ".tmp":
+                continue
+            try:
+                name = entry.read_text(encoding="utf-8")
+                entry.unlink()
+            except OSError:
+                continue
+            self.watching[name] = time.monotonic()
+        for name, noted in list(self.watching.items()):
+            # The worker wrote its note just before answering 507; until MMS has processed that answer
+            # the model still shows its workers. The leftover is the registration with zero workers.
+            # Once it is removed (or found gone) watching stops, so a later registration of the same
+            # name -- which also shows zero workers while its first worker starts -- is never touched.
+            age = time.monotonic() - noted
+            workers = self._min_workers(name)
+            if workers == 0:
+                status = self._request("DELETE", name)[0]
+                log.info("removed model %s, left registered by multi-model-server after a 507 (HTTP %s)",
+                         name, status)
+                if status in (200, 404):
+                    del self.watching[name]
+                    continue
+            elif workers is None and age > self.SETTLE_S:
+                del self.watching[name]  # gone: MMS's own unregistration worked
+                continue
+            if age > self.WATCH_S:
+                del self.watching[name]
+
+    def _min_workers(self, name: str) -> int | None:
+        status, body = self._request("GET", name)
+        if status != 200:
+            return None
+        try:
+            described = json.loads(body)
+            first = described[0] if isinstance(described, list) else described
+            return int(first.get("minWorkers", 0))
+        except (ValueError, IndexError, AttributeError, TypeError):
+            return None
+
+    def _request(self, method: str, name: str) -> tuple[int, bytes]:
+        from urllib.parse import quote
+
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
+        try:
+            connection.request(method, f"/models/{quote(name, safe='')}")
+            response = connection.getresponse()
+            return response.status, response.read()
+        except OSError:
+            return 0, b""
+        finally:
+            connection.close()
+
+
+def _connect_host(host: str) -> str:
+    """An address to reach a server listening on ``host`` from this machine."""
+    if host in ("", "0.0.0.0", "*"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
 def busy_workers(directory: Path) -> int:
     """How many MMS workers are running a request now (each holds a lock on its file while it does)."""
     busy = 0
@@ -608,6 +694,7 @@ def run(settings: Settings) -> int:
         supervisor = _Supervisor(proc)
         next_refresh = 0.0
         startup_checked = settings.multi_model  # only single-model mode has a start-up model
+        janitor = RefusalJanitor(layout.refused_dir, settings.host, settings.port) if settings.multi_model else None
         while True:
             if stop_signal:
                 # Like the native engine: let in-flight requests finish (bounded) before stopping;
@@ -634,11 +721,14 @@ def run(settings: Settings) -> int:
                     print(f"serve: the model in {settings.model_dir} was not loaded: {problem}", file=sys.stderr)
                     supervisor.stop()
                     return 1
+            if janitor is not None:
+                janitor.poll()
             now = time.monotonic()
             if now >= next_refresh:
                 supervisor.refresh()
                 next_refresh = now + _TREE_REFRESH_S
-            time.sleep(0.1)
+            # Poll quickly while a 507 leftover may appear: a SageMaker retry follows within ~0.1 s.
+            time.sleep(0.02 if janitor is not None and janitor.watching else 0.1)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

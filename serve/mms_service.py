@@ -47,6 +47,7 @@ SETTINGS_ENV = "SERVEKIT_MMS_SETTINGS"
 FAILURE_FILE_ENV = "SERVEKIT_MMS_FAILURE_FILE"
 BUSY_DIR_ENV = "SERVEKIT_MMS_BUSY_DIR"
 ROOT_PID_ENV = "SERVEKIT_MMS_ROOT_PID"
+REFUSED_DIR_ENV = "SERVEKIT_MMS_REFUSED_DIR"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 #: The same wording the native engine's worker uses for unexpected exceptions.
@@ -233,9 +234,29 @@ def _refuse(model_name: str, message: str, report: bool) -> NoReturn:
     """Fail the load so that MMS answers 507 (SageMaker then unloads another model and retries)."""
     if report:
         _report_failure(message)
-        if not os.environ.get(FAILURE_FILE_ENV):  # a multi-model worker (not the preloading parent)
-            _unregister_after_refusal(model_name)
+        _report_refusal(model_name)
     raise MemoryError(message)
+
+
+def _report_refusal(model_name: str) -> None:
+    """Multi-model mode: ask the engine to remove the model MMS will leave registered after this 507.
+
+    MMS's worker thread sends the 507 and then unregisters the model on that same thread, which its
+    own worker shutdown interrupts (WorkLoadManager: "WorkerThread interrupted during waitFor"): the
+    model stays listed with no workers, and SageMaker's retry after evicting another model would get
+    409. The engine process watches this directory and removes such leftovers (this worker cannot:
+    it is killed together with its backend process).
+    """
+    directory = os.environ.get(REFUSED_DIR_ENV)
+    if not directory:
+        return
+    try:
+        path = os.path.join(directory, f"{os.getpid()}-{time.monotonic_ns()}")
+        with open(path + ".tmp", "w", encoding="utf-8") as out:
+            out.write(model_name)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        log.exception("could not report the refused model %s to the engine", model_name)
 
 
 def _server_memory_bytes() -> int:
@@ -387,50 +408,3 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
     context.set_response_content_type(idx, _with_charset(response.content_type))
     context.set_response_status(200, "OK", idx)
     return bytes(response.body)
-
-
-
-#: Seconds after a 507 refusal before the worker removes the half-registered model (see below).
-REFUSAL_CLEANUP_DELAY_S = 0.5
-REFUSAL_CLEANUP_ATTEMPTS = 10
-
-
-def _unregister_after_refusal(model_name: str) -> None:
-    """Remove a model MMS leaves registered after a load answered 507 (multi-model mode).
-
-    When a worker answers a load with anything but 200, MMS's worker thread sends the error and then
-    unregisters the model on that same thread, which its own worker shutdown interrupts
-    (WorkLoadManager: "WorkerThread interrupted during waitFor"): the model stays listed with no
-    workers, and SageMaker's retry after evicting another model would get 409. A non-daemon thread of
-    this worker (the process exits only after it finishes) sends the DELETE shortly after the 507.
-
-    Everything the thread uses is bound here: before this process exits, MMS's worker "unloads" the
-    handler module by deleting every attribute of it, so module globals vanish under the thread.
-    """
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    url = _worker_settings().get("management_url")
-    if not url:
-        return
-    target = f"{url}/models/{urllib.parse.quote(model_name, safe='')}"
-    sleep, logger = time.sleep, log
-    attempts, delay = REFUSAL_CLEANUP_ATTEMPTS, REFUSAL_CLEANUP_DELAY_S
-    http_error, make_request, urlopen = urllib.error.HTTPError, urllib.request.Request, urllib.request.urlopen
-
-    def unregister() -> None:
-        for attempt in range(attempts):
-            sleep(delay)
-            try:
-                urlopen(make_request(target, method="DELETE"), timeout=30).close()
-                logger.info("removed model %s, which MMS left registered after the 507", model_name)
-                return
-            except http_error as exc:
-                if exc.code == 404:
-                    return  # MMS's own unregister worked after all
-                logger.warning("removing refused model %s (attempt %d): HTTP %s", model_name, attempt + 1, exc.code)
-            except OSError as exc:
-                logger.warning("removing refused model %s (attempt %d) failed: %s", model_name, attempt + 1, exc)
-
-    threading.Thread(target=unregister, name="servekit-unregister", daemon=False).start()

@@ -26,19 +26,26 @@ KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
         "drops the worker's message, so the user's reason is only in the container log",
     ("mms", "test_507_when_memory_admission_refuses"):
         "mms: MMS interrupts its own unregister after a 507 load reply (WorkLoadManager 'WorkerThread "
-        "interrupted during waitFor'); servekit's worker removes the model about 0.5 s later",
+        "interrupted during waitFor'); servekit's engine removes the leftover within ~50 ms",
     ("mms", "test_delete_waits_for_in_flight_requests"):
         "mms: DELETE /models kills the model's worker processes at once (destroyForcibly); the "
         "in-flight request fails (500 'Worker died.', or MMS never answers it)",
+}
+#: Known differences whose failure depends on timing (the xfail is not strict for these).
+TIMING_DEPENDENT: set[tuple[str, str]] = {
+    # The leftover appears a few ms after the 507 and the engine removes it within ~50 ms; a GET in
+    # between fails the test, one after it passes.
+    ("mms", "test_507_when_memory_admission_refuses"),
 }
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    reason = KNOWN_DIFFERENCES.get((name, request.node.originalname))
+    key = (name, request.node.originalname)
+    reason = KNOWN_DIFFERENCES.get(key)
     if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=key not in TIMING_DEPENDENT))
     return name
 
 
