@@ -128,7 +128,8 @@ def test_prepare_writes_nothing_outside_its_private_directory(tmp_path):
     try:
         assert layout.workdir.name.startswith("servekit-mms-")
         assert oct(layout.workdir.stat().st_mode & 0o777) == "0o700"
-        assert sorted(p.name for p in layout.workdir.iterdir()) == ["busy", "config.properties", "log4j2.xml", "python"]
+        names = sorted(p.name for p in layout.workdir.iterdir())
+        assert names == ["busy", "config.properties", "log4j2.xml", "python", "refused"]
     finally:
         import shutil
 
@@ -205,3 +206,50 @@ def test_startup_check_catches_a_model_mms_did_not_register(tmp_path, status, bo
 
 def test_startup_check_waits_while_the_management_api_does_not_answer(tmp_path):
     assert mms_engine.check_startup_model(tmp_path / "absent.sock") == (False, None)
+
+
+def test_refusal_janitor_removes_only_the_zero_worker_leftover(tmp_path):
+    """After a 507 MMS leaves the model listed with minWorkers 0; the engine DELETEs exactly that."""
+    import http.server
+    import threading
+
+    state = {"minWorkers": 1, "deletes": 0}
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def _reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if state["minWorkers"] is None:
+                self._reply(404, {"code": 404})
+            else:
+                self._reply(200, {"modelName": "m", "minWorkers": state["minWorkers"]})
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            state["deletes"] += 1
+            state["minWorkers"] = None
+            self._reply(200, {"status": "unregistered"})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        janitor = mms_engine.RefusalJanitor(tmp_path, "0.0.0.0", server.server_address[1])
+        (tmp_path / "123-1").write_text("m")
+        janitor.poll()  # MMS has not processed the 507 yet: the model still has its worker
+        assert state["deletes"] == 0 and "m" in janitor.watching
+        state["minWorkers"] = 0  # the leftover
+        janitor.poll()
+        assert state["deletes"] == 1 and not janitor.watching
+        state["minWorkers"] = 0  # registered again, first worker starting: not watched any more
+        janitor.poll()
+        assert state["deletes"] == 1
+    finally:
+        server.shutdown()
+        server.server_close()
