@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -25,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMEWORKS = ("sklearn", "pytorch", "tensorflow")
@@ -108,26 +108,6 @@ def image(docker_engine: None, framework: str) -> str:
     return ensure_image(framework)
 
 
-def free_port(below: int | None = None) -> int:
-    """A TCP port on 127.0.0.1 that is free now; ``below``: from 20000 up to that port (exclusive).
-
-    The OS picks when there is no bound (ephemeral ports are often above 32767, which
-    multi-model-server refuses, hence ``below``).
-    """
-    if below is None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-    for port in random.sample(range(20000, below), 200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port between 20000 and {below}")
-
-
 @dataclass
 class Container:
     """A container started by a test, listening on 127.0.0.1:``port`` (host network)."""
@@ -181,7 +161,7 @@ def run_container(docker_engine: None) -> Iterator[Any]:
     def start(image: str, env: dict[str, str] | None = None, mounts: dict[Path, str] | None = None,
               args: tuple[str, ...] = ("serve",), wait: bool = True) -> Container:
         # multi-model-server only accepts ports below 32767.
-        port = free_port(below=32767 if (env or {}).get("SERVE_ENGINE") == "mms" else None)
+        port = free_port()  # below 32767, which multi-model-server requires
         command = ["run", "-d", "--network", "host", "--name", f"servekit-test-{uuid.uuid4().hex[:10]}",
                    "-e", f"SAGEMAKER_BIND_TO_PORT={port}", "-e", "SERVE_HOST=127.0.0.1"]
         for key, value in (env or {}).items():

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.images.conftest import REPO, docker, free_port
+from tests.images.conftest import REPO, docker
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.images
 
