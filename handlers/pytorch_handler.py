@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from handlers import codecs
+from handlers.artifacts import only_file
 from handlers.base import Handler, HandlerOptions
 from handlers.errors import BadRequestError, ModelLoadError, PredictionError
 
@@ -84,22 +85,13 @@ def find_artifact(model_dir: str | Path) -> tuple[Path, str]:
     for name in TORCHSCRIPT_NAMES:
         if (root / name).is_file():
             return root / name, "torchscript"
-    programs = sorted(p for p in root.glob("*.pt2") if p.is_file())
-    if len(programs) == 1:
-        return programs[0], "export"
-    if len(programs) > 1:
-        raise ModelLoadError(
-            f"model artifact {root} has several .pt2 files ({', '.join(p.name for p in programs)}); keep one, "
-            "or load the one you want in a model_fn in code/inference.py"
-        )
-    scripts = sorted(p for pattern in ("*.pt", "*.pth") for p in root.glob(pattern) if p.is_file())
-    if len(scripts) == 1:
-        return scripts[0], "torchscript"
-    if len(scripts) > 1:
-        raise ModelLoadError(
-            f"model artifact {root} has several .pt/.pth files ({', '.join(p.name for p in scripts)}); name "
-            "the TorchScript file model.pt, or load the model in a model_fn in code/inference.py"
-        )
+    program = only_file(root, ("*.pt2",), "keep one, or load the one you want in a model_fn in code/inference.py")
+    if program is not None:
+        return program, "export"
+    script = only_file(root, ("*.pt", "*.pth"), "name the TorchScript file model.pt, or load the model in a "
+                                                "model_fn in code/inference.py")
+    if script is not None:
+        return script, "torchscript"
     raise ModelLoadError(
         f"model artifact {root} has no model.pt (TorchScript), *.pt2 (torch.export) or other *.pt / *.pth "
         "file; save with torch.jit.save(torch.jit.script(model), 'model.pt'), or define model_fn in "

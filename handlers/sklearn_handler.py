@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from handlers.artifacts import only_file
 from handlers.base import Handler
 from handlers.errors import BadRequestError, ModelLoadError
 
@@ -46,15 +47,10 @@ def find_artifact(model_dir: str | Path) -> Path:
         if (root / name).is_file():
             return root / name
     for pattern in ("*.joblib", "*.pkl"):
-        found = sorted(p for p in root.glob(pattern) if p.is_file())
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            names = ", ".join(p.name for p in found)
-            raise ModelLoadError(
-                f"model artifact {root} has several {pattern} files ({names}); name the one to serve "
-                "model.joblib, or load it in a model_fn in code/inference.py"
-            )
+        found = only_file(root, (pattern,), "name the one to serve model.joblib, or load it in a model_fn in "
+                                            "code/inference.py")
+        if found is not None:
+            return found
     raise ModelLoadError(
         f"model artifact {root} has no model.joblib, model.pkl or other *.joblib / *.pkl file; save the "
         "estimator with joblib.dump(model, 'model.joblib') at the artifact's root"

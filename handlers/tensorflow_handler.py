@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from handlers import codecs
+from handlers.artifacts import only_file
 from handlers.base import Handler, HandlerOptions
 from handlers.errors import BadRequestError, ModelLoadError, PredictionError
 
@@ -89,14 +90,9 @@ def find_artifact(model_dir: str | Path) -> tuple[Path, str]:
         )
     if (root / "model.keras").is_file():
         return root / "model.keras", "keras"
-    keras_files = sorted(p for p in root.glob("*.keras") if p.is_file())
-    if len(keras_files) == 1:
-        return keras_files[0], "keras"
-    if len(keras_files) > 1:
-        raise ModelLoadError(
-            f"model artifact {root} has several .keras files ({', '.join(p.name for p in keras_files)}); "
-            "name the one to serve model.keras"
-        )
+    keras_file = only_file(root, ("*.keras",), "name the one to serve model.keras")
+    if keras_file is not None:
+        return keras_file, "keras"
     raise ModelLoadError(
         f"model artifact {root} has no saved_model.pb (at the root or under a numeric version directory such "
         "as 1/saved_model.pb) and no .keras file; export with model.export(path) or tf.saved_model.save, "

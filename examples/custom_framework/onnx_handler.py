@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from handlers.artifacts import only_file
 from handlers.base import Handler
 from handlers.errors import BadRequestError, ModelLoadError
 
@@ -64,14 +65,9 @@ def find_model_file(model_dir: str | Path) -> Path:
     root = Path(model_dir)
     if (root / "model.onnx").is_file():
         return root / "model.onnx"
-    found = sorted(p for p in root.glob("*.onnx") if p.is_file())
-    if len(found) == 1:
-        return found[0]
-    if found:
-        names = ", ".join(p.name for p in found)
-        raise ModelLoadError(
-            f"model artifact {root} has several .onnx files ({names}); name the one to serve model.onnx"
-        )
+    found = only_file(root, ("*.onnx",), "name the one to serve model.onnx")
+    if found is not None:
+        return found
     raise ModelLoadError(
         f"model artifact {root} has no model.onnx or other *.onnx file; save the converted model as "
         "model.onnx at the artifact's root (skl2onnx: open('model.onnx', 'wb').write(onx.SerializeToString()))"
