@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,53 @@ def assert_clean(message: str) -> None:
     assert "Traceback" not in message
     assert 'File "' not in message
     assert "\n" not in message
+
+
+# ---- payloads in every codec, and decoding a response back to an array -------------------------------
+
+
+def npy(arr: np.ndarray, allow_pickle: bool = False) -> bytes:
+    out = io.BytesIO()
+    np.save(out, arr, allow_pickle=allow_pickle)
+    return out.getvalue()
+
+
+def npz(**arrays: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.savez(out, **arrays)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def csv_rows(arr: np.ndarray) -> str:
+    """Rows as CSV with every float written exactly (repr)."""
+    return "\n".join(",".join(repr(float(v)) for v in row) for row in arr) + "\n"
+
+
+#: The same rows in each request format a handler must take (Content-Type -> body builder).
+INPUTS: dict[str, Callable[[np.ndarray], bytes]] = {
+    "application/json": lambda a: json.dumps(a.tolist()).encode(),
+    "application/json (instances)": lambda a: json.dumps({"instances": a.tolist()}).encode(),
+    "text/csv; charset=utf-8": lambda a: csv_rows(a).encode(),
+    "application/x-npy": npy,
+    "application/x-npz": lambda a: npz(x=a),
+    "application/jsonlines": lambda a: "".join(json.dumps(r) + "\n" for r in a.tolist()).encode(),
+}
+#: Every response format.
+ACCEPTS = ["application/json", "text/csv", "application/x-npy", "application/x-npz", "application/jsonlines"]
+
+
+def decode_output(body: bytes, content_type: str) -> np.ndarray:
+    """A response body back to an array (JSON: a bare array or TF Serving's {"predictions": ...})."""
+    if content_type == "application/json":
+        payload = json.loads(body)
+        return np.asarray(payload["predictions"] if isinstance(payload, dict) else payload)
+    if content_type == "text/csv":
+        return np.loadtxt(io.StringIO(body.decode()), delimiter=",", ndmin=2)
+    if content_type == "application/x-npy":
+        return np.load(io.BytesIO(body))
+    if content_type == "application/x-npz":
+        with np.load(io.BytesIO(body)) as archive:
+            return archive[archive.files[0]]
+    if content_type == "application/jsonlines":
+        return np.asarray([json.loads(line) for line in body.decode().splitlines()])
+    raise AssertionError(content_type)

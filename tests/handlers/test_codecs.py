@@ -10,19 +10,7 @@ import pytest
 
 from handlers import codecs
 from handlers.errors import BadRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
-
-
-def npy(arr: np.ndarray, allow_pickle: bool = False) -> bytes:
-    out = io.BytesIO()
-    np.save(out, arr, allow_pickle=allow_pickle)
-    return out.getvalue()
-
-
-def npz(**arrays: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.savez(out, **arrays)  # type: ignore[arg-type]
-    return out.getvalue()
-
+from tests.handlers.helpers import npy, npz
 
 # ---- media types and Accept -------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ from handlers.errors import BadRequestError, ModelLoadError  # noqa: E402
 from handlers.model import ServedModel  # noqa: E402
 from handlers.pytorch_handler import PyTorchHandler  # noqa: E402
 from handlers.registry import handler_class  # noqa: E402
-from tests.handlers.helpers import assert_clean, req, write  # noqa: E402
+from tests.handlers.helpers import ACCEPTS, assert_clean, decode_output, npy, req, write  # noqa: E402
+from tests.handlers.helpers import INPUTS as HANDLER_INPUTS  # noqa: E402
 
 NET_SOURCE = """
 import torch
@@ -100,46 +101,8 @@ def save(net: torch.nn.Module, model_dir: Path, layout: str) -> Path:
     return model_dir
 
 
-def npy(arr: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.save(out, arr)
-    return out.getvalue()
-
-
-def npz(arr: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.savez(out, x=arr)
-    return out.getvalue()
-
-
-INPUTS = {
-    "application/json": lambda a: json.dumps(a.tolist()).encode(),
-    "application/json (instances)": lambda a: json.dumps({"instances": a.tolist()}).encode(),
-    "text/csv; charset=utf-8": lambda a: "\n".join(",".join(repr(float(v)) for v in r) for r in a).encode(),
-    "application/x-npy": npy,
-    "application/x-npy (float64)": lambda a: npy(a.astype(np.float64)),
-    "application/x-npz": npz,
-    "application/jsonlines": lambda a: "".join(json.dumps(r) + "\n" for r in a.tolist()).encode(),
-}
-
-
-def decode_output(body: bytes, content_type: str) -> np.ndarray:
-    if content_type == "application/json":
-        return np.asarray(json.loads(body))
-    if content_type == "text/csv":
-        return np.loadtxt(io.StringIO(body.decode()), delimiter=",", ndmin=2)
-    if content_type == "application/x-npy":
-        return np.load(io.BytesIO(body))
-    if content_type == "application/x-npz":
-        with np.load(io.BytesIO(body)) as archive:
-            return archive[archive.files[0]]
-    if content_type == "application/jsonlines":
-        return np.asarray([json.loads(line) for line in body.decode().splitlines()])
-    raise AssertionError(content_type)
-
-
+INPUTS = {**HANDLER_INPUTS, "application/x-npy (float64)": lambda a: npy(a.astype(np.float64))}
 LAYOUTS = ["torchscript model.pt", "traced single *.pth", "torch.export *.pt2", "state dict + model_fn"]
-ACCEPTS = ["application/json", "text/csv", "application/x-npy", "application/x-npz", "application/jsonlines"]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

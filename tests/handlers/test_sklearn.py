@@ -23,7 +23,15 @@ from handlers.errors import BadRequestError, ModelLoadError  # noqa: E402
 from handlers.model import ServedModel  # noqa: E402
 from handlers.registry import handler_class  # noqa: E402
 from handlers.sklearn_handler import SklearnHandler, to_sklearn_input  # noqa: E402
-from tests.handlers.helpers import assert_clean, req, write  # noqa: E402
+from tests.handlers.helpers import (  # noqa: E402
+    ACCEPTS,
+    INPUTS,
+    assert_clean,
+    csv_rows,
+    decode_output,
+    req,
+    write,
+)
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(40, 4))
@@ -49,48 +57,6 @@ def save(model: object, model_dir: Path, layout: str) -> Path:
         with open(model_dir / "clf.pkl", "wb") as f:
             pickle.dump(model, f)
     return model_dir
-
-
-def npy(arr: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.save(out, arr)
-    return out.getvalue()
-
-
-def npz(arr: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.savez(out, x=arr)
-    return out.getvalue()
-
-
-def csv_rows(arr: np.ndarray) -> str:
-    return "\n".join(",".join(repr(float(v)) for v in row) for row in arr) + "\n"
-
-
-def decode_output(body: bytes, content_type: str) -> np.ndarray:
-    if content_type == "application/json":
-        return np.asarray(json.loads(body))
-    if content_type == "text/csv":
-        return np.loadtxt(io.StringIO(body.decode()), delimiter=",", ndmin=1)
-    if content_type == "application/x-npy":
-        return np.load(io.BytesIO(body))
-    if content_type == "application/x-npz":
-        with np.load(io.BytesIO(body)) as archive:
-            return archive[archive.files[0]]
-    if content_type == "application/jsonlines":
-        return np.asarray([json.loads(line) for line in body.decode().splitlines()])
-    raise AssertionError(content_type)
-
-
-INPUTS = {
-    "application/json": lambda a: json.dumps(a.tolist()).encode(),
-    "application/json (instances)": lambda a: json.dumps({"instances": a.tolist()}).encode(),
-    "text/csv; charset=utf-8": lambda a: csv_rows(a).encode(),
-    "application/x-npy": npy,
-    "application/x-npz": npz,
-    "application/jsonlines": lambda a: "".join(json.dumps(r) + "\n" for r in a.tolist()).encode(),
-}
-ACCEPTS = ["application/json", "text/csv", "application/x-npy", "application/x-npz", "application/jsonlines"]
 
 
 @pytest.mark.parametrize("layout", ["model.joblib", "model.pkl", "single *.joblib", "single *.pkl"])

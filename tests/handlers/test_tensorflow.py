@@ -20,7 +20,8 @@ from handlers.errors import BadRequestError, ModelLoadError  # noqa: E402
 from handlers.model import ServedModel  # noqa: E402
 from handlers.registry import handler_class  # noqa: E402
 from handlers.tensorflow_handler import TensorFlowHandler  # noqa: E402
-from tests.handlers.helpers import assert_clean, req, write  # noqa: E402
+from tests.handlers.helpers import ACCEPTS, assert_clean, decode_output, npz, req, write  # noqa: E402
+from tests.handlers.helpers import INPUTS as HANDLER_INPUTS  # noqa: E402
 
 X_TEST = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
 
@@ -89,43 +90,7 @@ def make_layout(art: Artifacts, model_dir: Path, layout: str) -> Path:
     return model_dir
 
 
-def npy(arr: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.save(out, arr)
-    return out.getvalue()
-
-
-def npz(**arrays: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.savez(out, **arrays)  # type: ignore[arg-type]
-    return out.getvalue()
-
-
-INPUTS = {
-    "application/json (bare)": lambda a: json.dumps(a.tolist()).encode(),
-    "application/json (instances)": lambda a: json.dumps({"instances": a.tolist()}).encode(),
-    "application/json (inputs)": lambda a: json.dumps({"inputs": a.tolist()}).encode(),
-    "text/csv; charset=utf-8": lambda a: "\n".join(",".join(repr(float(v)) for v in r) for r in a).encode(),
-    "application/x-npy": npy,
-    "application/x-npz": lambda a: npz(x=a),
-    "application/jsonlines": lambda a: "".join(json.dumps(r) + "\n" for r in a.tolist()).encode(),
-}
-ACCEPTS = ["application/json", "text/csv", "application/x-npy", "application/x-npz", "application/jsonlines"]
-
-
-def decode_output(body: bytes, content_type: str) -> np.ndarray:
-    if content_type == "application/json":
-        return np.asarray(json.loads(body)["predictions"])
-    if content_type == "text/csv":
-        return np.loadtxt(io.StringIO(body.decode()), delimiter=",", ndmin=2)
-    if content_type == "application/x-npy":
-        return np.load(io.BytesIO(body))
-    if content_type == "application/x-npz":
-        with np.load(io.BytesIO(body)) as archive:
-            return archive[archive.files[0]]
-    if content_type == "application/jsonlines":
-        return np.asarray([json.loads(line) for line in body.decode().splitlines()])
-    raise AssertionError(content_type)
+INPUTS = {**HANDLER_INPUTS, "application/json (inputs)": lambda a: json.dumps({"inputs": a.tolist()}).encode()}
 
 
 LAYOUTS = [
