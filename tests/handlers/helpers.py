@@ -31,6 +31,12 @@ class ScaleHandler(Handler):
         return np.asarray(data, dtype=float) * model
 
 
+class SpawnOnlyScaleHandler(ScaleHandler):
+    """ScaleHandler declaring that forking after its import is unsafe: the server must spawn workers."""
+
+    fork_safe = False
+
+
 def write(path: Path, text: str) -> Path:
     """Write dedented ``text`` to ``path`` (creating parents)."""
     path.parent.mkdir(parents=True, exist_ok=True)

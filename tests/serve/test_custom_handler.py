@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_custom_handler_that_is_not_fork_safe_runs_on_spawned_workers(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "scale.json").write_text(json.dumps({"scale": 3}))
-    env = {"SERVE_FRAMEWORK": "tests.support.handlers:ScaleHandler", "SERVE_MODEL_DIR": str(tmp_path / "model"),
+    (tmp_path / "model" / "scale.json").write_text(json.dumps({"factor": 3}))
+    env = {"SERVE_FRAMEWORK": "tests.handlers.helpers:SpawnOnlyScaleHandler",
+           "SERVE_MODEL_DIR": str(tmp_path / "model"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with run_server(env) as server:
         answer = httpx.post(server.url + "/invocations", json=[[1, 2]], timeout=60)
