@@ -423,6 +423,16 @@ phase() {
     return "$rc"
 }
 
+cmd_setup() {
+    # Everything a fresh machine needs: the Python environment, a Docker engine where one can be
+    # had (with the base image where no registry answers) and the three images.
+    cd "$REPO"
+    setup_python
+    if setup_docker; then
+        "$REPO/build.sh" build all
+    fi
+}
+
 cmd_test() {
     local setup=1
     if [[ "${1:-}" == --no-setup ]]; then
