@@ -134,6 +134,7 @@ def moto_s3(tmp_path: Path) -> Iterator[str]:
     import httpx
 
     from harness.backends.base import free_port
+    from tests.support.server import stop_process
 
     executable = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
     port = free_port()
@@ -153,10 +154,5 @@ def moto_s3(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.images.conftest import REPO, docker
-from tests.support.server import free_port
+from tests.support.server import free_port, stop_process
 
 pytestmark = pytest.mark.images
 
@@ -52,12 +52,7 @@ def registry(docker_engine: None, tmp_path: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
         log.close()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -112,22 +111,28 @@ def wait_ready(server: RunningServer, path: str, deadline_s: float) -> None:
     raise TimeoutError(f"server not ready within {deadline_s} s (last: {last}):\n{server.log()[-4000:]}")
 
 
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> int:
+    """SIGTERM a process started by a test, by its PID; SIGKILL it if it outlives ``grace_s``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
+
+
 def stop_server(server: RunningServer, grace_s: float = 30.0) -> int:
     """SIGTERM the server by PID, wait, SIGKILL if needed; kill and report any leftover children."""
     children = server.tree()[1:]
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(10)
+    stop_process(server.process, grace_s)
     _, alive = psutil.wait_procs(children, timeout=10)
     for proc in alive:
         proc.kill()
     if alive:
         raise AssertionError(f"processes left behind after the server stopped: {[p.pid for p in alive]}")
-    return server.process.returncode
+    return int(server.process.returncode)
 
 
 def start_server(env: Mapping[str, str], *, port: int | None = None, argv: tuple[str, ...] = ()) -> RunningServer:
