@@ -9,7 +9,10 @@ prediction, how to release a model, and its default codecs. It never knows HTTP 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 
@@ -18,9 +21,11 @@ class HandlerOptions:
     """Settings a handler needs, passed in by the server (handlers read no environment variables)."""
 
     default_accept: str = "application/json"
-    # SAGEMAKER_PROGRAM: the user module inside the artifact's code/ directory (".py" optional).
-    program: str = "inference.py"
-    # SAGEMAKER_SUBMIT_DIRECTORY: where the user script lives when not in <model_dir>/code.
+    # SAGEMAKER_PROGRAM: the user module inside the code directory (".py" optional); None: inference.py
+    # when present. A configured program must exist (handlers.model.find_script).
+    program: str | None = None
+    # SAGEMAKER_SUBMIT_DIRECTORY: a directory, .tar.gz or s3:// URI holding the user script when it is
+    # not in <model_dir>/code (handlers.submit_directory).
     submit_directory: str | None = None
     # pip-install <code>/requirements.txt at load time when present.
     install_requirements: bool = True
@@ -46,6 +51,10 @@ class Response:
     content_type: str
     custom_attributes: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+#: A framework's own user-script contract turned into one call: ``(model, request) -> Response``.
+ScriptInvoker = Callable[[Any, Request], Response]
 
 
 class Handler(ABC):
@@ -91,6 +100,21 @@ class Handler(ABC):
     def prepare(self, model: Any) -> Any:
         """Finish a model built by the user's ``model_fn`` (e.g. move it to the device); default: as is."""
         return model
+
+    def predict_request(self, model: Any, data: Any, request: Request) -> Any:
+        """``predict`` with the request at hand, for frameworks whose prediction depends on request
+        attributes (e.g. TensorFlow's ``tfs-model-version`` in Custom-Attributes); default: ``predict``."""
+        return self.predict(model, data)
+
+    def script_invoker(self, script: ModuleType, path: Path) -> ScriptInvoker | None:
+        """The framework's own user-script contract, when ``script`` follows it instead of
+        sagemaker-inference's (``model_fn`` / ``input_fn`` / ``predict_fn`` / ``output_fn``).
+
+        Example: AWS's TensorFlow Serving container runs ``input_handler`` / ``output_handler`` or
+        ``handler``. Return a callable that serves a whole request with the loaded model, or None when
+        ``script`` defines none of the framework's own functions (the default).
+        """
+        return None
 
     def unload(self, model: Any) -> None:  # noqa: B027 - optional hook
         """Release what ``model`` holds (files, sessions, device memory)."""

@@ -44,9 +44,10 @@ from types import ModuleType
 from typing import Any
 
 from handlers import codecs
-from handlers.base import Handler, HandlerOptions, Request, Response
+from handlers.base import Handler, HandlerOptions, Request, Response, ScriptInvoker
 from handlers.context import CUSTOM_ATTRIBUTES_HEADER, TARGET_MODEL_HEADER, Context
 from handlers.errors import BadRequestError, HandlerError, ModelLoadError, PredictionError
+from handlers.submit_directory import resolve_code_dir
 
 logger = logging.getLogger("servekit.handlers")
 
@@ -60,6 +61,12 @@ SCRIPT_FUNCTIONS: dict[str, int] = {
     "pre_model_fn": 1,
     "model_warmup_fn": 2,
 }
+
+#: The user script's file name when SAGEMAKER_PROGRAM is not set (the SageMaker SDK's convention).
+DEFAULT_PROGRAM = "inference.py"
+
+#: The sagemaker-inference functions that serve a request (a framework's own script contract replaces them).
+REQUEST_FUNCTIONS = ("input_fn", "predict_fn", "output_fn", "transform_fn")
 
 #: How long ``pip install -r code/requirements.txt`` may run before the load fails.
 REQUIREMENTS_TIMEOUT_S = 900
@@ -91,46 +98,29 @@ def _describe_exception(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-def find_code_dir(model_dir: str | Path, options: HandlerOptions) -> Path:
-    """Where the user script lives: ``options.submit_directory`` if it is a local directory, else
-    ``<model_dir>/code``. A relative submit directory is taken relative to ``model_dir``.
-
-    A remote ``SAGEMAKER_SUBMIT_DIRECTORY`` (``s3://...``) cannot be read here: the SageMaker SDK
-    repacks that code into the artifact's ``code/`` directory, so ``code/`` is used (with a warning).
-    """
-    model_path = Path(model_dir)
-    submit = options.submit_directory
-    if submit:
-        if "://" in submit and not submit.startswith("file://"):
-            logger.warning(
-                "SAGEMAKER_SUBMIT_DIRECTORY=%s is remote; using %s/code instead (package the code into "
-                "the model artifact's code/ directory)",
-                submit,
-                model_path,
-            )
-        else:
-            path = Path(submit.removeprefix("file://"))
-            return path if path.is_absolute() else model_path / path
-    return model_path / "code"
-
-
 def find_script(model_dir: str | Path, options: HandlerOptions) -> Path | None:
-    """The user script's path (``SAGEMAKER_PROGRAM``, ".py" optional), or None when there is none."""
-    code_dir = find_code_dir(model_dir, options)
-    program = options.program.strip() or "inference.py"
+    """The user script's path, or None when the model has none.
+
+    ``options.program`` (SAGEMAKER_PROGRAM, ".py" optional) in the code directory
+    (``handlers.submit_directory``); unset, ``inference.py``. When either option is set the script
+    must exist, and a ``code/`` directory with Python files but no script is refused too: serving the
+    framework defaults instead of the code the user shipped would be a silent wrong answer.
+    """
+    code_dir = resolve_code_dir(Path(model_dir), options.submit_directory)
+    configured = options.program is not None or bool(options.submit_directory)
+    program = (options.program or "").strip() or DEFAULT_PROGRAM
     if not program.endswith(".py"):
         program += ".py"
     path = code_dir / program
     if path.is_file():
         return path
-    if code_dir.is_dir() and any(code_dir.glob("*.py")):
-        logger.warning(
-            "%s has Python files but no %s; serving with the framework defaults (set SAGEMAKER_PROGRAM "
-            "to use another file)",
-            code_dir,
-            program,
-        )
-    return None
+    present = sorted(p.name for p in code_dir.glob("*.py")) if code_dir.is_dir() else []
+    if not configured and not present:
+        return None
+    where = f"{code_dir} (Python files there: {', '.join(present[:10]) or 'none'})"
+    if options.program is not None:
+        raise ModelLoadError(f"SAGEMAKER_PROGRAM={options.program}: no {program} in {where}")
+    raise ModelLoadError(f"no user script {program} in {where}; name the entry script with SAGEMAKER_PROGRAM")
 
 
 def install_requirements(code_dir: Path, timeout_s: float = REQUIREMENTS_TIMEOUT_S) -> bool:
@@ -341,6 +331,20 @@ class _UserFunctions:
         return fn(*args, context) if takes_context else fn(*args)
 
 
+def _script_invoker(handler: Handler, script: UserScript, functions: _UserFunctions) -> ScriptInvoker | None:
+    """The handler's own script contract for ``script``, refusing a script that mixes it with
+    sagemaker-inference's request functions (which of the two would serve is ambiguous)."""
+    assert script.module is not None
+    invoker = handler.script_invoker(script.module, script.path)
+    mixed = [name for name in REQUEST_FUNCTIONS if functions.has(name)]
+    if invoker is not None and mixed:
+        raise ModelLoadError(
+            f"{script.path} defines {', '.join(mixed)} together with the {handler.name} handler's own script "
+            "functions; use one contract or the other"
+        )
+    return invoker
+
+
 # ---------------------------------------------------------------------------------------------------
 # The served model
 # ---------------------------------------------------------------------------------------------------
@@ -357,6 +361,7 @@ class ServedModel:
         model_name: str,
         script: UserScript | None = None,
         functions: _UserFunctions | None = None,
+        invoker: ScriptInvoker | None = None,
     ) -> None:
         self.handler = handler
         self.model = model
@@ -364,6 +369,7 @@ class ServedModel:
         self.model_name = model_name
         self.script = script
         self._fns = functions
+        self._invoker = invoker
         self._loaded = True
 
     # ---- load / unload -----------------------------------------------------------------------------
@@ -380,6 +386,7 @@ class ServedModel:
         options = handler.options
         script: UserScript | None = None
         functions: _UserFunctions | None = None
+        invoker: ScriptInvoker | None = None
         script_path = find_script(path, options)
         if script_path is not None:
             if options.install_requirements:
@@ -387,6 +394,7 @@ class ServedModel:
             script = UserScript(script_path, model_name)
             script.import_module()
             functions = _UserFunctions(script)
+            invoker = _script_invoker(handler, script, functions)
         context = Context(model_name, model_dir, gpu_id=getattr(handler, "gpu_id", None))
         scope = script.scope() if script is not None else contextlib.nullcontext()
         step = "loading the model"
@@ -429,7 +437,7 @@ class ServedModel:
             handler.name,
             f", user script {script.path}" if script is not None else "",
         )
-        return cls(handler, model, model_dir, model_name, script, functions)
+        return cls(handler, model, model_dir, model_name, script, functions, invoker)
 
     def unload(self) -> None:
         """Release the model (the handler frees framework resources) and forget the user script."""
@@ -450,6 +458,8 @@ class ServedModel:
         """Decode -> predict -> encode one request (user functions first, handler defaults otherwise)."""
         if not self._loaded:
             raise HandlerError(f"model {self.model_name!r} is unloaded", status=404)
+        if self._invoker is not None:
+            return self._invoke_script_contract(self._invoker, request)
         fns = self._fns
         context = self._request_context(request) if fns is not None else None
         scope = self.script.scope() if self.script is not None else contextlib.nullcontext()
@@ -478,7 +488,7 @@ class ServedModel:
                         prediction = fns.call("predict_fn", context, data, self.model)
                     else:
                         step = "predict"
-                        prediction = self.handler.predict(self.model, data)
+                        prediction = self.handler.predict_request(self.model, data, request)
                     if fns is not None and fns.has("output_fn"):
                         step = "output_fn"
                         result = fns.call("output_fn", context, prediction, self._user_accept(request))
@@ -494,6 +504,17 @@ class ServedModel:
         if context is not None:
             self._apply_context(context, response)
         return response
+
+    def _invoke_script_contract(self, invoker: ScriptInvoker, request: Request) -> Response:
+        """Serve ``request`` through the framework's own script contract (see ``Handler.script_invoker``)."""
+        assert self.script is not None  # an invoker exists only for a loaded script
+        try:
+            with self.script.scope():
+                return invoker(self.model, request)
+        except HandlerError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, f"{self.script.path.name} handler") from exc
 
     # ---- helpers -----------------------------------------------------------------------------------
     def _request_context(self, request: Request) -> Context:

@@ -72,7 +72,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             await engine.load(SINGLE_MODEL_NAME, settings.model_dir)
         except EngineError as exc:
             loading["error"] = exc.message
-            log.error("cannot serve: loading the model in %s failed: %s", settings.model_dir, exc.message)
+            log.error("cannot serve: the model in %s did not load (the reason is logged above)", settings.model_dir)
             if on_fatal is not None:
                 on_fatal(exc.message)
 

@@ -220,7 +220,18 @@ class Engine:
         return predicted
 
     async def load(self, name: str, url: str, workers: int | None = None) -> ModelEntry:
-        """Load a model with ``workers`` processes (default: settings, else the framework default)."""
+        """Load a model with ``workers`` processes (default: settings, else the framework default).
+
+        A refusal or failure is logged here, once, with the model's name and the reason the client
+        gets (the HTTP access line alone would say only "500")."""
+        try:
+            return await self._load(name, url, workers)
+        except EngineError as exc:
+            level = logging.ERROR if exc.status >= 500 else logging.WARNING
+            log.log(level, "loading model %s from %s failed (%d): %s", name, url, exc.status, exc.message)
+            raise
+
+    async def _load(self, name: str, url: str, workers: int | None) -> ModelEntry:
         if self._closing:
             raise EngineError(503, "the server is shutting down")
         if name in self.models:

@@ -178,7 +178,9 @@ def _report_failure(message: str) -> None:
 
 
 def _load(model_dir: str, model_name: str, report: bool = True) -> None:
-    """Load the model into this process; ``report``: tell the engine about a failure (single-model)."""
+    """Load the model into this process; ``report``: log a failure and tell the engine about it
+    (single-model). The preload passes False: its worker loads again and reports, so the reason is
+    logged once."""
     global _served, _timeout_s
     from handlers.base import HandlerOptions
     from handlers.errors import HandlerError
@@ -190,7 +192,7 @@ def _load(model_dir: str, model_name: str, report: bool = True) -> None:
     _timeout_s = float(settings["timeout_s"]) if settings.get("timeout_s") else None
     options = HandlerOptions(
         default_accept=settings.get("default_accept", "application/json"),
-        program=settings.get("program", "inference.py"),
+        program=settings.get("program"),
         submit_directory=settings.get("submit_directory"),
         install_requirements=bool(settings.get("install_requirements", True)),
     )
@@ -202,19 +204,19 @@ def _load(model_dir: str, model_name: str, report: bool = True) -> None:
     except HandlerError as exc:
         if exc.status == 507:  # ServedModel's out-of-memory
             _refuse(model_name, exc.message, report)
-        log.error("loading model %s from %s failed: %s", model_name, model_dir, exc.message)
         if report:
+            log.error("loading model %s from %s failed: %s", model_name, model_dir, exc.message)
             _report_failure(exc.message)
         raise ModelLoadFailed(exc.message) from None
     except ValueError as exc:  # handler_class: unknown framework or missing extra
-        log.error("loading model %s failed: %s", model_name, exc)
         if report:
+            log.error("loading model %s failed: %s", model_name, exc)
             _report_failure(str(exc))
         raise ModelLoadFailed(str(exc)) from None
     except Exception as exc:  # user model_fn or framework failure
         message = UNEXPECTED.format(kind="loading the model", name=type(exc).__name__, error=exc)
-        log.error("loading model %s failed:\n%s", model_name, traceback.format_exc())
         if report:
+            log.error("loading model %s failed:\n%s", model_name, traceback.format_exc())
             _report_failure(message)
         raise ModelLoadFailed(message) from None
     budget_mb = settings.get("memory_limit_mb")

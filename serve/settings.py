@@ -112,7 +112,7 @@ def _text(value: str) -> str:
 
 
 def _optional_text(value: str) -> str | None:
-    return value or None
+    return value.strip() or None
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -123,10 +123,10 @@ VARIABLES: tuple[Variable, ...] = (
              "Inclusive LOW-HIGH range any extra port must come from (set by SageMaker for MCE)."),
     Variable("SAGEMAKER_MULTI_MODEL", "multi_model", _bool, False,
              "true: multi-model endpoint mode (/models API); set by SageMaker for MME."),
-    Variable("SAGEMAKER_PROGRAM", "program", _text, "inference.py",
-             "User script module in the artifact's code/ directory."),
+    Variable("SAGEMAKER_PROGRAM", "program", _optional_text, None,
+             "User script in the code directory ('.py' optional); unset: inference.py when present."),
     Variable("SAGEMAKER_SUBMIT_DIRECTORY", "submit_directory", _optional_text, None,
-             "Directory holding the user script when it is not <model>/code."),
+             "User code when not in <model>/code: a directory, a .tar.gz or an s3:// URI (fetched once)."),
     Variable("SAGEMAKER_MODEL_SERVER_WORKERS", "workers", _optional_positive_int, None,
              "Worker processes per model (default: the framework's default, see README)."),
     Variable("SAGEMAKER_MODEL_SERVER_TIMEOUT", "timeout_s", _positive_float, 60.0,
@@ -160,7 +160,7 @@ class Settings:
     port: int = 8080
     safe_port_range: tuple[int, int] | None = None
     multi_model: bool = False
-    program: str = "inference.py"
+    program: str | None = None
     submit_directory: str | None = None
     workers: int | None = None
     timeout_s: float = 60.0

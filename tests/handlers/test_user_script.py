@@ -451,9 +451,6 @@ def test_program_and_submit_directory_options(tmp_path: Path, scale_dir: Path) -
     write(elsewhere / "inference.py", "def predict_fn(data, model):\n    return ['abs']\n")
     served = load(scale_dir, submit_directory=str(elsewhere))
     assert json.loads(served.invoke(req("[1]")).body) == ["abs"]
-    # A remote submit directory falls back to <model_dir>/code (none here -> defaults).
-    served = load(scale_dir, submit_directory="s3://bucket/sourcedir.tar.gz")
-    assert served.script is None
 
 
 # ---- requirements.txt --------------------------------------------------------------------------------

@@ -67,6 +67,16 @@ def test_load_failures_are_never_200_and_leave_nothing_registered(engine: str, m
         assert "corrupt" in answer.text  # the user's own message reaches the caller
 
 
+def test_load_failure_reason_is_logged_once_with_the_model_name(engine: str, models_dir: Path) -> None:
+    broken = sklearn_artifact(models_dir / "broken" / "model", code=BROKEN_SCRIPT)
+    with run_server(multi(engine)) as server:
+        assert load(server, "broken-model", broken.path).status_code >= 500
+        # MMS prefixes each worker line with the model's name, tracebacks included: count the one
+        # line that states the failure and its reason.
+        lines = [line for line in server.log().splitlines() if "loading model broken-model from" in line]
+        assert len(lines) == 1 and "weights file is corrupt" in lines[0], server.log()[-4000:]
+
+
 def test_pagination(engine: str, models_dir: Path) -> None:
     artifact = sklearn_artifact(models_dir / "shared" / "model")
     with run_server(multi(engine)) as server:
