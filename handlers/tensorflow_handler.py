@@ -1,20 +1,26 @@
-"""TensorFlow: SavedModel directories (TF Serving layout) with ``serving_default``, and Keras ``.keras`` files.
+"""TensorFlow: SavedModel directories (TF Serving layout, TF1 and TF2 formats) and Keras ``.keras`` files.
 
-Artifact layout (first match wins):
+Artifact layouts (first match wins):
 
-* ``saved_model.pb`` at the artifact root;
-* ``<version>/saved_model.pb`` -- numeric version directories as TF Serving lays them out; the highest
-  version is served;
+* ``saved_model.pb`` at the artifact root (one unversioned model);
+* ``<version>/saved_model.pb`` -- numeric version directories as TF Serving lays them out; every
+  version is loaded, the highest serves by default, ``tfs-model-version=<v>`` in Custom-Attributes
+  selects another (``handlers.tfs_rest``);
 * ``<name>/<version>/saved_model.pb`` -- one model directory holding version directories;
 * ``model.keras``, else the only ``*.keras`` file -- loaded with ``keras.models.load_model(compile=False)``.
 
+TF1-format SavedModels are loaded into a ``Session`` as TF Serving does (``handlers.tfs_savedmodel``).
 A SavedModel is called through its ``serving_default`` signature (a JSON request may name another
 with ``"signature_name"``). JSON input takes TF Serving's REST shapes: ``{"instances": [...]}`` (row
 format; rows may be objects keyed by input name), ``{"inputs": ...}`` (columnar; an object keyed by
 input name for several inputs) and a bare array. CSV / NPY give one input; NPZ with several arrays
 gives named inputs. Inputs are cast to the signature's dtypes. JSON output is
 ``{"predictions": [...]}``; with several outputs each prediction is an object keyed by output name.
-CSV / NPY / NPZ / JSON Lines carry the bare prediction array.
+CSV / NPY / NPZ / JSON Lines carry the bare prediction array. ``tfs-method=classify|regress`` runs
+TF Serving's Classify / Regress API on JSON ``{"examples": [...]}``.
+
+A user script following AWS's TF Serving container contract (``handler`` or ``input_handler`` /
+``output_handler``) is served by ``handlers.tfs_contract``.
 """
 
 from __future__ import annotations
@@ -22,16 +28,20 @@ from __future__ import annotations
 import gc
 import logging
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 
-from handlers import codecs
+from handlers import codecs, tfs_contract, tfs_rest
 from handlers.artifacts import only_file
-from handlers.base import Handler, HandlerOptions
-from handlers.errors import BadRequestError, ModelLoadError, PredictionError
+from handlers.base import Handler, HandlerOptions, Request, ScriptInvoker
+from handlers.errors import BadRequestError, ModelLoadError, PredictionError, UnsupportedAcceptError
+from handlers.tfs_rest import Servable, TFSResult, prediction_rows
+from handlers.tfs_savedmodel import TF1SavedModel, has_saved_model, load_saved_model, version_dirs
 
 logger = logging.getLogger("servekit.handlers.tensorflow")
 
@@ -63,31 +73,35 @@ def _tf_message(exc: BaseException, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _has_saved_model(path: Path) -> bool:
-    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
-
-
-def _highest_version(path: Path) -> Path | None:
-    versions = [p for p in path.iterdir() if p.is_dir() and p.name.isdigit() and _has_saved_model(p)]
-    return max(versions, key=lambda p: int(p.name)) if versions else None
-
-
-def find_artifact(model_dir: str | Path) -> tuple[Path, str]:
-    """(path, kind) to load, kind ``"saved_model"`` or ``"keras"``; ``ModelLoadError`` naming what was sought."""
+def find_versions(model_dir: str | Path) -> tuple[str | None, dict[int | None, Path]]:
+    """(model name or None, ``{version: SavedModel directory}``) -- version None for a root SavedModel;
+    ``{}`` when the artifact holds no SavedModel. ``ModelLoadError`` for several model directories."""
     root = Path(model_dir)
-    if _has_saved_model(root):
-        return root, "saved_model"
-    version = _highest_version(root)
-    if version is not None:
-        return version, "saved_model"
-    named = [p for p in root.iterdir() if p.is_dir() and p.name != "code" and _highest_version(p) is not None]
-    if len(named) == 1:
-        return _highest_version(named[0]), "saved_model"  # type: ignore[return-value]
+    if has_saved_model(root):
+        return None, {None: root}
+    versions: dict[int | None, Path] = {number: path for number, path in version_dirs(root).items()}
+    if versions:
+        return None, versions
+    named = {p: version_dirs(p) for p in sorted(root.iterdir()) if p.is_dir() and p.name != "code"}
+    named = {p: v for p, v in named.items() if v}
     if len(named) > 1:
         raise ModelLoadError(
             f"model artifact {root} holds several SavedModel directories ({', '.join(p.name for p in named)}); "
             "ship one model per artifact"
         )
+    if named:
+        directory, found = next(iter(named.items()))
+        return directory.name, {number: path for number, path in found.items()}
+    return None, {}
+
+
+def find_artifact(model_dir: str | Path) -> tuple[Path, str]:
+    """(path, kind) served by default, kind ``"saved_model"`` or ``"keras"``; ``ModelLoadError`` naming
+    what was sought."""
+    root = Path(model_dir)
+    _, versions = find_versions(root)
+    if versions:
+        return versions[max(versions, key=lambda v: -1 if v is None else v)], "saved_model"
     if (root / "model.keras").is_file():
         return root / "model.keras", "keras"
     keras_file = only_file(root, ("*.keras",), "name the one to serve model.keras")
@@ -105,22 +119,12 @@ def _is_keras_model(model: Any) -> bool:
 
 
 class TFJSONCodec(codecs.JSONCodec):
-    """JSON with TF Serving's response shape: ``{"predictions": ...}``."""
+    """JSON with TF Serving's response shape: ``{"predictions": ...}`` (classify / regress: ``{"results": ...}``)."""
 
     def encode(self, prediction: Any) -> bytes:
-        return super().encode({"predictions": _prediction_rows(prediction)})
-
-
-def _prediction_rows(prediction: Any) -> Any:
-    """Several named outputs sharing a batch size -> one object per row (TF Serving's row format)."""
-    if isinstance(prediction, Mapping):
-        arrays = {str(k): codecs.to_ndarray(v) for k, v in prediction.items()}
-        sizes = {a.shape[0] if a.ndim else None for a in arrays.values()}
-        if len(sizes) == 1 and None not in sizes:
-            count = sizes.pop()
-            return [{k: a[i].tolist() for k, a in arrays.items()} for i in range(count or 0)]
-        return {k: a.tolist() for k, a in arrays.items()}
-    return prediction
+        if isinstance(prediction, TFSResult):
+            return super().encode(dict(prediction))
+        return super().encode({"predictions": prediction_rows(prediction)})
 
 
 #: TensorFlow's codecs: the default ones, with JSON answering in TF Serving's shape.
@@ -144,6 +148,10 @@ class TensorFlowHandler(Handler):
         super().__init__(options)
         self._gpu_id: int | None = None
         self._gpu_probed = False
+        # id(default model) -> its Servable (all versions, REST server). Keyed by id so the model itself
+        # stays what it always was (user predict_fn code sees the SavedModel / Keras object).
+        self._servables: dict[int, Servable] = {}
+        self._lock = threading.Lock()
 
     @property
     def gpu_id(self) -> int | None:
@@ -156,32 +164,68 @@ class TensorFlowHandler(Handler):
         return self._gpu_id
 
     def load(self, model_dir: str) -> Any:
-        """Load the SavedModel (checking ``serving_default``) or the ``.keras`` model."""
-        path, kind = find_artifact(model_dir)
+        """Load every SavedModel version (TF1 or TF2 format) or the ``.keras`` model; return the default one."""
+        name, versions = find_versions(model_dir)
+        if not versions:
+            path, _ = find_artifact(model_dir)
+            return self._register(Servable(default=_load_keras(path)))
+        servable = Servable(default=None)
         try:
-            if kind == "keras":
-                import keras
+            for version in sorted(versions, key=lambda v: -1 if v is None else v):
+                model, methods = _load_version(versions[version], version)
+                if isinstance(model, TF1SavedModel):
+                    servable.closers.append(model.close)
+                servable.methods[version] = methods
+                servable.default = model
+                if version is not None:
+                    servable.versions[version] = model
+        except BaseException:
+            servable.close()
+            raise
+        if name is not None:
+            servable.names.add(name)
+        logger.info("loaded SavedModel %s (versions: %s)", model_dir, ", ".join(map(str, servable.versions)) or "-")
+        return self._register(servable)
 
-                return keras.models.load_model(str(path), compile=False)
-            import tensorflow as tf
+    def _register(self, servable: Servable) -> Any:
+        with self._lock:
+            self._servables[id(servable.default)] = servable
+        return servable.default
 
-            model = tf.saved_model.load(str(path))
-        except Exception as exc:
-            hint = (
-                " (a custom layer or object needs code: load it in a model_fn in code/inference.py with "
-                "custom_objects=...)"
-                if kind == "keras"
-                else ""
-            )
-            raise ModelLoadError(f"cannot load {kind} {path}: {type(exc).__name__}: {_tf_message(exc)}{hint}") from exc
-        signatures = getattr(model, "signatures", {})
-        if SERVING_DEFAULT not in signatures:
-            raise ModelLoadError(
-                f"SavedModel {path} has no {SERVING_DEFAULT!r} signature (it has: "
-                f"{', '.join(signatures) or 'none'}); export it with signatures={{'{SERVING_DEFAULT}': fn}}"
-            )
-        logger.info("loaded SavedModel %s", path)
-        return model
+    def servable(self, model: Any) -> Servable:
+        """The versions behind ``model``; a model from a user ``model_fn`` is one unversioned servable."""
+        with self._lock:
+            found = self._servables.get(id(model))
+        if found is None or found.default is not model:
+            methods = {n: getattr(f, "method_name", "tensorflow/serving/predict")
+                       for n, f in (getattr(model, "signatures", None) or {}).items()}  # fmt: skip
+            self._register(Servable(default=model, methods={None: methods}))
+            found = self._servables[id(model)]
+        return found
+
+    def predict_request(self, model: Any, data: Any, request: Request) -> Any:
+        """``predict`` on the version and method named by ``tfs-*`` Custom-Attributes (AWS's keys)."""
+        servable = self.servable(model)
+        attributes = tfs_rest.parse_tfs_attributes(request.custom_attributes)
+        method = tfs_rest.check_method(attributes.get("tfs-method", "predict"))
+        requested_name = attributes.get("tfs-model-name")
+        if requested_name is not None and request.target_model is None:
+            with servable.lock:
+                servable.names.add(request.model_name)
+            servable.check_name(requested_name)
+        version, chosen = servable.select(attributes.get("tfs-model-version"))
+        if method == "predict":
+            return self.predict(chosen, data)
+        if not isinstance(data, Mapping):
+            raise BadRequestError(f"tfs-method={method} takes a JSON object with 'examples'")
+        return tfs_rest.classify_regress(chosen, servable.methods.get(version, {}), method, data)
+
+    def script_invoker(self, script: ModuleType, path: Path) -> ScriptInvoker | None:
+        """AWS's TF Serving script contract (``handler`` / ``input_handler`` / ``output_handler``), if used."""
+        functions = tfs_contract.find_contract(script, path)
+        if not functions:
+            return None
+        return tfs_contract.ContractInvoker(functions, path, self.servable, self.predict)
 
     def decode(self, body: bytes, content_type: str | None) -> Any:
         """Parsed JSON (any TF Serving shape), or arrays from CSV / NPY / NPZ / JSON Lines."""
@@ -189,6 +233,8 @@ class TensorFlowHandler(Handler):
 
     def encode(self, prediction: Any, accept: str | None) -> tuple[bytes, str]:
         """Tensors -> arrays; JSON as ``{"predictions": ...}``, other types the bare arrays."""
+        if isinstance(prediction, TFSResult):
+            return _encode_result(prediction, accept, self.options.default_accept)
         return TF_CODECS.encode(to_numpy(prediction), accept, default_accept=self.options.default_accept)
 
     def predict(self, model: Any, data: Any) -> Any:
@@ -226,9 +272,52 @@ class TensorFlowHandler(Handler):
             raise PredictionError(f"the model failed: {type(exc).__name__}: {_tf_message(exc)}") from exc
 
     def unload(self, model: Any) -> None:
-        """Drop the model and collect (TensorFlow frees its buffers when the objects go)."""
-        del model
+        """Stop the model's REST server, close TF1 sessions, drop the model and collect."""
+        with self._lock:
+            servable = self._servables.pop(id(model), None)
+        if servable is not None:
+            servable.close()
+        del model, servable
         gc.collect()
+
+
+def _load_keras(path: Path) -> Any:
+    try:
+        import keras
+
+        return keras.models.load_model(str(path), compile=False)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load keras {path}: {type(exc).__name__}: {_tf_message(exc)} (a custom layer or object needs "
+            "code: load it in a model_fn in code/inference.py with custom_objects=...)"
+        ) from exc
+
+
+def _load_version(path: Path, version: int | None) -> tuple[Any, dict[str, str]]:
+    what = f"version {version} ({path})" if version is not None else str(path)
+    try:
+        model, methods = load_saved_model(path)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load saved_model {what}: {type(exc).__name__}: {_tf_message(exc)}") from exc
+    signatures = getattr(model, "signatures", {})
+    if SERVING_DEFAULT not in signatures:
+        if isinstance(model, TF1SavedModel):
+            model.close()
+        raise ModelLoadError(
+            f"SavedModel {what} has no {SERVING_DEFAULT!r} signature (it has: "
+            f"{', '.join(signatures) or 'none'}); export it with signatures={{'{SERVING_DEFAULT}': fn}}"
+        )
+    return model, methods
+
+
+def _encode_result(result: TFSResult, accept: str | None, default_accept: str) -> tuple[bytes, str]:
+    """Classify / regress results are JSON only (TF Serving's response objects)."""
+    ranges = codecs.parse_accept(accept) or [default_accept]
+    if not any(r in ("application/json", "application/*", codecs.ANY) for r in ranges):
+        raise UnsupportedAcceptError(f"classify / regress results are application/json only; Accept was {accept}")
+    return TFJSONCodec().encode(result), "application/json"
 
 
 def _request_inputs(data: Any) -> Any:

@@ -61,7 +61,7 @@ def make_preprocessor() -> Any:
         # Categories never seen in training become all zeros instead of a 400.
         ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
     ])
-    # Integer column selectors: the served table is a NumPy object array (no pandas in the image).
+    # Integer column selectors: headerless CSV rows reach the pipeline as a NumPy object array.
     return ColumnTransformer(
         [("numeric", numeric, churn_schema.NUMERIC_INDEX),
          ("categorical", categorical, churn_schema.CATEGORICAL_INDEX)],

@@ -61,6 +61,15 @@ class Artifacts:
         self.no_default = root / "no_default"
         tf.saved_model.save(tf.Module(), str(self.no_default))
 
+        class Zeros(tf.Module):
+            @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+            def serve(self, x: Any) -> Any:
+                return {"y": tf.zeros([tf.shape(x)[0], 2])}
+
+        zeros = Zeros()
+        self.zeros = root / "zeros"
+        tf.saved_model.save(zeros, str(self.zeros), signatures={"serving_default": zeros.serve})
+
     def expected(self, x: np.ndarray = X_TEST) -> np.ndarray:
         return np.asarray(self.model(x, training=False))
 
@@ -74,8 +83,8 @@ def make_layout(art: Artifacts, model_dir: Path, layout: str) -> Path:
     if layout == "SavedModel at root":
         shutil.copytree(art.saved_model, model_dir)
     elif layout == "SavedModel versions 9 and 10":
-        # 10 must win over 9 (numeric, not text order); 9 is broken, so picking it would fail the test.
-        write(model_dir / "9" / "saved_model.pb", "broken")
+        # 10 must win over 9 (numeric, not text order); 9 answers zeros, so serving it fails the test.
+        shutil.copytree(art.zeros, model_dir / "9")
         shutil.copytree(art.saved_model, model_dir / "10")
     elif layout == "SavedModel name/version":
         shutil.copytree(art.saved_model, model_dir / "mymodel" / "3")
@@ -179,6 +188,13 @@ def test_load_errors(tmp_path: Path, art: Artifacts) -> None:
     write(broken / "saved_model.pb", "not a protobuf")
     with pytest.raises(ModelLoadError, match="cannot load saved_model") as info:
         ServedModel.load(TensorFlowHandler(), str(broken))
+    assert_clean(info.value.message)
+    # Every version is loaded (as TF Serving does), so a broken old version fails the load, naming it.
+    versions = tmp_path / "versions"
+    write(versions / "9" / "saved_model.pb", "broken")
+    shutil.copytree(art.saved_model, versions / "10")
+    with pytest.raises(ModelLoadError, match="version 9") as info:
+        ServedModel.load(TensorFlowHandler(), str(versions))
     assert_clean(info.value.message)
     bad_keras = tmp_path / "bad_keras"
     write(bad_keras / "model.keras", "not a zip")
