@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+#: What a container gets from the harness's own AWS environment, standing in for the execution role's
+#: credentials SageMaker gives a container: code inside it (an s3:// SAGEMAKER_SUBMIT_DIRECTORY, a
+#: script's own boto3 calls) reaches the same accounts and endpoints the harness uses.
+ROLE_VARIABLES = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CA_BUNDLE",
+)  # fmt: skip
 
 
 @dataclass
@@ -35,3 +44,11 @@ class HarnessConfig:
     pipeline_intermediate_accept: str | None = None
     #: S3 endpoint for artifacts; None lets boto3 use AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL or AWS.
     s3_endpoint_url: str | None = None
+
+    def role_environment(self) -> dict[str, str]:
+        """AWS variables for containers: the harness's credentials and endpoints, its region."""
+        env = {name: os.environ[name] for name in ROLE_VARIABLES if os.environ.get(name)}
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
+        if self.s3_endpoint_url:
+            env["AWS_ENDPOINT_URL_S3"] = self.s3_endpoint_url
+        return env

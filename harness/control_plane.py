@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from harness import tags
 from harness.deployment import DeploymentFailed, start_deployment, stop_deployment
 from harness.errors import ControlPlaneError
 from harness.state import ContainerDef, EndpointConfigRecord, EndpointRecord, ModelRecord, arn
@@ -24,9 +25,10 @@ Operation = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 ENV_TOTAL_LIMIT = 32 * 1024
 
 
-def _paginate(items: list[dict[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
+def _paginate(items: list[dict[str, Any]], params: dict[str, Any], key: str,
+              default_limit: int = 10) -> dict[str, Any]:
     """SageMaker List* paging: MaxResults (default 10) and an opaque NextToken (here an offset)."""
-    limit = int(params.get("MaxResults") or 10)
+    limit = int(params.get("MaxResults") or default_limit)
     token = params.get("NextToken")
     try:
         start = int(token) if token else 0
@@ -78,6 +80,9 @@ class ControlPlane:
             "ListEndpoints": self.list_endpoints,
             "DeleteEndpoint": self.delete_endpoint,
             "UpdateEndpoint": self.update_endpoint,
+            "AddTags": self.add_tags,
+            "ListTags": self.list_tags,
+            "DeleteTags": self.delete_tags,
         }
 
     def _arn(self, kind: str, name: str) -> str:
@@ -170,7 +175,8 @@ class ControlPlane:
                 f"limit of {ENV_TOTAL_LIMIT} bytes."
             )
         self.store.models[name.lower()] = ModelRecord(
-            name=name, arn=model_arn, created=time.time(), params=params, containers=containers, mode=mode
+            name=name, arn=model_arn, created=time.time(), params=params, containers=containers, mode=mode,
+            tags=tags.merged({}, params.get("Tags") or [], model_arn),
         )
         return {"ModelArn": model_arn}
 
@@ -216,6 +222,13 @@ class ControlPlane:
         for unsupported in ("AsyncInferenceConfig", "ShadowProductionVariants", "ExplainerConfig"):
             if params.get(unsupported):
                 raise ControlPlaneError(f"{unsupported} is not supported by the local harness.")
+        capture = params.get("DataCaptureConfig")
+        if capture and capture.get("EnableCapture", True):
+            # Accepting it would capture nothing while the caller believes it does (no silent fallback).
+            raise ControlPlaneError(
+                "DataCaptureConfig is not supported by the local harness (nothing would be captured); "
+                "leave it out, or set EnableCapture to false, for local runs."
+            )
         seen: set[str] = set()
         for variant in params["ProductionVariants"]:
             variant_name = variant["VariantName"]
@@ -235,7 +248,8 @@ class ControlPlane:
             if not variant.get("InitialInstanceCount"):
                 raise ControlPlaneError(f"Variant {variant_name}: InitialInstanceCount must be specified.")
         self.store.configs[name.lower()] = EndpointConfigRecord(
-            name=name, arn=config_arn, created=time.time(), params=params
+            name=name, arn=config_arn, created=time.time(), params=params,
+            tags=tags.merged({}, params.get("Tags") or [], config_arn),
         )
         return {"EndpointConfigArn": config_arn}
 
@@ -284,7 +298,8 @@ class ControlPlane:
         config = self._config(params["EndpointConfigName"])
         models = self._snapshot_models(config)
         now = time.time()
-        record = EndpointRecord(name=name, arn=endpoint_arn, config_name=config.name, created=now, modified=now)
+        record = EndpointRecord(name=name, arn=endpoint_arn, config_name=config.name, created=now, modified=now,
+                                tags=tags.merged({}, params.get("Tags") or [], endpoint_arn))
         self.store.endpoints[name.lower()] = record
         record.task = asyncio.create_task(self._deploy(record, config, models))
         return {"EndpointArn": endpoint_arn}
@@ -397,3 +412,23 @@ class ControlPlane:
         record.set_status("InService")
         if old is not None:
             await stop_deployment(self.platform, old)
+
+    # -- tags (harness.tags) -----------------------------------------------------------------------------
+    async def add_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        """AddTags: add or overwrite; answers with the tags given."""
+        record = tags.record_for_arn(self.store, params["ResourceArn"])
+        record.tags = tags.merged(record.tags, params["Tags"], record.arn)
+        return {"Tags": params["Tags"]}
+
+    async def list_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListTags, paged by MaxResults (at least 50, the default) and NextToken."""
+        record = tags.record_for_arn(self.store, params["ResourceArn"])
+        return _paginate(tags.as_list(record.tags), params, "Tags", default_limit=tags.MAX_TAGS_PER_RESOURCE)
+
+    async def delete_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteTags: keys the resource does not have are ignored."""
+        record = tags.record_for_arn(self.store, params["ResourceArn"])
+        tags.check_keys(params["TagKeys"])
+        removed = set(params["TagKeys"])
+        record.tags = {k: v for k, v in record.tags.items() if k not in removed}
+        return {}

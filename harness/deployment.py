@@ -224,6 +224,7 @@ async def _launch_instance(platform: Platform, endpoint: str, running: VariantDe
                 log_path=platform.log_dir(endpoint) / f"{stream.replace('/', '__')}.log",
                 environment=dict(definition.environment),
                 limits=running.share,
+                role_environment=platform.config.role_environment(),
             )
             try:
                 started = await asyncio.to_thread(platform.backend.start, spec)

@@ -55,6 +55,7 @@ class ModelRecord:
     containers: list[ContainerDef]
     #: "Single" (one container), "Serial" (pipeline) or "Direct" (multi-container, direct invocation).
     mode: str
+    tags: dict[str, str] = field(default_factory=dict)  # harness.tags
 
 
 @dataclass
@@ -65,6 +66,7 @@ class EndpointConfigRecord:
     arn: str
     created: float
     params: dict[str, Any]
+    tags: dict[str, str] = field(default_factory=dict)  # harness.tags
 
     @property
     def variants(self) -> list[dict[str, Any]]:
@@ -85,6 +87,7 @@ class EndpointRecord:
     failure_reason: str | None = None
     deployment: Any = None  # harness.deployment.Deployment once containers run
     task: Any = None  # the asyncio task creating or updating it
+    tags: dict[str, str] = field(default_factory=dict)  # harness.tags
 
     def set_status(self, status: str, failure_reason: str | None = None) -> None:
         """Move to ``status`` and stamp LastModifiedTime."""

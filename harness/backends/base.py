@@ -11,6 +11,9 @@ from pathlib import Path
 
 from harness.instance_types import InstanceLimits
 
+#: Where SageMaker presents the artifact in a container (single model), and the models root (MME).
+SINGLE_MODEL_MOUNT = "/opt/ml/model"
+MULTI_MODEL_MOUNT = "/opt/ml/models"
 MULTI_MODELS_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
 BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 
@@ -30,10 +33,17 @@ class ContainerSpec:
     log_path: Path
     environment: dict[str, str] = field(default_factory=dict)  # the model's Environment
     limits: InstanceLimits | None = None  # this container's share of the instance
+    # AWS credentials, region and endpoints (HarnessConfig.role_environment); the model's Environment wins.
+    role_environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_mount(self) -> str:
+        """The container path of ``model_dir``: ``/opt/ml/model``, or ``/opt/ml/models`` for MME."""
+        return MULTI_MODEL_MOUNT if self.multi_model else SINGLE_MODEL_MOUNT
 
     def platform_environment(self) -> dict[str, str]:
         """The variables SageMaker itself sets (contract §1.7), over the model's Environment."""
-        env = dict(self.environment)
+        env = {**self.role_environment, **self.environment}
         env["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
         env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{self.safe_port_range[0]}-{self.safe_port_range[1]}"
         if self.multi_model:

@@ -27,9 +27,6 @@ from harness.backends.base import (
     RunningContainer,
 )
 
-SINGLE_MODEL_MOUNT = "/opt/ml/model"
-MULTI_MODEL_MOUNT = "/opt/ml/models"
-
 
 def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
@@ -76,7 +73,7 @@ class DockerContainer(RunningContainer):
 
     def model_url(self, host_path: Path) -> str:
         relative = host_path.relative_to(self.spec.model_dir)
-        mount = MULTI_MODEL_MOUNT if self.spec.multi_model else SINGLE_MODEL_MOUNT
+        mount = self.spec.model_mount
         return f"{mount}/{relative.as_posix()}" if str(relative) != "." else mount
 
 
@@ -150,8 +147,7 @@ class DockerBackend(Backend):
             args += ["--hostname", spec.hostname, "--publish", f"127.0.0.1:{spec.port}:{spec.port}"]
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
-        mount = MULTI_MODEL_MOUNT if spec.multi_model else SINGLE_MODEL_MOUNT
-        args += ["--volume", f"{spec.model_dir}:{mount}:ro"]
+        args += ["--volume", f"{spec.model_dir}:{spec.model_mount}:ro"]
         if spec.limits is not None:
             args += ["--cpus", f"{spec.limits.vcpus:g}", "--memory", f"{spec.limits.memory_mib}m"]
         args += [self.resolve_image(spec.image), "serve"]

@@ -6,6 +6,11 @@ framework the user maps to their handler (``frameworks={"servekit-onnx": "onnx_h
 ``servekit local up --image-framework servekit-onnx=onnx_handler:OnnxHandler``). For those it runs the
 same ``serve`` entrypoint from the current environment with ``SERVE_FRAMEWORK`` set accordingly. Any
 other image is refused at CreateModel with a message saying so.
+
+A container sees its artifact at ``/opt/ml/model`` (the models root at ``/opt/ml/models`` for MME); a
+process sees it in a host directory. ``map_model_paths`` rewrites the environment's paths under the
+former to the latter, so a model whose Environment names ``/opt/ml/model/...`` (the SageMaker SDK's
+repacked ``SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code``) runs as it does in a container.
 """
 
 from __future__ import annotations
@@ -41,6 +46,17 @@ def framework_of(image: str) -> str | None:
     if match is None or match.group("framework") not in FRAMEWORKS:
         return None
     return match.group("framework")
+
+
+def map_model_paths(environment: Mapping[str, str], mount: str, host_dir: Path) -> dict[str, str]:
+    """``environment`` with every value that is ``mount`` or a path under it (``mount/...``) pointed at
+    the same place under ``host_dir``; other values, including ones that merely contain the path, are
+    kept as they are."""
+    mapped = dict(environment)
+    for key, value in environment.items():
+        if value == mount or value.startswith(mount + "/"):
+            mapped[key] = str(host_dir) + value[len(mount):]
+    return mapped
 
 
 class ProcessContainer(RunningContainer):
@@ -112,7 +128,8 @@ class ProcessBackend(Backend):
         if spec.limits is not None:
             # What the docker backend enforces with --memory, told to the server for MME admission.
             env["SERVE_MEMORY_LIMIT_MB"] = str(spec.limits.memory_mib)
-        env.update(spec.platform_environment())  # the model's Environment wins over the defaults above
+        # The model's Environment wins over the defaults above, its container paths made host paths.
+        env.update(map_model_paths(spec.platform_environment(), spec.model_mount, spec.model_dir))
         env["SERVE_HOST"] = "127.0.0.1"  # local processes listen on loopback only
         env["PYTHONUNBUFFERED"] = "1"
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,11 @@ def test_resource_rules(fake_harness):
                      "Message": 'Could not find endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/missing".'}
     error = error_of(sm.delete_model, ModelName="nope")
     assert error["Code"] == "ValidationException"
+    capture = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://b/capture",
+               "CaptureOptions": [{"CaptureMode": "Input"}]}
+    error = error_of(sm.create_endpoint_config, EndpointConfigName="c", DataCaptureConfig=capture, ProductionVariants=[
+        {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    assert error["Message"].startswith("DataCaptureConfig is not supported by the local harness")
 
     described = sm.describe_model(ModelName="m")
     assert described["PrimaryContainer"] == {"Image": IMAGE}
@@ -177,3 +182,19 @@ def test_ping_never_healthy_fails_within_startup_window(tmp_path):
             "The container bad for production variant AllTraffic did not pass the ping health check. "
             "Please check CloudWatch logs for this endpoint."
         )
+
+
+def test_operations_the_sdk_calls_that_make_no_sense_locally_say_so(fake_harness):
+    """docs/harness.md "Unsupported operations": boto3 sees UnknownOperationException naming the call."""
+    sm, _ = boto_clients(fake_harness.endpoint_url)
+    calls = {
+        "ListInferenceComponents": lambda: sm.list_inference_components(),
+        "CreateModelPackage": lambda: sm.create_model_package(ModelPackageGroupName="g"),
+        "ListModelPackages": lambda: sm.list_model_packages(),
+        "ListContexts": lambda: sm.list_contexts(SourceUri="arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"),
+        "ListMonitoringSchedules": lambda: sm.list_monitoring_schedules(EndpointName="e"),
+    }
+    for operation, call in calls.items():
+        error = error_of(call)
+        assert error == {"Code": "UnknownOperationException",
+                         "Message": f"Operation {operation} is not supported by the local harness."}

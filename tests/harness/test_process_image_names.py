@@ -1,12 +1,13 @@
-"""Which images the process backend can run, and with which SERVE_FRAMEWORK."""
+"""Which images the process backend can run, with which SERVE_FRAMEWORK, and its /opt/ml/model paths."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
-from harness.backends.process import ProcessBackend
+from harness.backends.process import ProcessBackend, map_model_paths
 from harness.cli import image_framework
 
 
@@ -26,3 +27,26 @@ def test_image_framework_option() -> None:
     for bad in ["servekit-onnx", "=m:C", "servekit-onnx=module_without_class"]:
         with pytest.raises(argparse.ArgumentTypeError):
             image_framework(bad)
+
+
+def test_container_model_paths_become_the_extracted_artifact(tmp_path: Path) -> None:
+    host = tmp_path / "artifact"
+    environment = {
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SERVE_MODEL_DIR": "/opt/ml/model",
+        "WEIGHTS": "/opt/ml/model/sub/weights.bin",
+        "SIBLING": "/opt/ml/modelx/code",  # another directory that merely shares the prefix
+        "INSIDE": "PYTHONPATH=/opt/ml/model/code",  # contains the path but is not one
+        "SAGEMAKER_PROGRAM": "inference.py",
+    }
+    assert map_model_paths(environment, "/opt/ml/model", host) == {
+        "SAGEMAKER_SUBMIT_DIRECTORY": f"{host}/code",
+        "SERVE_MODEL_DIR": str(host),
+        "WEIGHTS": f"{host}/sub/weights.bin",
+        "SIBLING": "/opt/ml/modelx/code",
+        "INSIDE": "PYTHONPATH=/opt/ml/model/code",
+        "SAGEMAKER_PROGRAM": "inference.py",
+    }
+    # MME containers see their models root at /opt/ml/models; /opt/ml/model is no path of theirs.
+    assert map_model_paths({"A": "/opt/ml/models/m1", "B": "/opt/ml/model/code"}, "/opt/ml/models", host) == {
+        "A": f"{host}/m1", "B": "/opt/ml/model/code"}

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.harness.conftest import boto_clients, container_pid, deploy, require_images, tar_dir
-from tests.support.models import sklearn_artifact
+from tests.support.models import sklearn_artifact, write_script
 
 SKLEARN = "123456789012.dkr.ecr.us-east-1.amazonaws.com/servekit-sklearn:latest"
 
@@ -53,6 +53,53 @@ def test_single_sklearn_model(harness, tmp_path):
 
     sm.delete_endpoint(EndpointName="iris")
     sm.get_waiter("endpoint_deleted").wait(EndpointName="iris", WaiterConfig={"Delay": 0.25, "MaxAttempts": 200})
+
+
+#: A user script in the style of AWS's sklearn container: its predict_fn answers probabilities,
+#: shape (n, 3), where the default handler would answer labels, shape (n,).
+PROBA_SCRIPT = """
+import os
+
+import joblib
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def predict_fn(data, model):
+    return model.predict_proba(data)
+"""
+
+
+@pytest.mark.parametrize("code_dir, program, extra_env", [
+    ("code", "inference.py", {}),  # the SageMaker SDK's repacked layout
+    ("src", "entry.py", {"SERVE_MODEL_DIR": "/opt/ml/model"}),  # reachable only through the mapped path
+])
+def test_user_code_under_opt_ml_model(harness, tmp_path, code_dir, program, extra_env):
+    """SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/<dir> names the artifact's code in a container, and
+    on the process backend too (harness.backends.process.map_model_paths)."""
+    import joblib
+
+    iris = sklearn_artifact(tmp_path / "iris")
+    write_script(iris.path, PROBA_SCRIPT, name=program)
+    if code_dir != "code":
+        (iris.path / "code").rename(iris.path / code_dir)
+    archive = tar_dir(iris.path, tmp_path / "s3" / "model.tar.gz")
+    expected = joblib.load(iris.path / "model.joblib").predict_proba(iris.rows).tolist()
+    environment = {"SAGEMAKER_SUBMIT_DIRECTORY": f"/opt/ml/model/{code_dir}", "SAGEMAKER_PROGRAM": program,
+                   **extra_env}
+    sm, rt = boto_clients(harness.endpoint_url)
+    deploy(sm, "proba", PrimaryContainer={"Image": SKLEARN, "ModelDataUrl": f"file://{archive}",
+                                          "Environment": environment})
+
+    response = rt.invoke_endpoint(EndpointName="proba", Body=json.dumps(iris.rows.tolist()),
+                                  ContentType="application/json", Accept="application/json")
+    body = json.loads(response["Body"].read())
+    answer = body.get("predictions", body) if isinstance(body, dict) else body
+    assert len(answer) == len(iris.rows) and all(len(row) == 3 for row in answer), answer
+    for got, want in zip(answer, expected, strict=True):
+        assert got == pytest.approx(want)
 
 
 def _tree_pss_mb(pid: int) -> float:

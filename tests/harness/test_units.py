@@ -73,3 +73,23 @@ def test_instance_types():
     assert (limits_for("ml.c5.xlarge").vcpus, limits_for("ml.c5.xlarge").memory_mib) == (4, 8192)
     assert limits_for("ml.r6i.2xlarge").memory_mib == 64 * 1024
     assert limits_for("ml.inf2.xlarge").vcpus == 4  # unlisted family: size-based guess
+
+
+def test_containers_get_the_harness_credentials_region_and_s3_endpoint(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from harness.backends.base import ContainerSpec
+    from harness.config import HarnessConfig
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local-key")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    role = HarnessConfig(state_dir=tmp_path, region="eu-west-1",
+                         s3_endpoint_url="http://127.0.0.1:5000").role_environment()
+    assert role["AWS_ACCESS_KEY_ID"] == "local-key" and "AWS_SESSION_TOKEN" not in role
+    assert role["AWS_REGION"] == role["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert role["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:5000"
+    spec = ContainerSpec(name="c", image=IMAGE, hostname="h", port=1, safe_port_range=(2, 3), multi_model=False,
+                         model_dir=Path("/m"), log_path=Path("/l"), role_environment=role,
+                         environment={"AWS_REGION": "us-west-2"})
+    env = spec.platform_environment()
+    assert env["AWS_ACCESS_KEY_ID"] == "local-key" and env["AWS_REGION"] == "us-west-2"  # the model's wins
