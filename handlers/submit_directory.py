@@ -10,8 +10,8 @@ So the variable may name:
 * an ``s3://bucket/key`` archive, fetched with boto3 (which honours ``AWS_ENDPOINT_URL_S3`` and the
   container's credentials).
 
-Archives are extracted with tarfile's ``data`` filter (no absolute paths, no ``..``, no links out of
-the directory, no devices) into a cache directory named by the archive's SHA-256, so worker processes
+Archives may hold only regular files and directories inside themselves (no absolute paths, no
+``..``, no links, no devices) into a cache directory named by the archive's SHA-256, so worker processes
 of one container share one extraction, and an ``s3://`` archive is fetched once per container (a
 marker per URI, written under a file lock). Anything that cannot be honoured raises
 ``ModelLoadError`` naming the variable: there is no fallback to ``<model>/code``.
@@ -28,7 +28,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 from handlers.errors import ModelLoadError
@@ -116,7 +116,7 @@ def _extract(archive: IO[bytes], source: str) -> Path:
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".extract-"))
     try:
         with tarfile.open(fileobj=archive, mode="r:*") as tar:
-            tar.extractall(staging, filter="data")
+            _extract_members(tar, staging, source)
         with contextlib.suppress(OSError):  # another worker extracted the same content first
             os.rename(staging, target)
     except (tarfile.TarError, OSError) as exc:
@@ -124,6 +124,24 @@ def _extract(archive: IO[bytes], source: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _extract_members(tar: tarfile.TarFile, target: Path, source: str) -> None:
+    """Regular files and directories inside ``target`` only: the SDK's sourcedir.tar.gz holds nothing
+    else. Checked here because tarfile's ``data`` filter exists only from Python 3.11.4 / 3.10.12 (the
+    images' Debian Python is 3.11.2); the filter is applied too where it exists."""
+    members = tar.getmembers()
+    for member in members:
+        path = PurePosixPath(member.name)
+        if path.is_absolute() or ".." in path.parts or not (member.isfile() or member.isdir()):
+            raise ModelLoadError(
+                f"{VARIABLE}={source}: the archive member {member.name!r} is not a plain file or directory "
+                "inside the archive; refusing to extract it"
+            )
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, members=members, filter="data")
+    else:
+        tar.extractall(target, members=members)  # every member was checked above
 
 
 @contextlib.contextmanager

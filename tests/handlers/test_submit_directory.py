@@ -104,9 +104,21 @@ def test_not_an_archive_is_a_load_error(tmp_path: Path, scale_dir: Path) -> None
 def test_archive_escaping_its_directory_is_refused(tmp_path: Path, scale_dir: Path) -> None:
     archive = tmp_path / "evil.tar.gz"
     archive.write_bytes(sourcedir_tar({"../escaped.py": SCRIPT}))
-    with pytest.raises(ModelLoadError, match="not a readable tar archive"):
+    with pytest.raises(ModelLoadError, match="'../escaped.py' is not a plain file or directory"):
         load(scale_dir, submit_directory=str(archive))
     assert not list(tmp_path.rglob("escaped.py"))
+
+
+def test_archive_with_a_link_is_refused(tmp_path: Path, scale_dir: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        link = tarfile.TarInfo("inference.py")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    archive = tmp_path / "link.tar.gz"
+    archive.write_bytes(buffer.getvalue())
+    with pytest.raises(ModelLoadError, match="'inference.py' is not a plain file or directory"):
+        load(scale_dir, submit_directory=str(archive))
 
 
 def test_configured_program_missing_is_a_load_error(scale_dir: Path) -> None:
