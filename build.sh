@@ -428,6 +428,7 @@ cmd_setup() {
     # had (with the base image where no registry answers) and the three images.
     cd "$REPO"
     setup_python
+    bash "$REPO/.ci/setup-sdk.sh"
     if setup_docker; then
         "$REPO/build.sh" build all
     fi
@@ -443,6 +444,9 @@ cmd_test() {
     local t0=$SECONDS status=0
     if ((setup)); then
         phase "setup: python environment (.ci/setup-python.sh)" setup_python || die "Python setup failed"
+        # The SageMaker Python SDK v2 / v3 venvs for tests/sdk; without them those tests fail under CI.
+        phase "setup: SageMaker SDK venvs (.ci/setup-sdk.sh)" bash "$REPO/.ci/setup-sdk.sh" \
+            || say "WARNING: .ci/setup-sdk.sh failed: the SDK tests (tests/sdk) will fail or skip"
         if phase "setup: docker engine and base image (.ci/setup-docker.sh)" setup_docker; then
             # Images first: the image tests use them (and build any that is missing, slower).
             phase "build: the three images (./build.sh build all)" "$REPO/build.sh" build all \

@@ -1,0 +1,64 @@
+"""What every SDK user script shares: its arguments (one JSON argv), its result line, and the waits.
+
+The SDK's own waits poll every 30 s (v2's ``wait_for_endpoint`` sleeps before its first look), so the
+scripts deploy with ``wait=False`` and wait with a 1 s poll through the SDK's public calls.
+"""
+
+import json
+import sys
+import time
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+INSTANCE = "ml.m5.large"
+TIMINGS: dict = {}
+
+
+def args():
+    """The script's arguments: one JSON object on the command line."""
+    return json.loads(sys.argv[1])
+
+
+def timed(label, fn, *a, **kw):
+    """Call ``fn`` and record how long it took under ``label``."""
+    started = time.monotonic()
+    try:
+        return fn(*a, **kw)
+    finally:
+        TIMINGS[label] = round(time.monotonic() - started, 2)
+
+
+def report(result):
+    """Print the result line the test reads (with the timings)."""
+    print("\nRESULT " + json.dumps({**result, "timings": TIMINGS}), flush=True)
+
+
+def wait_deleted(sagemaker_client, endpoint_name):
+    """boto3's endpoint_deleted waiter, polling every second."""
+    sagemaker_client.get_waiter("endpoint_deleted").wait(
+        EndpointName=endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+
+def error_of(fn, *a, **kw):
+    """``{"code", "message"}`` of the botocore ClientError ``fn`` raises, or a note that it raised none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        fn(*a, **kw)
+    except ClientError as exc:
+        return {"code": exc.response["Error"]["Code"], "message": exc.response["Error"]["Message"]}
+    return {"code": None, "message": "no error raised"}
+
+
+def csv_rows(rows):
+    """Rows as a CSV body."""
+    return "\n".join(",".join(str(x) for x in row) for row in rows)
+
+
+def leftovers(sagemaker_client, name):
+    """Endpoints, endpoint configs and models whose name contains ``name``, as listed after a cleanup."""
+    return {
+        "endpoints": [e["EndpointName"] for e in sagemaker_client.list_endpoints(NameContains=name)["Endpoints"]],
+        "configs": [c["EndpointConfigName"]
+                    for c in sagemaker_client.list_endpoint_configs(NameContains=name)["EndpointConfigs"]],
+        "models": [m["ModelName"] for m in sagemaker_client.list_models(NameContains=name)["Models"]],
+    }

@@ -1,0 +1,55 @@
+"""SageMaker Python SDK v3 (``sagemaker>=3,<4``, in ``.venv-sdk3``) against ``servekit local up``:
+``sagemaker.core`` resources, and ModelBuilder with an image URI and an S3 artifact (v3's recommended
+path). Answers are checked against the real model's, computed here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.sdk import artifacts
+from tests.sdk.artifacts import Artifact
+from tests.sdk.conftest import BUCKET, LocalAws, image_uri, run_script, sdk_python
+
+pytestmark = pytest.mark.sdk
+
+SKLEARN_IMAGE = image_uri("sklearn")
+NOTHING_LEFT: dict[str, list[str]] = {"endpoints": [], "configs": [], "models": []}
+
+
+def v3(aws: LocalAws, script: str, endpoint: str, **args: Any) -> Any:
+    """Run ``scripts/<script>`` with SDK v3, deploying ``endpoint``."""
+    return run_script(aws, 3, script, {"endpoint": endpoint, "bucket": BUCKET, **args}, endpoints=(endpoint,))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sdk3() -> str:
+    """SDK v3's interpreter, checked before any server starts."""
+    return sdk_python(3)
+
+
+@pytest.fixture(scope="module")
+def iris(local_aws: LocalAws) -> Artifact:
+    return artifacts.sklearn_model(local_aws, "artifacts/iris/model.tar.gz")
+
+
+def test_core_resources_create_wait_invoke_delete(local_aws: LocalAws, iris: Artifact) -> None:
+    result = v3(local_aws, "sdk3_resources.py", "sdk3-resources", image=SKLEARN_IMAGE, model_data=iris.url,
+                rows=iris.rows)
+    assert result["status"] == "InService"
+    assert result["variant"] == "AllTraffic"
+    assert result["content_type"] == "application/json"
+    assert [float(x) for x in json.loads(result["body"])] == [float(x) for x in iris.expected]
+    assert result["describe_deleted"]["code"] == "ValidationException", result["describe_deleted"]
+    assert result["leftovers"] == NOTHING_LEFT
+
+
+def test_model_builder_image_and_s3_artifact(local_aws: LocalAws, iris: Artifact) -> None:
+    result = v3(local_aws, "sdk3_model_builder.py", "sdk3-model-builder", image=SKLEARN_IMAGE, model_data=iris.url,
+                rows=iris.rows)
+    assert result["image"] == SKLEARN_IMAGE
+    assert result["model_data_url"] == iris.url
+    assert [float(x) for x in json.loads(result["body"])] == [float(x) for x in iris.expected]
+    assert result["leftovers"] == NOTHING_LEFT
