@@ -2,7 +2,7 @@
 
 SageMaker copies ``ModelDataUrl`` and unpacks the tar.gz into ``/opt/ml/model`` before the container
 starts (single model), or into ``/opt/ml/models/<name>/model`` on the first invocation of a target
-model (MME); contract §1.2, §2.2. An archive is untrusted input: a member outside the target
+model (MME); docs/sagemaker-contract.md §1.2, §2.2. An archive is untrusted input: a member outside the target
 directory (absolute or with ``..``), a symbolic or hard link, or a device/FIFO is refused with an
 error that names the member, before anything is written.
 """

@@ -12,16 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.state import default_state_dir, read_state_file, remove_state_file, write_state_file
+
+if TYPE_CHECKING:
+    from harness.backends.base import Backend
 
 DEFAULT_PORT = 8181
 
@@ -87,24 +89,13 @@ def image_framework(text: str) -> tuple[str, str]:
     return name, framework
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    """Serve in the foreground until Ctrl-C / SIGTERM / ``servekit local down``; then stop every container."""
-    import uvicorn
-
-    from harness.app import create_app
+def _choose_backend(args: argparse.Namespace) -> Backend:
+    """The backend ``--backend`` names (``auto``: docker when its engine answers), with its options."""
     from harness.backends import make_backend
-    from harness.config import HarnessConfig
-    from harness.core import Platform
+    from harness.backends.docker import docker_available
 
-    state_dir = Path(args.state_dir).resolve()
     if args.backend == "auto":
-        from harness.backends.docker import docker_available
-
         args.backend = "docker" if docker_available() else "process"
-    record = read_state_file(state_dir)
-    if record is not None and _alive(str(record["url"])):
-        raise CliError(f"a local harness already runs at {record['url']} (state dir {state_dir}); "
-                       "stop it with: servekit local down, or use another --state-dir")
     options: dict[str, object] = {}
     if args.image_framework:
         if args.backend != "process":
@@ -112,18 +103,38 @@ def cmd_up(args: argparse.Namespace) -> int:
                            "the image itself)")
         options["frameworks"] = dict(args.image_framework)
     backend = make_backend(args.backend, **options)
-    if args.backend == "docker":
-        from harness.backends.docker import docker_available
+    if args.backend == "docker" and not docker_available():
+        raise CliError("--backend docker needs a running Docker engine (docker info failed); "
+                       "start it, or use --backend process")
+    return backend
 
-        if not docker_available():
-            raise CliError("--backend docker needs a running Docker engine (docker info failed); "
-                           "start it, or use --backend process")
+
+def _announce(url: str, state_dir: Path, backend: str, region: str) -> None:
+    images = ("servekit-sklearn, servekit-pytorch, servekit-tensorflow (any registry prefix and tag)"
+              if backend == "process" else "any local Docker image with SageMaker's labels")
+    print(f"servekit local SageMaker ({backend} backend) listening on {url}")
+    print(f"State and container logs: {state_dir}\n")
+    print(SNIPPET.format(url=url, region=region, images=images), flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Serve in the foreground until Ctrl-C / SIGTERM / ``servekit local down``; then stop every container."""
+    import uvicorn
+
+    from harness.app import create_app
+    from harness.config import HarnessConfig
+    from harness.core import Platform
+    from harness.local import listen_on_loopback
+
+    state_dir = Path(args.state_dir).resolve()
+    record = read_state_file(state_dir)
+    if record is not None and _alive(str(record["url"])):
+        raise CliError(f"a local harness already runs at {record['url']} (state dir {state_dir}); "
+                       "stop it with: servekit local down, or use another --state-dir")
+    backend = _choose_backend(args)
     config = HarnessConfig(state_dir=state_dir, region=args.region, startup_timeout_s=args.startup_timeout)
-    platform = Platform(config, backend)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(("127.0.0.1", args.port))
+        sock = listen_on_loopback(args.port)
     except OSError as exc:
         raise CliError(f"cannot listen on 127.0.0.1:{args.port}: {exc}; choose another --port") from None
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -133,14 +144,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(platform, request_exit=request_exit)
+    app = create_app(Platform(config, backend), request_exit=request_exit)
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5))
     write_state_file(state_dir, url, backend.name)
-    images = ("servekit-sklearn, servekit-pytorch, servekit-tensorflow (any registry prefix and tag)"
-              if backend.name == "process" else "any local Docker image with SageMaker's labels")
-    print(f"servekit local SageMaker ({backend.name} backend) listening on {url}")
-    print(f"State and container logs: {state_dir}\n")
-    print(SNIPPET.format(url=url, region=args.region, images=images), flush=True)
+    _announce(url, state_dir, backend.name, args.region)
     # uvicorn handles SIGINT/SIGTERM during run() (its lifespan shutdown stops every container) and
     # re-raises the signal afterwards; with these no-op handlers that re-raise does not kill us before
     # the state file is removed, and a stop by signal exits 0.

@@ -1,4 +1,7 @@
-"""The harness's own settings; SageMaker's numbers by default, open questions (contract §9) exposed."""
+"""The harness's own settings: SageMaker's numbers by default, and its open questions exposed.
+
+"contract §N" below is docs/sagemaker-contract.md §N (§9 lists the open questions).
+"""
 
 from __future__ import annotations
 

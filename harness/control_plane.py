@@ -1,4 +1,4 @@
-"""The SageMaker control plane subset (contract §6): models, endpoint configurations, endpoints.
+"""The SageMaker control plane subset (docs/sagemaker-contract.md §6): models, endpoint configurations, endpoints.
 
 Every request is first validated against botocore's model of the operation (harness.validation);
 the checks here are the ones the service model cannot express (existence, uniqueness, container
@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from harness import tags
+from harness.core import Platform
 from harness.deployment import DeploymentFailed, start_deployment, stop_deployment
 from harness.errors import ControlPlaneError
 from harness.state import ContainerDef, EndpointConfigRecord, EndpointRecord, ModelRecord, arn
@@ -60,12 +61,51 @@ def _filter_sort(records: list[Any], params: dict[str, Any], name_attr: str = "n
     return selected
 
 
+def _containers_and_mode(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """CreateModel's containers and how they run: "Single", "Serial" or "Direct"; SageMaker's rules."""
+    primary, listed = params.get("PrimaryContainer"), params.get("Containers")
+    if primary is not None and listed:
+        raise ControlPlaneError("Specify either PrimaryContainer or Containers, not both.")
+    raw = [primary] if primary is not None else list(listed or [])
+    if not raw:
+        raise ControlPlaneError("Either PrimaryContainer or Containers must be specified.")
+    requested_mode = (params.get("InferenceExecutionConfig") or {}).get("Mode", "Serial")
+    mode = "Direct" if requested_mode == "Direct" and primary is None else ("Single" if len(raw) == 1 else "Serial")
+    if len(raw) > 1 or mode == "Direct":
+        _check_hostnames([c.get("ContainerHostname") for c in raw], direct=mode == "Direct")
+    multi = [c for c in raw if c.get("Mode") == "MultiModel"]
+    if len(multi) > 1 and len(raw) > 1:
+        raise ControlPlaneError(
+            "More than one container in MultiModel mode is not supported with inference pipeline."
+        )
+    if multi and mode == "Direct":
+        raise ControlPlaneError("Containers in MultiModel mode are not supported with Direct inference execution.")
+    return raw, mode
+
+
+def _check_hostnames(hostnames: list[str | None], *, direct: bool) -> None:
+    if direct and not all(hostnames):
+        raise ControlPlaneError(
+            "ContainerHostname must be specified for every container when InferenceExecutionConfig "
+            "Mode is Direct."
+        )
+    if any(hostnames) and not all(hostnames):
+        raise ControlPlaneError(
+            "ContainerHostname must be specified for all containers or for none of them."
+        )
+    given = [h for h in hostnames if h]
+    duplicates = sorted({h for h in given if given.count(h) > 1})
+    if duplicates:
+        raise ControlPlaneError(f"ContainerHostname values must be unique: {', '.join(duplicates)}.")
+
+
 class ControlPlane:
     """Implements the operations against a Platform's store and backend."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.store = platform.store
+        self._background: set[asyncio.Task[None]] = set()  # referenced until done, so none is collected
         self.operations: dict[str, Operation] = {
             "CreateModel": self.create_model,
             "DescribeModel": self.describe_model,
@@ -101,74 +141,10 @@ class ControlPlane:
         model_arn = self._arn("model", name)
         if name.lower() in self.store.models:
             raise ControlPlaneError(f'Cannot create already existing model "{model_arn}".')
-        primary, listed = params.get("PrimaryContainer"), params.get("Containers")
-        if primary is not None and listed:
-            raise ControlPlaneError("Specify either PrimaryContainer or Containers, not both.")
-        raw = [primary] if primary is not None else list(listed or [])
-        if not raw:
-            raise ControlPlaneError("Either PrimaryContainer or Containers must be specified.")
-        requested_mode = (params.get("InferenceExecutionConfig") or {}).get("Mode", "Serial")
-        mode = "Direct" if requested_mode == "Direct" and primary is None else ("Single" if len(raw) == 1 else "Serial")
-
-        hostnames = [c.get("ContainerHostname") for c in raw]
-        if len(raw) > 1 or mode == "Direct":
-            if mode == "Direct" and not all(hostnames):
-                raise ControlPlaneError(
-                    "ContainerHostname must be specified for every container when InferenceExecutionConfig "
-                    "Mode is Direct."
-                )
-            if any(hostnames) and not all(hostnames):
-                raise ControlPlaneError(
-                    "ContainerHostname must be specified for all containers or for none of them."
-                )
-            given = [h for h in hostnames if h]
-            duplicates = sorted({h for h in given if given.count(h) > 1})
-            if duplicates:
-                raise ControlPlaneError(f"ContainerHostname values must be unique: {', '.join(duplicates)}.")
-
-        multi = [c for c in raw if c.get("Mode") == "MultiModel"]
-        if len(multi) > 1 and len(raw) > 1:
-            raise ControlPlaneError(
-                "More than one container in MultiModel mode is not supported with inference pipeline."
-            )
-        if multi and mode == "Direct":
-            raise ControlPlaneError("Containers in MultiModel mode are not supported with Direct inference execution.")
-
-        total_env = 0
-        containers: list[ContainerDef] = []
-        for index, container in enumerate(raw):
-            image = container.get("Image")
-            hostname = "primary" if len(raw) == 1 and mode != "Direct" else (
-                container.get("ContainerHostname") or f"container-{index + 1}")
-            if not image:
-                raise ControlPlaneError(
-                    f"Image must be specified for container {hostname}; model packages are not supported locally."
-                )
-            multi_model = container.get("Mode") == "MultiModel"
-            if multi_model and not container.get("ModelDataUrl"):
-                raise ControlPlaneError(
-                    f"ModelDataUrl (the S3 prefix of the models) must be specified for container {hostname} "
-                    "in MultiModel mode."
-                )
-            if multi_model and container.get("ModelDataSource"):
-                raise ControlPlaneError("ModelDataSource is not supported for containers in MultiModel mode.")
-            environment = dict(container.get("Environment") or {})
-            total_env += sum(len(k.encode()) + len(v.encode()) for k, v in environment.items())
-            try:
-                await asyncio.to_thread(self.platform.backend.check_image, image,
-                                        multi_model=multi_model, bind_to_port=len(raw) > 1)
-            except ValueError as exc:
-                raise ControlPlaneError(str(exc)) from None
-            cache = ((container.get("MultiModelConfig") or {}).get("ModelCacheSetting") or "Enabled") != "Disabled"
-            containers.append(ContainerDef(
-                hostname=hostname,
-                image=image,
-                multi_model=multi_model,
-                model_data_url=container.get("ModelDataUrl"),
-                environment=environment,
-                cache_enabled=cache,
-                model_data_source=container.get("ModelDataSource"),
-            ))
+        raw, mode = _containers_and_mode(params)
+        containers = [await self._container_def(container, index, len(raw), mode)
+                      for index, container in enumerate(raw)]
+        total_env = sum(len(k.encode()) + len(v.encode()) for c in containers for k, v in c.environment.items())
         if total_env > ENV_TOTAL_LIMIT:
             raise ControlPlaneError(
                 f"The total size of the Environment maps of all containers is {total_env} bytes, more than the "
@@ -179,6 +155,39 @@ class ControlPlane:
             tags=tags.merged({}, params.get("Tags") or [], model_arn),
         )
         return {"ModelArn": model_arn}
+
+    async def _container_def(self, container: dict[str, Any], index: int, count: int, mode: str) -> ContainerDef:
+        """One container of CreateModel, checked (the image through the backend) and normalized."""
+        image = container.get("Image")
+        hostname = "primary" if count == 1 and mode != "Direct" else (
+            container.get("ContainerHostname") or f"container-{index + 1}")
+        if not image:
+            raise ControlPlaneError(
+                f"Image must be specified for container {hostname}; model packages are not supported locally."
+            )
+        multi_model = container.get("Mode") == "MultiModel"
+        if multi_model and not container.get("ModelDataUrl"):
+            raise ControlPlaneError(
+                f"ModelDataUrl (the S3 prefix of the models) must be specified for container {hostname} "
+                "in MultiModel mode."
+            )
+        if multi_model and container.get("ModelDataSource"):
+            raise ControlPlaneError("ModelDataSource is not supported for containers in MultiModel mode.")
+        try:
+            await asyncio.to_thread(self.platform.backend.check_image, image,
+                                    multi_model=multi_model, bind_to_port=count > 1)
+        except ValueError as exc:
+            raise ControlPlaneError(str(exc)) from None
+        cache = ((container.get("MultiModelConfig") or {}).get("ModelCacheSetting") or "Enabled") != "Disabled"
+        return ContainerDef(
+            hostname=hostname,
+            image=image,
+            multi_model=multi_model,
+            model_data_url=container.get("ModelDataUrl"),
+            environment=dict(container.get("Environment") or {}),
+            cache_enabled=cache,
+            model_data_source=container.get("ModelDataSource"),
+        )
 
     async def describe_model(self, params: dict[str, Any]) -> dict[str, Any]:
         """DescribeModel: the request as given, plus ARN and CreationTime."""
@@ -301,7 +310,7 @@ class ControlPlane:
         record = EndpointRecord(name=name, arn=endpoint_arn, config_name=config.name, created=now, modified=now,
                                 tags=tags.merged({}, params.get("Tags") or [], endpoint_arn))
         self.store.endpoints[name.lower()] = record
-        record.task = asyncio.create_task(self._deploy(record, config, models))
+        record.task = asyncio.create_task(self._deploy(record, config, models))  # referenced by the record
         return {"EndpointArn": endpoint_arn}
 
     async def _deploy(self, record: EndpointRecord, config: EndpointConfigRecord,
@@ -371,10 +380,13 @@ class ControlPlane:
         if record.status == "Deleting":
             return {}
         record.set_status("Deleting")
-        asyncio.create_task(self._teardown(record))
+        task = asyncio.create_task(self._teardown(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         return {}
 
-    async def _teardown(self, record: EndpointRecord) -> None:
+    async def _stop(self, record: EndpointRecord) -> None:
+        """Stop what runs for an endpoint: its create or update task, then its containers."""
         task = record.task
         if task is not None and not task.done():
             task.cancel()
@@ -382,9 +394,19 @@ class ControlPlane:
         if record.deployment is not None:
             await stop_deployment(self.platform, record.deployment)
             record.deployment = None
+
+    async def _teardown(self, record: EndpointRecord) -> None:
+        await self._stop(record)
         self.platform.metrics.forget(record.name)
         if self.store.endpoints.get(record.name.lower()) is record:
             del self.store.endpoints[record.name.lower()]
+
+    async def shutdown(self) -> None:
+        """Stop every endpoint's containers (the harness is stopping); their metrics stay readable."""
+        await asyncio.gather(*(self._stop(r) for r in list(self.store.endpoints.values())),
+                             return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self.store.endpoints.clear()
 
     async def update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         """UpdateEndpoint: start the new configuration, switch traffic to it, stop the old one."""

@@ -1,127 +1,37 @@
-"""Running endpoints: variants -> instances -> containers, started, health-checked and stopped.
+"""Starting, health-checking and stopping what runs for an endpoint (the records: harness.running).
 
-SageMaker starts every container of a model on each instance of a variant (contract §3.2, §4.1),
-extracts single-model artifacts before the containers start (§1.2), pings each container on its own
-port until it answers 200 within the startup window (§1.3; MME containers must also answer
-``GET /models``, §2.3), and reports the containers that did not pass in ``FailureReason``.
+SageMaker extracts single-model artifacts before the containers start (docs/sagemaker-contract.md
+§1.2), pings each container on its own port until it answers 200 within the startup window (§1.3;
+MME containers must also answer ``GET /models``, §2.3), and reports the containers that did not pass
+in ``FailureReason``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
-import random
 import secrets
 import shutil
 import time
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import httpx
 import psutil
 
 from harness import artifacts
-from harness.backends.base import ContainerSpec, RunningContainer, free_port
+from harness.backends.base import ContainerSpec, free_port
+from harness.core import Platform
 from harness.instance_types import InstanceLimits, limits_for
+from harness.mme import ModelCache
+from harness.running import ContainerRuntime, Deployment, Instance, VariantDeployment
 from harness.state import ContainerDef, ModelRecord
-
-if TYPE_CHECKING:
-    from harness.core import Platform
-    from harness.mme import ModelCache
-
 
 log = logging.getLogger("harness")
 
 
 class DeploymentFailed(Exception):
     """Endpoint creation failed; the message is the endpoint's FailureReason."""
-
-
-@dataclass
-class ContainerRuntime:
-    """One running container of one instance."""
-
-    definition: ContainerDef
-    running: RunningContainer
-    label: str  # the name SageMaker's messages use: 'primary' or the hostname
-    log_stream: str
-    cache: ModelCache | None = None  # MME containers only
-
-    @property
-    def hostname(self) -> str:
-        return self.definition.hostname
-
-
-@dataclass
-class Instance:
-    """One instance of a variant: all of the model's containers."""
-
-    instance_id: str
-    containers: list[ContainerRuntime] = field(default_factory=list)
-
-    def container(self, hostname: str) -> ContainerRuntime | None:
-        """The container with ``hostname`` (exact match), if any."""
-        for runtime in self.containers:
-            if runtime.hostname == hostname:
-                return runtime
-        return None
-
-
-@dataclass
-class VariantDeployment:
-    """A production variant's running instances."""
-
-    name: str
-    weight: float
-    desired_count: int
-    model: ModelRecord
-    instance_type: str
-    instances: list[Instance] = field(default_factory=list)
-    # How to launch more instances (replacements): where artifacts are, resources, startup window.
-    variant_dir: Path = Path(".")
-    model_dirs: dict[str, Path] = field(default_factory=dict)
-    share: InstanceLimits | None = None
-    startup_s: float = 240.0
-    _round_robin: Any = field(default_factory=lambda: itertools.count())
-
-    def pick_instance(self, target_model: str | None) -> Instance:
-        """Round-robin; MME requests stick to one instance per TargetModel (its cache lives there)."""
-        if target_model is not None:
-            return self.instances[zlib.crc32(target_model.encode()) % len(self.instances)]
-        return self.instances[next(self._round_robin) % len(self.instances)]
-
-
-@dataclass
-class Deployment:
-    """All variants of one endpoint."""
-
-    endpoint: str
-    config_name: str
-    work_dir: Path
-    variants: list[VariantDeployment] = field(default_factory=list)
-    monitor: asyncio.Task[None] | None = None
-
-    def variant(self, name: str) -> VariantDeployment | None:
-        """The variant called ``name``."""
-        for variant in self.variants:
-            if variant.name == name:
-                return variant
-        return None
-
-    def pick_variant(self) -> VariantDeployment:
-        """Weighted random choice, as SageMaker splits traffic by InitialVariantWeight."""
-        weights = [max(v.weight, 0.0) for v in self.variants]
-        if sum(weights) <= 0:
-            return self.variants[0]
-        return random.choices(self.variants, weights=weights)[0]
-
-    def all_containers(self) -> list[ContainerRuntime]:
-        """Every running container, across variants and instances."""
-        return [c for v in self.variants for i in v.instances for c in i.containers]
 
 
 def _download_failure(hostname: str, url: str) -> str:
@@ -159,24 +69,10 @@ def _prepare_single_model(platform: Platform, definition: ContainerDef, target: 
     shutil.rmtree(download_dir, ignore_errors=True)
 
 
-async def _healthy(client: httpx.AsyncClient, url: str, timeout: float, multi_model: bool) -> bool:
-    try:
-        ping = await client.get(f"{url}/ping", timeout=timeout)
-        if ping.status_code != 200:
-            return False
-        if multi_model:
-            listing = await client.get(f"{url}/models", timeout=timeout)
-            return listing.status_code == 200
-        return True
-    except httpx.HTTPError:
-        return False
-
-
 async def _wait_healthy(platform: Platform, runtime: ContainerRuntime, deadline: float) -> bool:
     """Ping until 200 (and GET /models 200 for MME) or the deadline; False early if it exited."""
     while True:
-        if await _healthy(platform.client, runtime.running.base_url, platform.config.ping_timeout_s,
-                          runtime.definition.multi_model):
+        if await platform.container_client.healthy(runtime.running, multi_model=runtime.definition.multi_model):
             return True
         exited = await asyncio.to_thread(runtime.running.exit_code)
         if exited is not None or time.monotonic() >= deadline:
@@ -200,51 +96,53 @@ def ping_failure(model: ModelRecord, variant: str, failed: list[ContainerRuntime
 
 async def _launch_instance(platform: Platform, endpoint: str, running: VariantDeployment) -> Instance:
     """Start one instance's containers (not yet healthy); on error the ones started are stopped."""
-    from harness.mme import ModelCache
-
-    model = running.model
-    single = len(model.containers) == 1
     instance = Instance(instance_id=f"i-{secrets.token_hex(8)}")
     try:
-        for definition in model.containers:
-            if definition.multi_model:
-                model_dir = running.variant_dir / instance.instance_id / f"models-{definition.hostname}"
-                model_dir.mkdir(parents=True, exist_ok=True)
-            else:
-                model_dir = running.model_dirs[definition.hostname]
-            stream = f"{running.name}/{instance.instance_id}" + ("" if single else f"/{definition.hostname}")
-            spec = ContainerSpec(
-                name=f"servekit-{endpoint}-{running.name}-{instance.instance_id}-{definition.hostname}".lower(),
-                image=definition.image,
-                hostname=definition.hostname,
-                port=free_port(),
-                safe_port_range=platform.ports.acquire(),
-                multi_model=definition.multi_model,
-                model_dir=model_dir.resolve(),
-                log_path=platform.log_dir(endpoint) / f"{stream.replace('/', '__')}.log",
-                environment=dict(definition.environment),
-                limits=running.share,
-                role_environment=platform.config.role_environment(),
-            )
-            try:
-                started = await asyncio.to_thread(platform.backend.start, spec)
-            except Exception:
-                platform.ports.release(spec.safe_port_range)
-                raise
-            runtime = ContainerRuntime(
-                definition=definition,
-                running=started,
-                label="primary" if single else definition.hostname,
-                log_stream=stream,
-            )
-            if definition.multi_model:
-                runtime.cache = ModelCache(platform, endpoint, running.name, instance.instance_id,
-                                           runtime, model_dir.resolve())
-            instance.containers.append(runtime)
+        for definition in running.model.containers:
+            instance.containers.append(await _launch_container(platform, endpoint, running, instance, definition))
     except BaseException:
         await _stop_containers(platform, instance.containers)
         raise
     return instance
+
+
+async def _launch_container(platform: Platform, endpoint: str, running: VariantDeployment, instance: Instance,
+                            definition: ContainerDef) -> ContainerRuntime:
+    """Start one container of ``instance``; an MME container gets its model cache."""
+    single = len(running.model.containers) == 1
+    if definition.multi_model:
+        model_dir = running.variant_dir / instance.instance_id / f"models-{definition.hostname}"
+        model_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        model_dir = running.model_dirs[definition.hostname]
+    stream = f"{running.name}/{instance.instance_id}" + ("" if single else f"/{definition.hostname}")
+    spec = ContainerSpec(
+        name=f"servekit-{endpoint}-{running.name}-{instance.instance_id}-{definition.hostname}".lower(),
+        image=definition.image,
+        hostname=definition.hostname,
+        port=free_port(),
+        safe_port_range=platform.ports.acquire(),
+        multi_model=definition.multi_model,
+        model_dir=model_dir.resolve(),
+        log_path=platform.log_dir(endpoint) / f"{stream.replace('/', '__')}.log",
+        environment=dict(definition.environment),
+        limits=running.share,
+        role_environment=platform.config.role_environment(),
+    )
+    try:
+        started = await asyncio.to_thread(platform.backend.start, spec)
+    except Exception:
+        platform.ports.release(spec.safe_port_range)
+        raise
+    runtime = ContainerRuntime(endpoint=endpoint, definition=definition, running=started,
+                               label="primary" if single else definition.hostname, log_stream=stream)
+    if definition.multi_model:
+        runtime.cache = ModelCache(
+            runtime, platform.container_client, platform.metrics, platform.config,
+            variant=running.name, instance_id=instance.instance_id, models_dir=spec.model_dir,
+            prefix=definition.model_data_url or "", cache_enabled=definition.cache_enabled,
+        )
+    return runtime
 
 
 async def _unhealthy(platform: Platform, containers: list[ContainerRuntime],
@@ -259,33 +157,33 @@ async def _unhealthy(platform: Platform, containers: list[ContainerRuntime],
     return list(failed.values())
 
 
-async def start_variant(platform: Platform, deployment: Deployment, variant: dict[str, Any],
-                        model: ModelRecord) -> VariantDeployment:
-    """Start every instance of one variant and wait until all its containers are healthy."""
-    name = variant["VariantName"]
+def _plan_variant(platform: Platform, deployment: Deployment, variant: dict[str, Any],
+                  model: ModelRecord) -> VariantDeployment:
+    """The variant as it will run: instance count, weight, each container's share of an instance."""
     instance_type = variant.get("InstanceType", "ml.m5.large")
     limits = limits_for(instance_type)
     # An ml.m5.4xlarge on a 2-core laptop gets the laptop: docker refuses --cpus above the host's count.
     host_cpus = float(os.cpu_count() or 1)
     host_mib = psutil.virtual_memory().total // 2**20
-    running = VariantDeployment(
-        name=name,
+    return VariantDeployment(
+        name=variant["VariantName"],
         weight=float(variant.get("InitialVariantWeight", 1.0)),
         desired_count=int(variant.get("InitialInstanceCount", 1)),
         model=model,
-        instance_type=instance_type,
-        variant_dir=deployment.work_dir / name,
+        variant_dir=deployment.work_dir / variant["VariantName"],
         share=InstanceLimits(vcpus=round(min(limits.vcpus, host_cpus) / len(model.containers), 2),
                              memory_mib=min(limits.memory_mib, host_mib) // len(model.containers)),
         startup_s=float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
                         or platform.config.startup_timeout_s),
     )
-    # Single-model artifacts are extracted once per variant and mounted (read-only) into each instance.
-    for definition in model.containers:
+
+
+async def _extract_artifacts(platform: Platform, running: VariantDeployment, download_timeout: float) -> None:
+    """Single-model artifacts are extracted once per variant and mounted (read-only) into each instance."""
+    for definition in running.model.containers:
         if definition.multi_model:
             continue
         target = running.variant_dir / f"model-{definition.hostname}"
-        download_timeout = float(variant.get("ModelDataDownloadTimeoutInSeconds") or 3600)
         try:
             await asyncio.wait_for(asyncio.to_thread(_prepare_single_model, platform, definition, target),
                                    timeout=download_timeout)
@@ -302,13 +200,18 @@ async def start_variant(platform: Platform, deployment: Deployment, variant: dic
             ) from None
         running.model_dirs[definition.hostname] = target
 
+
+async def start_variant(platform: Platform, deployment: Deployment, variant: dict[str, Any],
+                        model: ModelRecord) -> VariantDeployment:
+    """Start every instance of one variant and wait until all its containers are healthy."""
+    running = _plan_variant(platform, deployment, variant, model)
+    await _extract_artifacts(platform, running, float(variant.get("ModelDataDownloadTimeoutInSeconds") or 3600))
     try:
         for _ in range(running.desired_count):
             running.instances.append(await _launch_instance(platform, deployment.endpoint, running))
-        containers = [c for i in running.instances for c in i.containers]
-        failed = await _unhealthy(platform, containers, running.startup_s)
+        failed = await _unhealthy(platform, running.containers(), running.startup_s)
         if failed:
-            raise DeploymentFailed(ping_failure(model, name, failed))
+            raise DeploymentFailed(ping_failure(model, running.name, failed))
     except BaseException:
         await stop_variant(platform, deployment.endpoint, running)
         raise
@@ -325,12 +228,17 @@ async def _stop_containers(platform: Platform, containers: list[ContainerRuntime
     await asyncio.gather(*(stop(c) for c in containers), return_exceptions=True)
 
 
-async def stop_variant(platform: Platform, endpoint: str, variant: VariantDeployment) -> None:
-    """Stop every container of a variant (SIGTERM, then SIGKILL after the grace period)."""
-    await _stop_containers(platform, [c for i in variant.instances for c in i.containers])
-    for instance in variant.instances:
+async def _stop_instances(platform: Platform, endpoint: str, variant: str, instances: list[Instance]) -> None:
+    """Stop the instances' containers (SIGTERM, then SIGKILL after the grace period)."""
+    await _stop_containers(platform, [c for i in instances for c in i.containers])
+    for instance in instances:
         if any(c.cache is not None for c in instance.containers):
-            platform.metrics.set_loaded_models(endpoint, variant.name, instance.instance_id, 0)
+            platform.metrics.set_loaded_models(endpoint, variant, instance.instance_id, 0)
+
+
+async def stop_variant(platform: Platform, endpoint: str, variant: VariantDeployment) -> None:
+    """Stop every container of a variant."""
+    await _stop_instances(platform, endpoint, variant.name, variant.instances)
 
 
 async def replace_instance(platform: Platform, endpoint: str, variant: VariantDeployment, old: Instance) -> None:
@@ -342,9 +250,7 @@ async def replace_instance(platform: Platform, endpoint: str, variant: VariantDe
         raise DeploymentFailed(ping_failure(variant.model, variant.name, failed))
     if old in variant.instances:
         variant.instances[variant.instances.index(old)] = new
-    await stop_variant(platform, endpoint, VariantDeployment(
-        name=variant.name, weight=variant.weight, desired_count=1, model=variant.model,
-        instance_type=variant.instance_type, instances=[old]))
+    await _stop_instances(platform, endpoint, variant.name, [old])
 
 
 async def monitor_deployment(platform: Platform, deployment: Deployment) -> None:
@@ -354,18 +260,21 @@ async def monitor_deployment(platform: Platform, deployment: Deployment) -> None
         await asyncio.sleep(interval)
         for variant in deployment.variants:
             for instance in list(variant.instances):
-                codes = await asyncio.gather(*(asyncio.to_thread(c.running.exit_code) for c in instance.containers))
-                dead = [f"{c.label} ({c.running.ident}, exit code {code})"
-                        for c, code in zip(instance.containers, codes, strict=True) if code is not None]
-                if not dead:
-                    continue
-                log.warning("endpoint %s variant %s instance %s: %s exited; replacing the instance",
-                            deployment.endpoint, variant.name, instance.instance_id, ", ".join(dead))
-                try:
-                    await replace_instance(platform, deployment.endpoint, variant, instance)
-                except Exception as exc:  # tried again at the next interval
-                    log.warning("replacing instance %s of endpoint %s failed: %s", instance.instance_id,
-                                deployment.endpoint, exc)
+                await _replace_if_dead(platform, deployment.endpoint, variant, instance)
+
+
+async def _replace_if_dead(platform: Platform, endpoint: str, variant: VariantDeployment, instance: Instance) -> None:
+    codes = await asyncio.gather(*(asyncio.to_thread(c.running.exit_code) for c in instance.containers))
+    dead = [f"{c.label} ({c.running.ident}, exit code {code})"
+            for c, code in zip(instance.containers, codes, strict=True) if code is not None]
+    if not dead:
+        return
+    log.warning("endpoint %s variant %s instance %s: %s exited; replacing the instance",
+                endpoint, variant.name, instance.instance_id, ", ".join(dead))
+    try:
+        await replace_instance(platform, endpoint, variant, instance)
+    except Exception as exc:  # tried again at the next interval
+        log.warning("replacing instance %s of endpoint %s failed: %s", instance.instance_id, endpoint, exc)
 
 
 async def start_deployment(platform: Platform, endpoint: str, config: dict[str, Any],
@@ -373,7 +282,6 @@ async def start_deployment(platform: Platform, endpoint: str, config: dict[str, 
     """Start all variants of an endpoint configuration; DeploymentFailed names what went wrong."""
     deployment = Deployment(
         endpoint=endpoint,
-        config_name=config["EndpointConfigName"],
         work_dir=platform.work_dir(endpoint) / secrets.token_hex(4),
     )
     try:

@@ -1,6 +1,6 @@
 """Errors the harness answers with, in the exact wire shapes botocore parses.
 
-Two protocols, two shapes (sagemaker-contract.md §5.4, §6.1):
+Two protocols, two shapes (docs/sagemaker-contract.md §5.4, §6.1):
 
 * control plane (JSON 1.1): HTTP 400 with body ``{"__type": "<Code>", "message": "..."}``;
 * runtime (rest-json): the error code in the ``x-amzn-ErrorType`` header, the message in the body's
@@ -70,13 +70,6 @@ class InternalFailure(RuntimeApiError):
 
     code = "InternalFailure"
     status = 500
-
-
-class ServiceUnavailable(RuntimeApiError):
-    """503: the endpoint cannot take traffic right now (e.g. it is being deleted)."""
-
-    code = "ServiceUnavailable"
-    status = 503
 
 
 def log_group_arn(region: str, endpoint: str) -> str:

@@ -25,6 +25,22 @@ from harness.core import Platform
 from harness.state import remove_state_file, write_state_file
 
 
+def listen_on_loopback(port: int) -> socket.socket:
+    """A socket bound to 127.0.0.1:``port`` (0: a free one).
+
+    uvicorn serves on this very socket, so no other process can take the port between choosing it and
+    serving on it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class LocalSageMaker:
     """A running local SageMaker (control plane + runtime) and the containers it started."""
 
@@ -50,9 +66,7 @@ class LocalSageMaker:
 
     def start(self, timeout_s: float = 30.0) -> LocalSageMaker:
         """Start serving; returns once the server accepts connections."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
+        sock = listen_on_loopback(self._port)
         port = sock.getsockname()[1]
         self.endpoint_url = f"http://127.0.0.1:{port}"
         app = create_app(self.platform, request_exit=self._request_exit)

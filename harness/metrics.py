@@ -1,6 +1,6 @@
 """Endpoint metrics under SageMaker's CloudWatch names, per endpoint and production variant.
 
-Names and units follow SageMaker (contract §2.4, §3.3): latencies in microseconds; ``Invocations``,
+Names and units follow SageMaker (docs/sagemaker-contract.md §2.4, §3.3): latencies in microseconds; ``Invocations``,
 ``Invocation4XXErrors``, ``Invocation5XXErrors`` and ``ModelCacheHit`` are per-request samples whose
 Sum counts and whose Average is a rate; ``LoadedModelCount`` is the latest value per instance summed.
 Each metric keeps CloudWatch's statistics: SampleCount, Sum, Minimum, Maximum, Average.
@@ -12,6 +12,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+#: Every metric's unit as SageMaker publishes it to CloudWatch. Counts and rates are unit "None", not
+#: "Count": https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html and
+#: https://docs.aws.amazon.com/sagemaker/latest/dg/multi-container-metrics.html ("Units: None").
 UNITS = {
     "Invocations": "None",
     "Invocation4XXErrors": "None",
@@ -101,7 +104,7 @@ class Metrics:
                 if ep != endpoint:
                     continue
                 entry = out.setdefault(variant, {"metrics": {}, "containers": {}})
-                values = {**stat.as_dict(), "Unit": UNITS.get(name, "None")}
+                values = {**stat.as_dict(), "Unit": UNITS[name]}
                 if container is None:
                     entry["metrics"][name] = values
                 else:

@@ -1,4 +1,6 @@
-"""The platform side of a multi-model endpoint: one container's model cache (contract §2.2, §2.3).
+"""The platform side of a multi-model endpoint: one container's model cache.
+
+docs/sagemaker-contract.md §2.2 (how SageMaker drives the container) and §2.3 (its model API).
 
 On an invocation with TargetModel the harness resolves ``ModelDataUrl`` prefix + TargetModel, gives
 the model an opaque name (a hash, as SageMaker does), downloads and safely extracts the artifact to
@@ -22,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
 from harness import artifacts
-from harness.errors import InternalFailure, ModelError, ModelNotReadyError, ValidationError, model_error
+from harness.errors import InternalFailure, ModelNotReadyError, ValidationError
 
 if TYPE_CHECKING:
-    from harness.core import Platform
-    from harness.deployment import ContainerRuntime
+    from harness.config import HarnessConfig
+    from harness.container_client import ContainerClient, ContainerTarget
+    from harness.metrics import Metrics
 
 
 def opaque_name(url: str) -> str:
@@ -41,7 +42,6 @@ def opaque_name(url: str) -> str:
 class LoadedModel:
     """A model the container has loaded."""
 
-    target: str
     last_used: float
     in_flight: int = 0
 
@@ -49,64 +49,72 @@ class LoadedModel:
 class ModelCache:
     """Loaded models of one MME container, in least-recently-used order."""
 
-    def __init__(self, platform: Platform, endpoint: str, variant: str, instance_id: str,
-                 container: ContainerRuntime, models_dir: Path) -> None:
-        self.platform = platform
-        self.endpoint = endpoint
+    def __init__(self, container: ContainerTarget, client: ContainerClient, metrics: Metrics,
+                 config: HarnessConfig, *, variant: str, instance_id: str, models_dir: Path,
+                 prefix: str, cache_enabled: bool) -> None:
+        self.container = container
+        self.client = client
+        self.metrics = metrics
+        self.config = config
         self.variant = variant
         self.instance_id = instance_id
-        self.container = container
         self.models_dir = models_dir
+        self.prefix = prefix  # the ModelDataUrl every TargetModel is relative to
+        self.cache_enabled = cache_enabled  # False: MultiModelConfig.ModelCacheSetting is Disabled
         self.loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._unloading: set[str] = set()
         # Set while a model is being unloaded, so a new load of the same model waits for it to finish
         # (otherwise the container could see POST /models before the DELETE it has not processed).
         self._unload_done: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[None]] = set()  # referenced until done, so none is collected
 
     # -- metrics -----------------------------------------------------------------------------------
     def _metric(self, name: str, value: float) -> None:
-        self.platform.metrics.record(self.endpoint, self.variant, name, value)
+        self.metrics.record(self.container.endpoint, self.variant, name, value)
 
     def _count_changed(self) -> None:
-        self.platform.metrics.set_loaded_models(self.endpoint, self.variant, self.instance_id, len(self.loaded))
+        self.metrics.set_loaded_models(self.container.endpoint, self.variant, self.instance_id, len(self.loaded))
 
     # -- the request path ----------------------------------------------------------------------------
     async def acquire(self, target: str) -> str:
         """Make ``target`` loaded and pin it for one request; returns its opaque name."""
-        prefix = self.container.definition.model_data_url or ""
         try:
-            url = artifacts.join_prefix(prefix, target)
+            url = artifacts.join_prefix(self.prefix, target)
         except artifacts.ArtifactError as exc:
             raise ValidationError(str(exc)) from None
         name = opaque_name(url)
         entry = self.loaded.get(name)
         hit = entry is not None and name not in self._unloading
         self._metric("ModelCacheHit", 1.0 if hit else 0.0)
-        if not hit:
-            started = time.perf_counter()
-            task = self._loading.get(name)
-            if task is None:
-                task = asyncio.create_task(self._load(name, target, url))
-                self._loading[name] = task
-                task.add_done_callback(self._load_finished)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=self.platform.config.model_load_wait_s)
-            except TimeoutError:
-                raise ModelNotReadyError(
-                    f"Model {target} is not ready yet: it is still being downloaded or loaded into the "
-                    "container. Wait and try your request again."
-                ) from None
-            finally:
-                self._metric("ModelLoadingWaitTime", (time.perf_counter() - started) * 1e6)
-            entry = self.loaded.get(name)
-            if entry is None:
-                raise InternalFailure(f"model {target} was unloaded before it could be invoked; retry")
-        assert entry is not None
+        if entry is None or not hit:
+            entry = await self._wait_loaded(name, target, url)
         entry.in_flight += 1
         entry.last_used = time.monotonic()
         self.loaded.move_to_end(name)
         return name
+
+    async def _wait_loaded(self, name: str, target: str, url: str) -> LoadedModel:
+        """Join (or start) the single-flight load of ``name``; give up waiting after model_load_wait_s."""
+        started = time.perf_counter()
+        task = self._loading.get(name)
+        if task is None:
+            task = asyncio.create_task(self._load(name, target, url))
+            self._loading[name] = task
+            task.add_done_callback(self._load_finished)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.config.model_load_wait_s)
+        except TimeoutError:
+            raise ModelNotReadyError(
+                f"Model {target} is not ready yet: it is still being downloaded or loaded into the "
+                "container. Wait and try your request again."
+            ) from None
+        finally:
+            self._metric("ModelLoadingWaitTime", (time.perf_counter() - started) * 1e6)
+        entry = self.loaded.get(name)
+        if entry is None:
+            raise InternalFailure(f"model {target} was unloaded before it could be invoked; retry")
+        return entry
 
     def _load_finished(self, task: asyncio.Task[None]) -> None:
         for name, running in list(self._loading.items()):
@@ -122,9 +130,11 @@ class ModelCache:
             return
         entry.in_flight -= 1
         entry.last_used = time.monotonic()
-        if not self.container.definition.cache_enabled and entry.in_flight == 0:
+        if not self.cache_enabled and entry.in_flight == 0:
             # SageMaker unloads asynchronously after the response; do the same.
-            asyncio.create_task(self.unload(name, delete_files=True))
+            task = asyncio.create_task(self.unload(name, delete_files=True))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def forget(self, name: str) -> None:
         """The container says it does not have ``name`` (404): drop it so the next request reloads."""
@@ -140,24 +150,15 @@ class ModelCache:
         staging = self.models_dir / name / "staging"
         download = self.models_dir / name / "download"
         started = time.perf_counter()
-        config = self.platform.config
         try:
-            fetched = await asyncio.to_thread(artifacts.fetch, url, download, region=config.region,
-                                              s3_endpoint_url=config.s3_endpoint_url)
+            fetched = await asyncio.to_thread(artifacts.fetch, url, download, region=self.config.region,
+                                              s3_endpoint_url=self.config.s3_endpoint_url)
             self._metric("ModelDownloadingTime", (time.perf_counter() - started) * 1e6)
             await asyncio.to_thread(shutil.rmtree, staging, True)
             await asyncio.to_thread(artifacts.materialize, fetched, staging)
         except artifacts.ArtifactNotFound:
             await asyncio.to_thread(shutil.rmtree, self.models_dir / name, True)
-            if url.startswith("s3://"):
-                bucket, key = artifacts.split_s3(url)
-                where = f"(bucket: {bucket}, key: {key})"
-            else:
-                where = f"(url: {url})"
-            raise ValidationError(
-                f"Failed to download model data{where}. Please ensure that there is an object located at the "
-                "URL and that the role passed to CreateModel has permissions to download the object."
-            ) from None
+            raise _download_failed(url) from None
         except artifacts.ArtifactError as exc:
             await asyncio.to_thread(shutil.rmtree, self.models_dir / name, True)
             raise ValidationError(f"Cannot use model artifact for TargetModel {target}: {exc}") from None
@@ -171,30 +172,17 @@ class ModelCache:
         if pending is not None:
             await pending.wait()
         model_dir = await self._download(name, target, url)
-        running = self.container.running
-        body = {"model_name": name, "url": running.model_url(model_dir)}
         started = time.perf_counter()
         while True:
-            try:
-                response = await self.platform.client.post(
-                    f"{running.base_url}/models", json=body,
-                    headers={"X-Amzn-SageMaker-Target-Model": target},
-                    timeout=httpx.Timeout(self.platform.config.model_load_timeout_s,
-                                          connect=self.platform.config.connect_timeout_s),
-                )
-            except httpx.HTTPError as exc:
-                raise self._unreachable(exc) from None
-            if response.status_code < 300 or response.status_code == 409:
+            reply = await self.client.load(self.container, name, model_dir, target)
+            if reply.status < 300 or reply.status == 409:
                 break  # 409: the container has it already
-            if response.status_code == 507:
-                victim = self._least_recently_used(exclude=name)
-                if victim is not None:
-                    await self.unload(victim, delete_files=False)
-                    continue
-            raise model_error(self.platform.config.region, self.endpoint, self.container.label,
-                              response.status_code, response.text)
+            victim = self._least_recently_used(exclude=name) if reply.status == 507 else None
+            if victim is None:
+                raise self.client.rejected(self.container, reply.status, reply.text)
+            await self.unload(victim, delete_files=False)  # 507: no room; make some and try again
         self._metric("ModelLoadingTime", (time.perf_counter() - started) * 1e6)
-        self.loaded[name] = LoadedModel(target=target, last_used=time.monotonic())
+        self.loaded[name] = LoadedModel(last_used=time.monotonic())
         self._count_changed()
 
     def _least_recently_used(self, exclude: str) -> str | None:
@@ -212,11 +200,7 @@ class ModelCache:
         done = self._unload_done[name] = asyncio.Event()
         started = time.perf_counter()
         try:
-            try:
-                await self.platform.client.delete(f"{self.container.running.base_url}/models/{name}",
-                                                  timeout=self.platform.config.model_load_timeout_s)
-            except httpx.HTTPError:
-                pass  # a dead container has unloaded everything anyway
+            await self.client.unload(self.container, name)
             self._metric("ModelUnloadingTime", (time.perf_counter() - started) * 1e6)
             self.loaded.pop(name, None)
             self._count_changed()
@@ -228,8 +212,16 @@ class ModelCache:
             if self._unload_done.get(name) is done:
                 del self._unload_done[name]
 
-    def _unreachable(self, exc: Exception) -> ModelError:
-        code = self.container.running.exit_code()
-        detail = f"it exited with code {code}" if code is not None else str(exc) or type(exc).__name__
-        return model_error(self.platform.config.region, self.endpoint, self.container.label, 0,
-                           f"Could not reach container {self.container.label}: {detail}")
+
+
+def _download_failed(url: str) -> ValidationError:
+    """SageMaker's answer when TargetModel names no object under the prefix."""
+    if url.startswith("s3://"):
+        bucket, key = artifacts.split_s3(url)
+        where = f"(bucket: {bucket}, key: {key})"
+    else:
+        where = f"(url: {url})"
+    return ValidationError(
+        f"Failed to download model data{where}. Please ensure that there is an object located at the "
+        "URL and that the role passed to CreateModel has permissions to download the object."
+    )

@@ -8,6 +8,7 @@ The state directory holds ``harness.json`` (URL and PID of the running harness, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -85,8 +86,9 @@ class EndpointRecord:
     status: str = "Creating"
     modified: float = field(default_factory=time.time)
     failure_reason: str | None = None
-    deployment: Any = None  # harness.deployment.Deployment once containers run
-    task: Any = None  # the asyncio task creating or updating it
+    # harness.running.Deployment once containers run (not imported: harness.running builds on this module)
+    deployment: Any = None
+    task: asyncio.Task[None] | None = None  # creating or updating it
     tags: dict[str, str] = field(default_factory=dict)  # harness.tags
 
     def set_status(self, status: str, failure_reason: str | None = None) -> None:

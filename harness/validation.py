@@ -1,6 +1,6 @@
 """Request validation driven by botocore's service model, with AWS's message format.
 
-botocore checks only required members, types and ``min`` on the client (contract §6.1); enums,
+botocore checks only required members, types and ``min`` on the client (docs/sagemaker-contract.md §6.1); enums,
 patterns, maxima and list sizes are the service's job. Rather than hand-writing per-field checks this
 module walks the operation's input shape from ``botocore.session.get_session().get_service_model(...)``
 and reports violations the way AWS does::

@@ -42,7 +42,7 @@ class ContainerSpec:
         return MULTI_MODEL_MOUNT if self.multi_model else SINGLE_MODEL_MOUNT
 
     def platform_environment(self) -> dict[str, str]:
-        """The variables SageMaker itself sets (contract §1.7), over the model's Environment."""
+        """The variables SageMaker itself sets (docs/sagemaker-contract.md §1.7), over the model's Environment."""
         env = {**self.role_environment, **self.environment}
         env["SAGEMAKER_BIND_TO_PORT"] = str(self.port)
         env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{self.safe_port_range[0]}-{self.safe_port_range[1]}"
@@ -78,13 +78,6 @@ class RunningContainer(ABC):
     @abstractmethod
     def model_url(self, host_path: Path) -> str:
         """The path the container sees for a host path under ``spec.model_dir`` (for POST /models)."""
-
-    def read_logs(self) -> str:
-        """Everything the container wrote so far (its log stream)."""
-        try:
-            return self.spec.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 class Backend(ABC):

@@ -6,7 +6,7 @@
 * ``--cpus``/``--memory`` from the instance type;
 * the engine's ``bridge`` network with the port published on 127.0.0.1 where the engine has one, and
   ``--network host`` where it has none (engines started with ``--bridge=none``);
-* labels checked at CreateModel as SageMaker checks them (contract §2.1, §3.1).
+* labels checked at CreateModel as SageMaker checks them (docs/sagemaker-contract.md §2.1, §3.1).
 
 The engine is driven through the ``docker`` CLI, so the backend needs nothing beyond a docker client.
 """

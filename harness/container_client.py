@@ -1,0 +1,182 @@
+"""The one HTTP client the harness talks to containers with: ping, invoke, load, unload.
+
+It owns the timeouts (docs/sagemaker-contract.md §1.3: answer within 60 s; §2.3 for loads) and the
+errors a container that cannot be reached turns into: a ModelError with status 0 naming ``primary``
+or the container's hostname, "it exited with code N" when it died (§1.6). Only the headers SageMaker
+forwards reach a container (§1.4): Content-Type, Accept, Custom-Attributes and, for MME,
+Target-Model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from harness.backends.base import RunningContainer
+from harness.config import HarnessConfig
+from harness.errors import ModelError, model_error
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
+
+
+class ContainerTarget(Protocol):
+    """What the client needs to know about a container: where it runs and how errors name it."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...  # 'primary' or the hostname, as SageMaker's messages name it
+
+    @property
+    def running(self) -> RunningContainer: ...
+
+
+@dataclass(frozen=True)
+class OutgoingRequest:
+    """One request to a container: the body and the headers SageMaker forwards."""
+
+    body: bytes
+    content_type: str | None = None
+    accept: str | None = None
+    custom_attributes: str | None = None
+    target_model: str | None = None  # MME containers only
+
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers; an absent value sends no header at all."""
+        pairs = (("Content-Type", self.content_type), ("Accept", self.accept),
+                 (CUSTOM_ATTRIBUTES, self.custom_attributes), (TARGET_MODEL, self.target_model))
+        return {name: value for name, value in pairs if value is not None}
+
+
+@dataclass(frozen=True)
+class ContainerReply:
+    """A container's answer to one request, whatever its status."""
+
+    status: int
+    body: bytes
+    content_type: str | None
+    custom_attributes: str | None
+    latency_us: float
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+class ContainerClient:
+    """Every call from the harness to a container goes through here."""
+
+    def __init__(self, config: HarnessConfig) -> None:
+        self.config = config
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """Created on first use, so that it belongs to the server's event loop."""
+        if self._http is None:
+            # No connection pool limit worth hitting locally; keep-alive makes small calls cheap.
+            self._http = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), trust_env=False
+            )
+            # Containers get only the headers SageMaker forwards: no default "Accept: */*" (a pipeline's
+            # intermediate containers must see no Accept at all) and no compression negotiation.
+            for default in ("Accept", "Accept-Encoding"):
+                self._http.headers.pop(default, None)
+        return self._http
+
+    async def close(self) -> None:
+        """Close the connections (when the harness stops)."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _timeout(self, read_s: float) -> httpx.Timeout:
+        return httpx.Timeout(read_s, connect=self.config.connect_timeout_s)
+
+    # -- health ------------------------------------------------------------------------------------------
+    async def healthy(self, running: RunningContainer, *, multi_model: bool) -> bool:
+        """``GET /ping`` answers 200 within the ping timeout (and ``GET /models`` too for MME)."""
+        paths = ["/ping", "/models"] if multi_model else ["/ping"]
+        try:
+            for path in paths:
+                answer = await self.http.get(f"{running.base_url}{path}", timeout=self.config.ping_timeout_s)
+                if answer.status_code != 200:
+                    return False
+        except httpx.HTTPError:
+            return False
+        return True
+
+    # -- invocations ---------------------------------------------------------------------------------------
+    async def invoke(self, container: ContainerTarget, path: str, request: OutgoingRequest) -> ContainerReply:
+        """POST ``request`` to ``path``; a timeout or an unreachable container raises ModelError."""
+        started = time.perf_counter()
+        try:
+            response = await self.http.post(
+                f"{container.running.base_url}{path}", content=request.body, headers=request.headers(),
+                timeout=self._timeout(self.config.invocation_timeout_s),
+            )
+        except httpx.ConnectTimeout as exc:
+            raise self.unreachable(container, exc) from None
+        except httpx.TimeoutException:
+            raise self._timed_out(container) from None
+        except httpx.HTTPError as exc:
+            raise self.unreachable(container, exc) from None
+        return _reply(response, started)
+
+    # -- MME model management -----------------------------------------------------------------------------
+    async def load(self, container: ContainerTarget, name: str, model_dir: Path,
+                   target_model: str) -> ContainerReply:
+        """``POST /models``, whatever its answer; an unreachable container raises ModelError."""
+        body = {"model_name": name, "url": container.running.model_url(model_dir)}
+        started = time.perf_counter()
+        try:
+            response = await self.http.post(f"{container.running.base_url}/models", json=body,
+                                            headers={TARGET_MODEL: target_model},
+                                            timeout=self._timeout(self.config.model_load_timeout_s))
+        except httpx.HTTPError as exc:
+            raise self.unreachable(container, exc) from None
+        return _reply(response, started)
+
+    async def unload(self, container: ContainerTarget, name: str) -> None:
+        """``DELETE /models/<name>``; a container that cannot be reached has unloaded everything anyway."""
+        try:
+            await self.http.delete(f"{container.running.base_url}/models/{name}",
+                                   timeout=self.config.model_load_timeout_s)
+        except httpx.HTTPError:
+            pass
+
+    # -- errors --------------------------------------------------------------------------------------------
+    def rejected(self, container: ContainerTarget, status: int, text: str) -> ModelError:
+        """The ModelError for a container's 4xx/5xx answer."""
+        return model_error(self.config.region, container.endpoint, container.label, status, text)
+
+    def unreachable(self, container: ContainerTarget, exc: Exception) -> ModelError:
+        """The ModelError for a container that did not take the request: dead, or not accepting."""
+        code = container.running.exit_code()
+        detail = f"it exited with code {code}" if code is not None else (str(exc) or type(exc).__name__)
+        return model_error(self.config.region, container.endpoint, container.label, 0,
+                           f"Could not reach container {container.label}: {detail}")
+
+    def _timed_out(self, container: ContainerTarget) -> ModelError:
+        return model_error(
+            self.config.region, container.endpoint, container.label, 0,
+            f"Your invocation timed out while waiting for a response from container {container.label}. "
+            "Review the latency metrics for each container in Amazon CloudWatch, resolve the issue, "
+            "and try again.",
+        )
+
+
+def _reply(response: httpx.Response, started: float) -> ContainerReply:
+    return ContainerReply(
+        status=response.status_code,
+        body=response.content,
+        content_type=response.headers.get("content-type"),
+        custom_attributes=response.headers.get(CUSTOM_ATTRIBUTES),
+        latency_us=(time.perf_counter() - started) * 1e6,
+    )

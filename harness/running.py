@@ -1,0 +1,109 @@
+"""What runs for an endpoint, as data: deployment -> variants -> instances -> containers.
+
+SageMaker starts every container of a model on each instance of a variant (docs/sagemaker-contract.md
+§3.2, §4.1). These records say what is running and how traffic picks among it; harness.deployment
+starts and stops them, harness.runtime routes requests through them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.backends.base import RunningContainer
+from harness.instance_types import InstanceLimits
+from harness.state import ContainerDef, ModelRecord
+
+if TYPE_CHECKING:
+    from harness.mme import ModelCache
+
+
+@dataclass
+class ContainerRuntime:
+    """One running container of one instance."""
+
+    endpoint: str
+    definition: ContainerDef
+    running: RunningContainer
+    label: str  # the name SageMaker's messages use: 'primary' or the hostname
+    log_stream: str
+    cache: ModelCache | None = None  # MME containers only
+
+    @property
+    def hostname(self) -> str:
+        return self.definition.hostname
+
+
+@dataclass
+class Instance:
+    """One instance of a variant: all of the model's containers."""
+
+    instance_id: str
+    containers: list[ContainerRuntime] = field(default_factory=list)
+
+    def container(self, hostname: str) -> ContainerRuntime | None:
+        """The container with ``hostname`` (exact match), if any."""
+        for runtime in self.containers:
+            if runtime.hostname == hostname:
+                return runtime
+        return None
+
+
+@dataclass
+class VariantDeployment:
+    """A production variant's running instances."""
+
+    name: str
+    weight: float
+    desired_count: int
+    model: ModelRecord
+    instances: list[Instance] = field(default_factory=list)
+    # How to launch more instances (replacements): where artifacts are, resources, startup window.
+    variant_dir: Path = Path(".")
+    model_dirs: dict[str, Path] = field(default_factory=dict)
+    share: InstanceLimits | None = None
+    startup_s: float = 240.0
+    _round_robin: itertools.count[int] = field(default_factory=itertools.count)
+
+    def pick_instance(self, target_model: str | None) -> Instance:
+        """Round-robin; MME requests stick to one instance per TargetModel (its cache lives there)."""
+        if target_model is not None:
+            return self.instances[zlib.crc32(target_model.encode()) % len(self.instances)]
+        return self.instances[next(self._round_robin) % len(self.instances)]
+
+    def containers(self) -> list[ContainerRuntime]:
+        """Every container of every instance."""
+        return [c for i in self.instances for c in i.containers]
+
+
+@dataclass
+class Deployment:
+    """All variants of one endpoint."""
+
+    endpoint: str
+    work_dir: Path
+    variants: list[VariantDeployment] = field(default_factory=list)
+    monitor: asyncio.Task[None] | None = None
+
+    def variant(self, name: str) -> VariantDeployment | None:
+        """The variant called ``name``."""
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        return None
+
+    def pick_variant(self) -> VariantDeployment:
+        """Weighted random choice, as SageMaker splits traffic by InitialVariantWeight."""
+        weights = [max(v.weight, 0.0) for v in self.variants]
+        if sum(weights) <= 0:
+            return self.variants[0]
+        return random.choices(self.variants, weights=weights)[0]
+
+    def all_containers(self) -> list[ContainerRuntime]:
+        """Every running container, across variants and instances."""
+        return [c for v in self.variants for c in v.containers()]
