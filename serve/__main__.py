@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "starting %s engine, framework %s, %s mode, on %s:%d", settings.engine, settings.framework,
         "multi-model" if settings.multi_model else "single-model", settings.host, settings.port)
     if settings.engine == "mms":
-        from serve.mms_engine import run as run_mms
+        from serve.mms.engine import run as run_mms
 
         return run_mms(settings)
     return run_native(settings)

@@ -20,21 +20,23 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from handlers.base import HandlerOptions, Request, Response
+from handlers.base import Request, Response
 from handlers.registry import handler_class, handler_module
 from serve.memory import memory_limit_bytes, tree_pss_bytes
 from serve.settings import Settings
+from serve.shared import handler_options, workers_per_model
 from serve.worker import WorkerInfo, worker_main
 
 log = logging.getLogger("serve.engine")
 
 MB = 1024 * 1024
-#: SageMaker keeps loading an MME model for up to 360 s after the invocation gave up (contract §2.2).
+#: SageMaker keeps loading an MME model for up to 360 s after the invocation gave up
+#: (docs/sagemaker-contract.md §2.2).
 LOAD_TIMEOUT_S = 360.0
 #: How long a stopping worker gets to exit after its pipe closes before it is killed.
 STOP_GRACE_S = 5.0
 #: Predicted private memory of a model's worker before anything was measured: the fork's own
-#: pages (peers.md §3.4: about 2 MB) plus room for the unpickled model.
+#: pages (about 2 MB) plus room for the unpickled model.
 FIRST_MODEL_BASELINE = 16 * MB
 
 
@@ -110,12 +112,7 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.options = HandlerOptions(
-            default_accept=settings.default_accept,
-            program=settings.program,
-            submit_directory=settings.submit_directory,
-            install_requirements=settings.install_requirements,
-        )
+        self.options = handler_options(settings)
         self.memory_limit = memory_limit_bytes(settings.memory_limit_mb)
         self.models: dict[str, ModelEntry] = {}
         self._reserved: dict[str, int] = {}  # predicted memory of loads in progress
@@ -143,12 +140,6 @@ class Engine:
             from multiprocessing import forkserver
 
             await asyncio.to_thread(forkserver.ensure_running)
-
-    @property
-    def default_workers(self) -> int:
-        """Workers per model: the framework's default for a single model, one per model for MME
-        (multi-model-server's default_workers_per_model=1 in AWS's MME configuration)."""
-        return 1 if self.settings.multi_model else self.handler.default_workers
 
     # -- process start --------------------------------------------------------------------------
 
@@ -246,7 +237,7 @@ class Engine:
             await self._admit(name, url)
             first = await self._start_worker(name, url)
             entry.workers.append(first)
-            wanted = workers or self.settings.workers or self.default_workers
+            wanted = workers or workers_per_model(self.settings, self.handler.default_workers)
             if wanted > 1:
                 more = await asyncio.gather(*(self._start_worker(name, url) for _ in range(wanted - 1)),
                                             return_exceptions=True)

@@ -1,14 +1,17 @@
-"""Every environment variable the container server reads, declared once, typed and documented.
+"""Every environment variable the container server reads, each declared once: name, parser, default, help.
 
-Nothing is read at import time: ``Settings.from_env()`` is called when the server starts, and a bad
-value stops the start with a one-line ``SettingsError`` that names the variable.
+Each ``Settings`` field carries its variable's name, parser and help text in its metadata, so parsing
+(``Settings.from_env``) and ``serve --help`` (``describe_variables``) are generated from the same
+declaration. Nothing is read at import time: ``Settings.from_env()`` is called when the server
+starts, and a bad value stops the start with a one-line ``SettingsError`` that names the variable.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
@@ -16,17 +19,6 @@ LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable and what is accepted."""
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One environment variable: its name, how to parse it, its default and what it means."""
-
-    name: str
-    field: str
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
 
 
 def _bool(value: str) -> bool:
@@ -115,91 +107,118 @@ def _optional_text(value: str) -> str | None:
     return value.strip() or None
 
 
-VARIABLES: tuple[Variable, ...] = (
-    # SageMaker's own variables (sagemaker-contract.md §1.7).
-    Variable("SAGEMAKER_BIND_TO_PORT", "port", _port, 8080,
-             "Port for /ping, /invocations and /models (set by SageMaker for multi-container endpoints)."),
-    Variable("SAGEMAKER_SAFE_PORT_RANGE", "safe_port_range", _port_range, None,
-             "Inclusive LOW-HIGH range any extra port must come from (set by SageMaker for MCE)."),
-    Variable("SAGEMAKER_MULTI_MODEL", "multi_model", _bool, False,
-             "true: multi-model endpoint mode (/models API); set by SageMaker for MME."),
-    Variable("SAGEMAKER_PROGRAM", "program", _optional_text, None,
-             "User script in the code directory ('.py' optional); unset: inference.py when present."),
-    Variable("SAGEMAKER_SUBMIT_DIRECTORY", "submit_directory", _optional_text, None,
-             "User code when not in <model>/code: a directory, a .tar.gz or an s3:// URI (fetched once)."),
-    Variable("SAGEMAKER_MODEL_SERVER_WORKERS", "workers", _optional_positive_int, None,
-             "Worker processes per model (default: the framework's default, see README)."),
-    Variable("SAGEMAKER_MODEL_SERVER_TIMEOUT", "timeout_s", _positive_float, 60.0,
-             "Seconds a request may take before it fails with 504 (seconds, not minutes)."),
-    Variable("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "default_accept", _media_type, "application/json",
-             "Response type when Accept is missing or */*."),
-    Variable("SAGEMAKER_MAX_PAYLOAD_IN_MB", "max_payload_mb", _positive_float, 6.0,
-             "Largest request body in MiB; larger bodies get 413."),
-    Variable("SAGEMAKER_CONTAINER_LOG_LEVEL", "log_level", _log_level, 20,
-             "Python logging level, name or number (the SageMaker SDK writes \"20\")."),
-    # servekit's own.
-    Variable("SERVE_FRAMEWORK", "framework", _framework, "sklearn",
-             "sklearn | pytorch | tensorflow | package.module:Class for a custom handler."),
-    Variable("SERVE_ENGINE", "engine", _engine, "native",
-             "native (forked per-model workers) or mms (multi-model-server compatibility engine)."),
-    Variable("SERVE_HOST", "host", _text, "0.0.0.0",
-             "Address to listen on (127.0.0.1 for local tests)."),
-    Variable("SERVE_MODEL_DIR", "model_dir", _text, "/opt/ml/model",
-             "Single-model mode: the extracted model artifact."),
-    Variable("SERVE_MEMORY_LIMIT_MB", "memory_limit_mb", _optional_positive_int, None,
-             "Memory the server may use, for MME admission (default: the cgroup limit, else physical memory)."),
-    Variable("SERVE_INSTALL_REQUIREMENTS", "install_requirements", _bool, True,
-             "pip-install code/requirements.txt when a model loads (false: pre-bake them into the image)."),
-)
+def variable(name: str, parse: Callable[[str], Any], default: Any, help: str) -> Any:
+    """A ``Settings`` field read from environment variable ``name`` (typed ``Any`` so that it can
+    stand as the default of a field of any type, as ``dataclasses.field`` does)."""
+    return field(default=default, metadata={"variable": name, "parse": parse, "help": help})
 
 
 @dataclass(frozen=True)
 class Settings:
     """The server's configuration, parsed from the environment at start."""
 
-    port: int = 8080
-    safe_port_range: tuple[int, int] | None = None
-    multi_model: bool = False
-    program: str | None = None
-    submit_directory: str | None = None
-    workers: int | None = None
-    timeout_s: float = 60.0
-    default_accept: str = "application/json"
-    max_payload_mb: float = 6.0
-    log_level: int = 20
-    framework: str = "sklearn"
-    engine: str = "native"
-    host: str = "0.0.0.0"
-    model_dir: str = "/opt/ml/model"
-    memory_limit_mb: int | None = None
-    install_requirements: bool = True
+    # SageMaker's own variables (docs/sagemaker-contract.md §1.7).
+    port: int = variable(
+        "SAGEMAKER_BIND_TO_PORT", _port, 8080,
+        "Port for /ping, /invocations and /models (set by SageMaker for multi-container endpoints).")
+    safe_port_range: tuple[int, int] | None = variable(
+        "SAGEMAKER_SAFE_PORT_RANGE", _port_range, None,
+        "Inclusive LOW-HIGH range any extra port must come from (set by SageMaker for MCE).")
+    multi_model: bool = variable(
+        "SAGEMAKER_MULTI_MODEL", _bool, False,
+        "true: multi-model endpoint mode (/models API); set by SageMaker for MME.")
+    program: str | None = variable(
+        "SAGEMAKER_PROGRAM", _optional_text, None,
+        "User script in the code directory ('.py' optional); unset: inference.py when present.")
+    submit_directory: str | None = variable(
+        "SAGEMAKER_SUBMIT_DIRECTORY", _optional_text, None,
+        "User code when not in <model>/code: a directory, a .tar.gz or an s3:// URI (fetched once).")
+    workers: int | None = variable(
+        "SAGEMAKER_MODEL_SERVER_WORKERS", _optional_positive_int, None,
+        "Worker processes per model (default: the framework's default, see README).")
+    timeout_s: float = variable(
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT", _positive_float, 60.0,
+        "Seconds a request may take before it fails with 504 (seconds, not minutes).")
+    default_accept: str = variable(
+        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", _media_type, "application/json",
+        "Response type when Accept is missing or */*.")
+    max_payload_mb: float = variable(
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB", _positive_float, 6.0,
+        "Largest request body in MiB; larger bodies get 413.")
+    log_level: int = variable(
+        "SAGEMAKER_CONTAINER_LOG_LEVEL", _log_level, 20,
+        "Python logging level, name or number (the SageMaker SDK writes \"20\").")
+    # servekit's own.
+    framework: str = variable(
+        "SERVE_FRAMEWORK", _framework, "sklearn",
+        "sklearn | pytorch | tensorflow | package.module:Class for a custom handler.")
+    engine: str = variable(
+        "SERVE_ENGINE", _engine, "native",
+        "native (forked per-model workers) or mms (multi-model-server compatibility engine).")
+    host: str = variable(
+        "SERVE_HOST", _text, "0.0.0.0",
+        "Address to listen on (127.0.0.1 for local tests).")
+    model_dir: str = variable(
+        "SERVE_MODEL_DIR", _text, "/opt/ml/model",
+        "Single-model mode: the extracted model artifact.")
+    memory_limit_mb: int | None = variable(
+        "SERVE_MEMORY_LIMIT_MB", _optional_positive_int, None,
+        "Memory the server may use, for MME admission (default: the cgroup limit, else physical memory).")
+    install_requirements: bool = variable(
+        "SERVE_INSTALL_REQUIREMENTS", _bool, True,
+        "pip-install code/requirements.txt when a model loads (false: pre-bake them into the image).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse every declared variable from ``environ`` (default ``os.environ``)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for var in VARIABLES:
-            raw = env.get(var.name)
+        for setting in fields(cls):
+            name = setting.metadata["variable"]
+            raw = env.get(name)
             if raw is None:
                 continue
             try:
-                values[var.field] = var.parse(raw)
+                values[setting.name] = setting.metadata["parse"](raw)
             except ValueError as exc:
-                raise SettingsError(f"{var.name}={raw!r} is invalid: {exc}") from None
+                raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
         return cls(**values)
+
+    def to_json(self, names: Iterable[str]) -> str:
+        """The settings ``names`` as JSON, for a process that rebuilds them with ``from_json``."""
+        return json.dumps({name: getattr(self, name) for name in names})
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """Settings from ``to_json``'s text; every field it does not name keeps its default."""
+        values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError("expected a JSON object of settings")
+        known = {setting.name for setting in fields(cls)}
+        # JSON has no tuples; SAGEMAKER_SAFE_PORT_RANGE's (low, high) comes back as a list.
+        parsed: dict[str, Any] = {name: tuple(value) if isinstance(value, list) else value
+                                  for name, value in values.items() if name in known}
+        return cls(**parsed)
 
     @property
     def max_payload_bytes(self) -> int:
         return int(self.max_payload_mb * 1024 * 1024)
 
 
+def settings_fields() -> tuple[Field[Any], ...]:
+    """Every setting, in declaration order."""
+    return fields(Settings)
+
+
+def variable_names() -> list[str]:
+    """The environment variable of every setting, in declaration order."""
+    return [setting.metadata["variable"] for setting in settings_fields()]
+
+
 def describe_variables() -> str:
     """Text for ``serve --help``: every variable, its default and meaning."""
-    defaults = {f.name: f.default for f in fields(Settings)}
     lines = []
-    for var in VARIABLES:
-        default = defaults[var.field]
-        shown = "unset" if default is None else str(default)
-        lines.append(f"  {var.name:<38} {var.help} [default: {shown}]")
+    for setting in settings_fields():
+        shown = "unset" if setting.default is None else str(setting.default)
+        lines.append(f"  {setting.metadata['variable']:<38} {setting.metadata['help']} [default: {shown}]")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ ENGINES = ["native", "mms"]
 
 #: (engine, test name) -> why that engine cannot pass it.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-    # SERVE_ENGINE=mms (multi-model-server 1.1.11); maintained with serve/mms_engine.py, see docs/engines.md.
+    # SERVE_ENGINE=mms (multi-model-server 1.1.11); maintained with serve/mms/, see docs/engines.md.
     ("mms", "test_ping_is_not_200_until_the_model_is_loaded"):
         "mms: the port opens only once the model is loaded (servekit loads it before MMS listens), so "
         "/ping is refused, never answered non-200, while model_fn runs; this test counts only answers",

@@ -192,9 +192,19 @@ def test_models_api_is_absent_in_single_model_mode(engine: str, iris: SklearnArt
 
 
 def test_help_lists_every_variable() -> None:
-    from serve.settings import VARIABLES
+    from serve.settings import variable_names
 
     done = subprocess.run([sys.executable, "-m", "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for var in VARIABLES:
-        assert var.name in done.stdout
+    for name in variable_names():
+        assert name in done.stdout
+
+
+def test_readme_table_lists_exactly_the_declared_variables() -> None:
+    import re
+
+    from serve.settings import variable_names
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = re.findall(r"^\| `((?:SAGEMAKER|SERVE)_[A-Z_]+)` \|", readme, flags=re.MULTILINE)
+    assert table == variable_names()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from serve import mms_engine
+from serve.mms import config, supervisor, worker_env
 from serve.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,17 +23,17 @@ def _props(text: str) -> dict[str, str]:
 
 def test_properties_bind_both_apis_to_the_sagemaker_port_and_use_seconds():
     settings = Settings(port=18080, host="127.0.0.1", timeout_s=7.5, max_payload_mb=10)
-    props = _props(mms_engine.render_properties(settings, workers=3, heap_mb=256))
+    props = _props(config.render_properties(settings, workers=3, heap_mb=256))
 
     assert props["inference_address"] == "http://127.0.0.1:18080"
     assert props["management_address"] == props["inference_address"]
     # Seconds (7.5 rounded up, plus the backstop past the worker's own 504), never the minutes-valued
     # default_response_timeout.
-    assert props["default_response_timeout_seconds"] == str(8 + mms_engine.TIMEOUT_BACKSTOP_S)
+    assert props["default_response_timeout_seconds"] == str(8 + config.TIMEOUT_BACKSTOP_S)
     assert "default_response_timeout" not in props
     assert props["max_request_size"] == props["max_response_size"] == str(10 * 1024 * 1024)
     assert props["default_workers_per_model"] == "3"
-    assert props["default_service_handler"] == "serve.mms_service:handle"
+    assert props["default_service_handler"] == "serve.mms.service:handle"
     assert props["decode_input_request"] == "false"
     assert props["enable_envvars_config"] == "false"
     assert props["model_store"] == "/"
@@ -43,87 +43,111 @@ def test_properties_bind_both_apis_to_the_sagemaker_port_and_use_seconds():
 
 def test_single_model_mode_keeps_the_models_api_off_the_port(tmp_path):
     socket = tmp_path / "management.sock"
-    single = _props(mms_engine.render_properties(Settings(port=18080), workers=1, heap_mb=64,
+    single = _props(config.render_properties(Settings(port=18080), workers=1, heap_mb=64,
                                                  management_socket=socket))
     assert single["inference_address"] == "http://0.0.0.0:18080"
     assert single["management_address"] == f"unix:{socket}"
-    multi = _props(mms_engine.render_properties(Settings(port=18080, multi_model=True), workers=1, heap_mb=64,
-                                                management_socket=socket))
+    multi = _props(config.render_properties(Settings(port=18080, multi_model=True), workers=1, heap_mb=64,
+                                            management_socket=socket))
     assert multi["management_address"] == multi["inference_address"] == "http://0.0.0.0:18080"
 
 
+def test_module_paths_given_to_mms_resolve():
+    """MMS finds servekit's code by module path (a moved module must not break that silently)."""
+    import importlib
+
+    module, _, function = config.SERVICE_HANDLER.partition(":")
+    assert callable(getattr(importlib.import_module(module), function))
+    shim = config.render_python_shim()
+    assert "from serve.mms.backend import backend_main" in shim
+    assert callable(importlib.import_module("serve.mms.backend").backend_main)
+
+
+def test_worker_settings_round_trip_to_the_same_handler_options(monkeypatch):
+    from serve.shared import handler_options
+
+    settings = Settings(program="serve_me", submit_directory="/code", default_accept="text/csv",
+                        install_requirements=False, timeout_s=7.5, memory_limit_mb=512, framework="sklearn")
+    monkeypatch.setenv(worker_env.SETTINGS_ENV, worker_env.encode_worker_settings(settings))
+    rebuilt = worker_env.worker_settings_from_env()
+    assert handler_options(rebuilt) == handler_options(settings)
+    assert (rebuilt.timeout_s, rebuilt.memory_limit_mb, rebuilt.log_level) == (7.5, 512, 20)
+    monkeypatch.delenv(worker_env.SETTINGS_ENV)
+    assert worker_env.worker_settings_from_env() == Settings()
+
+
 def test_python_shim_runs_the_backend_entry_with_this_interpreter():
-    shim = mms_engine.render_python_shim()
+    shim = config.render_python_shim()
     assert shim.startswith("#!/bin/sh\n")
     assert sys.executable in shim and "backend_main" in shim and '"$@"' in shim
 
 
 def test_payload_size_is_capped_at_what_a_java_int_holds():
-    props = _props(mms_engine.render_properties(Settings(max_payload_mb=4096), workers=1, heap_mb=64))
+    props = _props(config.render_properties(Settings(max_payload_mb=4096), workers=1, heap_mb=64))
     assert int(props["max_request_size"]) == 2**31 - 1
 
 
 @pytest.mark.parametrize("port", [32767, 40000, 65535])
 def test_ports_mms_cannot_bind_are_refused_with_the_variable_and_limit(port):
     with pytest.raises(SettingsError) as info:
-        mms_engine.check_settings(Settings(port=port))
+        config.check_settings(Settings(port=port))
     message = str(info.value)
     assert f"SAGEMAKER_BIND_TO_PORT={port}" in message and "32767" in message
     assert "\n" not in message
 
 
 def test_highest_allowed_port_passes():
-    mms_engine.check_settings(Settings(port=32766))
+    config.check_settings(Settings(port=32766))
 
 
 def test_heap_follows_the_payload_and_is_capped_by_the_memory_limit():
     gib = 1024**3
-    roomy = mms_engine.jvm_heap_mb(Settings(max_payload_mb=6), 16 * gib, cpus=2)
+    roomy = config.jvm_heap_mb(Settings(max_payload_mb=6), 16 * gib, cpus=2)
     assert roomy == int(128 + 3 * 2 * 6 * 1.2)
-    bigger_payload = mms_engine.jvm_heap_mb(Settings(max_payload_mb=20), 16 * gib, cpus=2)
+    bigger_payload = config.jvm_heap_mb(Settings(max_payload_mb=20), 16 * gib, cpus=2)
     assert bigger_payload > roomy
     # A 512 MiB container: at most a quarter for the Java front end.
-    assert mms_engine.jvm_heap_mb(Settings(max_payload_mb=100), gib // 2, cpus=8) == 128
+    assert config.jvm_heap_mb(Settings(max_payload_mb=100), gib // 2, cpus=8) == 128
     # Never below what the JVM needs to start.
-    assert mms_engine.jvm_heap_mb(Settings(), 64 * 1024 * 1024, cpus=1) == 64
+    assert config.jvm_heap_mb(Settings(), 64 * 1024 * 1024, cpus=1) == 64
 
 
 def test_log_config_writes_to_stdout_only():
-    text = mms_engine.render_log_config(20)
+    text = config.render_log_config(20)
     assert "RollingFile" not in text and "fileName" not in text
     assert '<Logger name="ACCESS_LOG" level="warn"/>' in text
-    assert '<Logger name="ACCESS_LOG" level="info"/>' in mms_engine.render_log_config(10)
+    assert '<Logger name="ACCESS_LOG" level="info"/>' in config.render_log_config(10)
 
 
 def test_environment_is_private_and_carries_worker_settings(tmp_path):
-    layout = mms_engine.MmsLayout.at(tmp_path)
+    layout = config.MmsLayout.at(tmp_path)
     settings = Settings(framework="sklearn", program="serve_me.py", default_accept="text/csv")
     base = {"PATH": "/usr/bin", "MMS_CONFIG_FILE": "/etc/evil.properties", "PYTHONPATH": "/x"}
-    env = mms_engine.mms_environment(settings, layout, base)
+    env = config.mms_environment(settings, layout, base)
 
     assert env["TMPDIR"] == env["TEMP"] == str(tmp_path)  # private pid file and worker sockets
     assert "MMS_CONFIG_FILE" not in env
     assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/x"]
-    worker = json.loads(env[mms_engine.SETTINGS_ENV])
+    worker = json.loads(env[worker_env.SETTINGS_ENV])
     assert worker["program"] == "serve_me.py" and worker["default_accept"] == "text/csv"
-    assert env[mms_engine.FAILURE_FILE_ENV] == str(layout.failure_file)
-    mme_env = mms_engine.mms_environment(Settings(multi_model=True), layout, base)
-    assert mms_engine.FAILURE_FILE_ENV not in mme_env
+    assert env[worker_env.FAILURE_FILE_ENV] == str(layout.failure_file)
+    mme_env = config.mms_environment(Settings(multi_model=True), layout, base)
+    assert worker_env.FAILURE_FILE_ENV not in mme_env
 
 
 def test_single_model_command_registers_the_model_dir_under_the_name_model(tmp_path):
-    layout = mms_engine.MmsLayout.at(tmp_path)
-    cmd = mms_engine.mms_command(Settings(model_dir=str(tmp_path)), layout)
+    layout = config.MmsLayout.at(tmp_path)
+    cmd = config.mms_command(Settings(model_dir=str(tmp_path)), layout)
     assert "--foreground" in cmd
     assert cmd[-2:] == ["--models", f"model={tmp_path}"]
-    assert "--models" not in mms_engine.mms_command(Settings(multi_model=True), layout)
+    assert "--models" not in config.mms_command(Settings(multi_model=True), layout)
 
 
 def test_prepare_writes_nothing_outside_its_private_directory(tmp_path):
     settings = Settings(multi_model=True, port=20000, host="127.0.0.1")
     try:
-        layout, _, _ = mms_engine.prepare(settings)
-    except mms_engine.MmsUnavailable as exc:
+        layout, _, _ = config.prepare(settings)
+    except config.MmsUnavailable as exc:
         pytest.fail(f"prerequisite missing on this machine: {exc}")
     try:
         assert layout.workdir.name.startswith("servekit-mms-")
@@ -137,14 +161,14 @@ def test_prepare_writes_nothing_outside_its_private_directory(tmp_path):
 
 
 def test_missing_java_is_named_with_the_fix(tmp_path):
-    with pytest.raises(mms_engine.MmsUnavailable, match="Java runtime"):
-        mms_engine.find_java({"PATH": str(tmp_path)})
+    with pytest.raises(config.MmsUnavailable, match="Java runtime"):
+        config.find_java({"PATH": str(tmp_path)})
 
 
 def test_run_refuses_a_high_port_in_one_line_and_starts_nothing(tmp_path):
     env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": "47613", "SAGEMAKER_MULTI_MODEL": "true",
            "PYTHONPATH": str(ROOT)}
-    code = "import sys; from serve.settings import Settings; from serve.mms_engine import run; " \
+    code = "import sys; from serve.settings import Settings; from serve.mms.engine import run; " \
            "sys.exit(run(Settings.from_env()))"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
@@ -197,7 +221,7 @@ def test_startup_check_catches_a_model_mms_did_not_register(tmp_path, status, bo
     path = tmp_path / "m.sock"
     api = _FakeManagementApi(path, status, body)
     try:
-        checked, found = mms_engine.check_startup_model(path)
+        checked, found = supervisor.check_startup_model(path)
     finally:
         api.close()
     assert checked
@@ -205,7 +229,7 @@ def test_startup_check_catches_a_model_mms_did_not_register(tmp_path, status, bo
 
 
 def test_startup_check_waits_while_the_management_api_does_not_answer(tmp_path):
-    assert mms_engine.check_startup_model(tmp_path / "absent.sock") == (False, None)
+    assert supervisor.check_startup_model(tmp_path / "absent.sock") == (False, None)
 
 
 def test_refusal_janitor_removes_only_the_zero_worker_leftover(tmp_path):
@@ -240,7 +264,7 @@ def test_refusal_janitor_removes_only_the_zero_worker_leftover(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        janitor = mms_engine.RefusalJanitor(tmp_path, "0.0.0.0", server.server_address[1])
+        janitor = supervisor.RefusalJanitor(tmp_path, "0.0.0.0", server.server_address[1])
         (tmp_path / "123-1").write_text("m")
         janitor.poll()  # MMS has not processed the 507 yet: the model still has its worker
         assert state["deletes"] == 0 and "m" in janitor.watching

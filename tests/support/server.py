@@ -16,19 +16,29 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
 
-#: multi-model-server refuses ports >= 32767 (anchors.md §1.1), so tests use ports below it for
-#: every engine and stay out of the kernel's ephemeral range.
+#: multi-model-server refuses ports >= 32767 (its ``Connector.parse``: ``port >= Short.MAX_VALUE``),
+#: so tests use ports below it for every engine and stay out of the kernel's ephemeral range.
 PORT_RANGE = (20000, 32766)
+#: What a server logs (uvicorn: "[Errno 98] ... address already in use"; multi-model-server:
+#: "java.net.BindException: Address already in use") when another process took its port first.
+PORT_TAKEN = "address already in use"
+#: How often a server whose port was taken is started again on another one.
+PORT_ATTEMPTS = 5
 
 
 def free_port(low: int = PORT_RANGE[0], high: int = PORT_RANGE[1]) -> int:
-    """A TCP port in [low, high] that is free on 127.0.0.1 right now."""
+    """A TCP port in [low, high] that is free on 127.0.0.1 right now.
+
+    Only a candidate: another process may bind it before the caller's server does. ``start_server``
+    handles that (``wait_ready`` starts the server again on another port); other callers must
+    retry on a bind failure themselves.
+    """
     rng = random.Random()
     for _ in range(200):
         port = rng.randint(low, high)
@@ -41,20 +51,46 @@ def free_port(low: int = PORT_RANGE[0], high: int = PORT_RANGE[1]) -> int:
     raise RuntimeError(f"no free port in {low}-{high}")
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How a server was started, so it can be started again on another port."""
+
+    env: Mapping[str, str]
+    argv: tuple[str, ...]
+    port_chosen_here: bool  # False: the caller named the port, so losing it is the caller's failure
+
+
 @dataclass
 class RunningServer:
-    """A started server: its process, base URL and log file."""
+    """A started server: its process, base URL and log file (all renewed if it is started again)."""
 
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
-    url: str = field(init=False)
+    launch: Launch | None = None
+    attempts: int = 1
 
-    def __post_init__(self) -> None:
-        self.url = f"http://127.0.0.1:{self.port}"
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def lost_its_port(self) -> bool:
+        """True when the server exited because another process bound the port it was given first."""
+        return (self.process.poll() is not None and self.launch is not None and self.launch.port_chosen_here
+                and PORT_TAKEN in self.log().lower())
+
+    def start_again(self) -> None:
+        """Start the server again on another free port (after ``lost_its_port``)."""
+        assert self.launch is not None
+        if self.attempts >= PORT_ATTEMPTS:
+            raise RuntimeError(f"server lost its port {self.attempts} times:\n{self.log()[-4000:]}")
+        self.process.wait()
+        self.port = free_port()
+        self.process, self.log_path = _launch(self.launch, self.port)
+        self.attempts += 1
 
     def pss_bytes(self) -> int:
         """PSS of the server's whole process tree: what it costs the machine."""
@@ -97,6 +133,9 @@ def wait_ready(server: RunningServer, path: str, deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
     last = "no answer"
     while time.monotonic() < deadline:
+        if server.lost_its_port():
+            server.start_again()
+            continue
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited with {server.process.returncode} before it was ready:\n"
                                f"{server.log()[-4000:]}")
@@ -136,15 +175,27 @@ def stop_server(server: RunningServer, grace_s: float = 30.0) -> int:
 
 
 def start_server(env: Mapping[str, str], *, port: int | None = None, argv: tuple[str, ...] = ()) -> RunningServer:
-    """Start ``python -m serve`` on 127.0.0.1 with ``env`` on top of this environment."""
+    """Start ``python -m serve`` on 127.0.0.1 with ``env`` on top of this environment.
+
+    Without ``port`` it gets a free one; should another process bind that port first, ``wait_ready``
+    starts the server again on another (a port cannot be reserved across processes, and
+    multi-model-server cannot be handed a bound socket or asked to bind port 0).
+    """
+    launch = Launch(dict(env), argv, port_chosen_here=port is None)
     port = port or free_port()
+    process, log_path = _launch(launch, port)
+    return RunningServer(process, port, log_path, launch)
+
+
+def _launch(launch: Launch, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start the server process of ``launch`` on ``port``, logging to a fresh file."""
     log_file = tempfile.NamedTemporaryFile(prefix="serve-", suffix=".log", delete=False)
     full_env = {**os.environ, "SERVE_HOST": "127.0.0.1", "SAGEMAKER_BIND_TO_PORT": str(port),
-                "PYTHONUNBUFFERED": "1", **env}
-    process = subprocess.Popen([sys.executable, "-m", "serve", *argv], env=full_env,
+                "PYTHONUNBUFFERED": "1", **launch.env}
+    process = subprocess.Popen([sys.executable, "-m", "serve", *launch.argv], env=full_env,
                                stdout=log_file, stderr=subprocess.STDOUT)
     log_file.close()
-    return RunningServer(process, port, Path(log_file.name))
+    return process, Path(log_file.name)
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """The handler service multi-model-server runs in each Python worker (``SERVE_ENGINE=mms``).
 
-MMS is configured (``serve.mms_engine``) with ``default_service_handler=serve.mms_service:handle``.
+MMS is configured (``serve.mms.config``) with ``default_service_handler=serve.mms.service:handle``.
 Each model gets its own worker processes; in each, MMS calls ``handle(None, context)`` once to load
 the model and then ``handle(batch, context)`` per request batch. This module runs servekit's own
 handlers through ``handlers.model.ServedModel``: the same handlers, codecs, user-script contract
@@ -20,8 +20,8 @@ What is taken from sagemaker-inference, and what is not:
   ``initialize`` errors MMS swallows so a broken model "loads" (a module-level ``handle`` function's
   load error reaches MMS, which then answers ``POST /models`` with an error and unregisters it).
 
-Settings come from the ``SERVEKIT_MMS_SETTINGS`` environment variable (JSON, written by the engine)
-and are read when a model loads, never at import time.
+Settings come from the engine through the environment (``serve.mms.worker_env``) and are read when a
+model loads, never at import time.
 """
 
 from __future__ import annotations
@@ -29,34 +29,29 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import http
-import json
 import logging
 import os
-import runpy
 import signal
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-log = logging.getLogger("serve.mms_service")
+from serve.mms.worker_env import BUSY_DIR_ENV, FAILURE_FILE_ENV, REFUSED_DIR_ENV, ROOT_PID_ENV, worker_settings_from_env
+from serve.shared import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    TARGET_MODEL_HEADER,
+    error_json,
+    handler_options,
+    set_parent_death_signal,
+    unexpected_error,
+)
 
-SETTINGS_ENV = "SERVEKIT_MMS_SETTINGS"
-FAILURE_FILE_ENV = "SERVEKIT_MMS_FAILURE_FILE"
-BUSY_DIR_ENV = "SERVEKIT_MMS_BUSY_DIR"
-ROOT_PID_ENV = "SERVEKIT_MMS_ROOT_PID"
-REFUSED_DIR_ENV = "SERVEKIT_MMS_REFUSED_DIR"
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
-TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
-#: The same wording the native engine's worker uses for unexpected exceptions.
-UNEXPECTED = "{kind} failed: {name}: {error}"
+log = logging.getLogger(__name__)
 
 #: The model this worker process serves (MMS runs one model per worker process).
 _served: Any = None
-
-
 #: SAGEMAKER_MODEL_SERVER_TIMEOUT in seconds, set when the model loads (None: no timeout).
 _timeout_s: float | None = None
 #: (pid, fd) of this worker's in-flight lock file; see _busy().
@@ -78,8 +73,8 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[bytes] | Non
         _die_with_parent()
         model_dir = str(context.system_properties.get("model_dir"))
         if _served is not None and _served.model_dir == model_dir:
-            return None  # preloaded by backend_main in the parent this worker was forked from
-        _load(model_dir, str(context.model_name))
+            return None  # preloaded by serve.mms.backend in the parent this worker was forked from
+        load_model(model_dir, str(context.model_name))
         return None
     return [_invoke(item, context, idx) for idx, item in enumerate(data)]
 
@@ -91,76 +86,9 @@ def _die_with_parent() -> None:
     would live on until its current request ends, holding the model's memory after DELETE returned.
     """
     try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+        set_parent_death_signal(signal.SIGKILL)
+    except OSError:
         log.debug("PR_SET_PDEATHSIG is not available here")
-
-
-def backend_main(argv: list[str]) -> int:
-    """What multi-model-server runs as "python" (``serve.mms_engine`` points MMS's --python here).
-
-    For a model's backend process (``mms/model_service_worker.py``) the model is loaded *before*
-    MMS's worker code starts: MMS waits for that process to report "MMS worker started." before it
-    finishes registering the model, and it opens its HTTP port only after the start-up model is
-    registered. So in single-model mode ``/ping`` is not answered until the model is loaded (stock
-    MMS answers 200 at once and queues requests while workers load), and each worker forked from
-    this process starts with the model already in memory (copy-on-write, as MMS's own
-    ``preload_model`` does). Only frameworks in PRELOAD_FRAMEWORKS are preloaded. A preload
-    failure is only logged: the forked worker then loads again and fails the way MMS reports
-    (``POST /models`` answers 500, or the engine exits in single-model mode).
-
-    Anything else MMS runs with its Python (the metrics collector) is run unchanged.
-    """
-    if not argv or not argv[0].endswith("model_service_worker.py"):
-        os.execv(sys.executable, [sys.executable, *argv])
-    model_dir = _argument(argv, "--model-path")
-    model_name = _argument(argv, "--model-name")
-    if model_dir and model_name:
-        logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.INFO)
-        try:
-            _preload(model_dir, model_name)
-        except Exception:  # MemoryError included: the forked worker retries and reports the failure
-            log.warning("preloading model %s failed; its worker will load it again", model_name)
-    sys.argv = list(argv)
-    runpy.run_path(argv[0], run_name="__main__")
-    return 1  # MMS's worker loop only returns on failure
-
-
-def _argument(argv: list[str], name: str) -> str | None:
-    try:
-        return argv[argv.index(name) + 1]
-    except (ValueError, IndexError):
-        return None
-
-
-#: Frameworks whose loaded models survive a fork (MMS forks each worker from the backend process).
-#: scikit-learn (NumPy/OpenBLAS) and PyTorch (which re-creates its thread pools after fork) do;
-#: TensorFlow does not (its runtime threads do not survive a fork: the worker hangs), and nothing is
-#: known about a custom handler. Those load in each worker, as stock MMS does.
-PRELOAD_FRAMEWORKS = frozenset({"sklearn", "pytorch"})
-
-
-def _preload(model_dir: str, model_name: str) -> None:
-    framework = _worker_settings().get("framework", "sklearn")
-    if framework not in PRELOAD_FRAMEWORKS:
-        log.info("framework %s: each MMS worker loads model %s itself (no preload before fork)",
-                 framework, model_name)
-        return
-    _load(model_dir, model_name, report=False)
-
-
-def _worker_settings() -> dict[str, Any]:
-    raw = os.environ.get(SETTINGS_ENV)
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        log.error("%s is not valid JSON; using defaults", SETTINGS_ENV)
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _report_failure(message: str) -> None:
@@ -177,27 +105,20 @@ def _report_failure(message: str) -> None:
         log.exception("could not write the load failure to %s", path)
 
 
-def _load(model_dir: str, model_name: str, report: bool = True) -> None:
+def load_model(model_dir: str, model_name: str, report: bool = True) -> None:
     """Load the model into this process; ``report``: log a failure and tell the engine about it
     (single-model). The preload passes False: its worker loads again and reports, so the reason is
     logged once."""
     global _served, _timeout_s
-    from handlers.base import HandlerOptions
     from handlers.errors import HandlerError
     from handlers.model import ServedModel
     from handlers.registry import handler_class
 
-    settings = _worker_settings()
-    log.setLevel(int(settings.get("log_level", logging.INFO)))
-    _timeout_s = float(settings["timeout_s"]) if settings.get("timeout_s") else None
-    options = HandlerOptions(
-        default_accept=settings.get("default_accept", "application/json"),
-        program=settings.get("program"),
-        submit_directory=settings.get("submit_directory"),
-        install_requirements=bool(settings.get("install_requirements", True)),
-    )
+    settings = worker_settings_from_env()
+    log.setLevel(settings.log_level)
+    _timeout_s = settings.timeout_s
     try:
-        handler = handler_class(settings.get("framework", "sklearn"))(options)
+        handler = handler_class(settings.framework)(handler_options(settings))
         _served = ServedModel.load(handler, model_dir, model_name)
     except MemoryError:
         _refuse(model_name, f"model {model_name!r}: out of memory while loading", report)
@@ -214,15 +135,15 @@ def _load(model_dir: str, model_name: str, report: bool = True) -> None:
             _report_failure(str(exc))
         raise ModelLoadFailed(str(exc)) from None
     except Exception as exc:  # user model_fn or framework failure
-        message = UNEXPECTED.format(kind="loading the model", name=type(exc).__name__, error=exc)
+        message = unexpected_error("loading the model", exc)
         if report:
             log.error("loading model %s failed:\n%s", model_name, traceback.format_exc())
             _report_failure(message)
         raise ModelLoadFailed(message) from None
-    budget_mb = settings.get("memory_limit_mb")
+    budget_mb = settings.memory_limit_mb
     if budget_mb:
         used = _server_memory_bytes()
-        if used > int(budget_mb) * 1024 * 1024:
+        if used > budget_mb * 1024 * 1024:
             _served.unload()
             _served = None
             message = (f"model {model_name!r} does not fit: with it the server uses {used / 2**20:.0f} MiB, "
@@ -339,16 +260,11 @@ def _header(headers: dict[str, Any], name: str) -> str | None:
 def _error(context: Any, idx: int, status: int, message: str) -> bytes:
     """Set an error status on request ``idx`` and return the body the native engine also sends.
 
-    ``{"code", "type", "message"}`` is multi-model-server's own error shape; ``type`` is the status
-    phrase in CamelCase ("BadRequest"), as serve.app.error_response writes it.
+    The body is ``serve.shared.error_json``, byte for byte what the native engine sends.
     """
-    phrase = _phrase(status)
-    kind = phrase.title().replace(" ", "").replace("-", "") if phrase else "Error"
-    context.set_response_status(status, phrase, idx)
+    context.set_response_status(status, _phrase(status), idx)
     context.set_response_content_type(idx, "application/json")
-    # Serialized exactly as the native engine's (Starlette's JSONResponse), so bodies match byte for byte.
-    body = {"code": status, "type": kind, "message": message}
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return error_json(status, message)
 
 
 def _with_charset(content_type: str) -> str:
@@ -401,7 +317,7 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
         return _error(context, idx, exc.status, exc.message)
     except Exception as exc:
         log.error("invoking model %s failed:\n%s", context.model_name, traceback.format_exc())
-        message = UNEXPECTED.format(kind="prediction", name=type(exc).__name__, error=exc)
+        message = unexpected_error("prediction", exc)
         return _error(context, idx, 500, message)
     for key, value in response.headers.items():
         context.set_response_header(idx, key, value)
