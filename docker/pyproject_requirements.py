@@ -8,7 +8,6 @@ Standard library only: runs in the bare base image's Python (3.11+, ``tomllib``)
 from __future__ import annotations
 
 import sys
-
 import tomllib
 
 

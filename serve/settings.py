@@ -9,6 +9,7 @@ starts, and a bad value stops the start with a one-line ``SettingsError`` that n
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import Field, dataclass, field, fields
@@ -62,8 +63,8 @@ def _optional_positive_int(value: str) -> int | None:
 
 def _positive_float(value: str) -> float:
     number = float(value)
-    if number <= 0:
-        raise ValueError("expected a positive number")
+    if not math.isfinite(number) or number <= 0:  # float() accepts "nan" and "inf"
+        raise ValueError("expected a positive, finite number")
     return number
 
 

@@ -1,0 +1,27 @@
+"""Settings parsed from the environment: a bad value is one line naming the variable, and exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from serve.settings import Settings, SettingsError
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "0", "-1", "ten"])
+@pytest.mark.parametrize("variable", ["SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_MAX_PAYLOAD_IN_MB"])
+def test_non_finite_or_non_positive_numbers_are_refused(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({variable: value})
+    assert str(info.value).startswith(f"{variable}={value!r} is invalid") and "\n" not in str(info.value)
+
+
+def test_a_refused_setting_stops_the_server_with_exit_code_2() -> None:
+    env = {**os.environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT": "nan"}
+    result = subprocess.run([sys.executable, "-m", "serve"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "SAGEMAKER_MODEL_SERVER_TIMEOUT='nan' is invalid: expected a positive, finite number" in result.stderr
