@@ -199,7 +199,8 @@ class Engine:
 
     async def _admit(self, name: str, url: str) -> int:
         """Answer 507 before the kernel's OOM killer would, else reserve the predicted memory."""
-        predicted = self._predicted_cost(url)
+        # Walking a large artifact takes seconds: off the event loop, so /ping and invocations go on.
+        predicted = await asyncio.to_thread(self._predicted_cost, url)
         used = await asyncio.to_thread(tree_pss_bytes)
         reserved = sum(self._reserved.values())
         if used + reserved + predicted > self.memory_limit:
