@@ -4,6 +4,9 @@
 * ``POST /endpoints/{name}/invocations``: the runtime (rest-json);
 * ``GET /_servekit/endpoints``, ``.../{name}/logs``, ``.../{name}/metrics``, ``POST /_servekit/shutdown``.
 
+Every route sits behind ``harness.security.RequestGuard`` (Host allow-list, Origin, admin header,
+optional token). No GET changes anything.
+
 The handlers are plain functions; what they share (platform, control plane, router) lives in
 ``app.state``, set once by ``create_app``.
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -29,6 +33,7 @@ from harness.core import Platform
 from harness.errors import ACCOUNT_ID, ControlPlaneError, InternalFailure, RuntimeApiError, ValidationError
 from harness.running import Deployment
 from harness.runtime import Router, parse_invocation
+from harness.security import RequestGuard
 from harness.state import EndpointRecord
 from harness.validation import operation_model, validate_input
 
@@ -79,6 +84,10 @@ async def control_plane(request: Request) -> Response:
     prefix, _, name = target.partition(".")
     if prefix != "SageMaker" or name not in control.operations:
         return _control_error(_unknown_operation(target), request_id)
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != JSON_11:
+        return _control_error(ControlPlaneError(f"Content-Type must be {JSON_11} (AWS JSON 1.1 protocol).",
+                                                code="UnsupportedMediaTypeException", status=415), request_id)
     try:
         result = await _run_operation(control, name, await request.body())
     except ControlPlaneError as error:
@@ -219,7 +228,8 @@ ROUTES = [
 
 def create_app(platform: Platform, request_exit: Callable[[], None] | None = None) -> Starlette:
     """The ASGI app of one local SageMaker; ``request_exit`` lets ``POST /_servekit/shutdown`` stop it."""
-    app = Starlette(routes=ROUTES, lifespan=lifespan)
+    guard = Middleware(RequestGuard, allowed_hosts=platform.config.allowed_hosts, token=platform.config.token)
+    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[guard])
     app.state.platform = platform
     app.state.control_plane = ControlPlane(platform)
     app.state.router = Router(platform)

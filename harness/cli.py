@@ -1,6 +1,6 @@
 """``servekit local ...``: run the local SageMaker in the foreground and inspect it from another shell.
 
-    servekit local up [--port P] [--backend docker|process] [--state-dir DIR]
+    servekit local up [--port P] [--backend docker|process] [--state-dir DIR] [--allow-host H] [--token T]
     servekit local ls | logs ENDPOINT [--container HOST] | metrics ENDPOINT | down
 
 ``up`` records its URL in ``<state dir>/harness.json``; the other subcommands read it (or take
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -20,10 +21,12 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.security import ADMIN_HEADER, TOKEN_ENV
 from harness.state import default_state_dir, read_state_file, remove_state_file, write_state_file
 
 if TYPE_CHECKING:
     from harness.backends.base import Backend
+    from harness.config import HarnessConfig
 
 DEFAULT_PORT = 8181
 
@@ -32,15 +35,15 @@ Point boto3 at it -- either leave your code unchanged and export
 
     export AWS_ENDPOINT_URL_SAGEMAKER={url}
     export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={url}
-    export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={region}
+    export AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={region}
 
 or pass endpoint_url explicitly:
 
     import boto3
     sm = boto3.client("sagemaker", endpoint_url="{url}", region_name="{region}",
-                      aws_access_key_id="local", aws_secret_access_key="local")
+                      aws_access_key_id="{key}", aws_secret_access_key="local")
     runtime = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="{region}",
-                           aws_access_key_id="local", aws_secret_access_key="local")
+                           aws_access_key_id="{key}", aws_secret_access_key="local")
 
 Images: {images}
 Inspect: servekit local ls | logs ENDPOINT | metrics ENDPOINT      Stop: Ctrl-C or servekit local down
@@ -51,8 +54,9 @@ class CliError(Exception):
     """A problem to report in one line, without a traceback."""
 
 
-def _http(method: str, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+def _http(method: str, url: str, timeout: float = 10.0, token: str | None = None) -> tuple[int, bytes]:
+    headers = {ADMIN_HEADER: "1", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback URL
             return response.status, response.read()
@@ -73,12 +77,21 @@ def _running_url(args: argparse.Namespace) -> str:
     return str(record["url"])
 
 
-def _alive(url: str) -> bool:
+def _token(args: argparse.Namespace) -> str | None:
+    """``--token``, else $SERVEKIT_LOCAL_TOKEN, else the one the running harness recorded."""
+    if getattr(args, "token", None):
+        return str(args.token)
+    record = read_state_file(Path(args.state_dir)) or {}
+    return record.get("token") or None
+
+
+def _alive(url: str, token: str | None = None) -> bool:
+    """Whether anything answers at ``url`` (a harness with another token answers 403: alive too)."""
     try:
-        status, _ = _http("GET", url + "/_servekit/endpoints", timeout=2)
+        _http("GET", url + "/_servekit/endpoints", timeout=2, token=token)
     except CliError:
         return False
-    return status == 200
+    return True
 
 
 def image_framework(text: str) -> tuple[str, str]:
@@ -109,12 +122,24 @@ def _choose_backend(args: argparse.Namespace) -> Backend:
     return backend
 
 
-def _announce(url: str, state_dir: Path, backend: str, region: str) -> None:
+def _announce(url: str, state_dir: Path, backend: str, config: HarnessConfig) -> None:
     images = ("servekit-sklearn, servekit-pytorch, servekit-tensorflow (any registry prefix and tag)"
               if backend == "process" else "any local Docker image with SageMaker's labels")
     print(f"servekit local SageMaker ({backend} backend) listening on {url}")
     print(f"State and container logs: {state_dir}\n")
-    print(SNIPPET.format(url=url, region=region, images=images), flush=True)
+    if config.token:
+        print("Token required: it is the AWS access key id below; servekit local reads it from the state dir.")
+    print(SNIPPET.format(url=url, region=config.region, images=images, key=config.token or "local"), flush=True)
+
+
+def _sweep_orphans(backend: Backend) -> None:
+    """Remove containers an earlier harness left behind when it was killed (docker backend)."""
+    from harness.backends.docker import DockerBackend, sweep_orphans
+
+    if isinstance(backend, DockerBackend):
+        removed = sweep_orphans()
+        if removed:
+            print(f"Removed {len(removed)} container(s) left by a harness that was killed: {' '.join(removed)}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -132,7 +157,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CliError(f"a local harness already runs at {record['url']} (state dir {state_dir}); "
                        "stop it with: servekit local down, or use another --state-dir")
     backend = _choose_backend(args)
-    config = HarnessConfig(state_dir=state_dir, region=args.region, startup_timeout_s=args.startup_timeout)
+    _sweep_orphans(backend)
+    config = HarnessConfig(state_dir=state_dir, region=args.region, startup_timeout_s=args.startup_timeout,
+                           allowed_hosts=tuple(args.allow_host), token=args.token or None)
     try:
         sock = listen_on_loopback(args.port)
     except OSError as exc:
@@ -146,8 +173,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     app = create_app(Platform(config, backend), request_exit=request_exit)
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5))
-    write_state_file(state_dir, url, backend.name)
-    _announce(url, state_dir, backend.name, args.region)
+    write_state_file(state_dir, url, backend.name, config.token)
+    _announce(url, state_dir, backend.name, config)
     # uvicorn handles SIGINT/SIGTERM during run() (its lifespan shutdown stops every container) and
     # re-raises the signal afterwards; with these no-op handlers that re-raise does not kill us before
     # the state file is removed, and a stop by signal exits 0.
@@ -164,7 +191,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     """Endpoints, their status and containers."""
     url = _running_url(args)
-    status, body = _http("GET", url + "/_servekit/endpoints")
+    status, body = _http("GET", url + "/_servekit/endpoints", token=_token(args))
     if status != 200:
         raise CliError(f"the harness at {url} answered {status}")
     data = json.loads(body)
@@ -185,7 +212,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     query = f"?container={urllib.parse.quote(args.container)}" if args.container else ""
     try:
         url = _running_url(args)
-        status, body = _http("GET", f"{url}/_servekit/endpoints/{args.endpoint}/logs{query}")
+        status, body = _http("GET", f"{url}/_servekit/endpoints/{args.endpoint}/logs{query}", token=_token(args))
     except (CliError, OSError):
         status, body = 0, b""
     if status == 200:
@@ -222,7 +249,7 @@ def _format_metrics(data: dict[str, Any]) -> str:
 def cmd_metrics(args: argparse.Namespace) -> int:
     """An endpoint's metrics under SageMaker's CloudWatch names."""
     url = _running_url(args)
-    status, body = _http("GET", f"{url}/_servekit/endpoints/{args.endpoint}/metrics")
+    status, body = _http("GET", f"{url}/_servekit/endpoints/{args.endpoint}/metrics", token=_token(args))
     if status != 200:
         raise CliError(f"the harness at {url} answered {status}")
     data = json.loads(body)
@@ -233,9 +260,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     """Ask the running harness to stop its containers and exit; wait until it has."""
     url = _running_url(args)
-    _http("POST", url + "/_servekit/shutdown")
+    token = _token(args)
+    status, body = _http("POST", url + "/_servekit/shutdown", token=token)
+    if status != 200:
+        raise CliError(f"the harness at {url} refused to stop ({status}): {body.decode(errors='replace').strip()}")
     deadline = time.monotonic() + args.timeout
-    while _alive(url):
+    while _alive(url, token):
         if time.monotonic() > deadline:
             raise CliError(f"the harness at {url} did not stop within {args.timeout:.0f} s")
         time.sleep(0.2)
@@ -256,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--state-dir", default=str(default_state_dir()),
                        help="where the harness keeps its record, logs and artifacts (default: %(default)s)")
+        p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                       help=f"the harness's token (default: ${TOKEN_ENV}; other subcommands: the state dir's)")
 
     up = sub.add_parser("up", help="serve in the foreground until Ctrl-C")
     common(up)
@@ -269,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "servekit-onnx=onnx_handler:OnnxHandler; the module must be importable here")
     up.add_argument("--startup-timeout", type=float, default=240.0,
                     help="seconds a container may take to pass /ping (default: %(default)s, as SageMaker)")
+    up.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                    help="also accept requests whose Host header names HOST (repeatable); loopback names "
+                         "always pass")
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     up.set_defaults(func=cmd_up)
 

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness.artifacts import ArtifactLimits
 
 #: What a container gets from the harness's own AWS environment, standing in for the execution role's
 #: credentials SageMaker gives a container: code inside it (an s3:// SAGEMAKER_SUBMIT_DIRECTORY, a
@@ -47,6 +49,13 @@ class HarnessConfig:
     pipeline_intermediate_accept: str | None = None
     #: S3 endpoint for artifacts; None lets boto3 use AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL or AWS.
     s3_endpoint_url: str | None = None
+    #: Bounds on each artifact download and extraction (bytes, files, seconds; harness.artifacts).
+    artifact_limits: ArtifactLimits = field(default_factory=ArtifactLimits)
+    #: Host names (besides loopback: harness.security.LOOPBACK_HOSTS) that requests may name in ``Host``.
+    allowed_hosts: tuple[str, ...] = ()
+    #: When set, every request must carry it: as the AWS access key id of its SigV4 signature
+    #: (boto3, the SDK) or as ``Authorization: Bearer <token>`` (the servekit CLI, curl).
+    token: str | None = None
 
     def role_environment(self) -> dict[str, str]:
         """AWS variables for containers: the harness's credentials and endpoints, its region."""

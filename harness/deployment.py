@@ -42,8 +42,10 @@ def _download_failure(hostname: str, url: str) -> str:
     )
 
 
-def _prepare_single_model(platform: Platform, definition: ContainerDef, target: Path) -> None:
-    """Fetch and extract a single-model artifact into ``target`` (runs in a thread)."""
+def _prepare_single_model(platform: Platform, definition: ContainerDef, target: Path, seconds: float) -> None:
+    """Fetch and extract a single-model artifact into ``target`` within the artifact limits and
+    ``seconds`` (runs in a thread)."""
+    budget = artifacts.Budget(platform.config.artifact_limits, seconds)
     target.mkdir(parents=True, exist_ok=True)
     url = definition.model_data_url
     source = definition.model_data_source
@@ -53,7 +55,7 @@ def _prepare_single_model(platform: Platform, definition: ContainerDef, target: 
         if url and s3.get("CompressionType") == "None":
             fetched = artifacts.fetch(url, target.parent / f"download-{target.name}",
                                       region=platform.config.region,
-                                      s3_endpoint_url=platform.config.s3_endpoint_url)
+                                      s3_endpoint_url=platform.config.s3_endpoint_url, budget=budget)
             # S3Object: the file keeps its name under /opt/ml/model; a local directory is copied.
             if fetched.is_dir():
                 shutil.copytree(fetched, target, dirs_exist_ok=True)
@@ -64,8 +66,8 @@ def _prepare_single_model(platform: Platform, definition: ContainerDef, target: 
         return  # bring-your-own containers need no artifact
     download_dir = target.parent / f"download-{target.name}"
     fetched = artifacts.fetch(url, download_dir, region=platform.config.region,
-                              s3_endpoint_url=platform.config.s3_endpoint_url)
-    artifacts.materialize(fetched, target)
+                              s3_endpoint_url=platform.config.s3_endpoint_url, budget=budget)
+    artifacts.materialize(fetched, target, budget)
     shutil.rmtree(download_dir, ignore_errors=True)
 
 
@@ -185,7 +187,8 @@ async def _extract_artifacts(platform: Platform, running: VariantDeployment, dow
             continue
         target = running.variant_dir / f"model-{definition.hostname}"
         try:
-            await asyncio.wait_for(asyncio.to_thread(_prepare_single_model, platform, definition, target),
+            await asyncio.wait_for(asyncio.to_thread(_prepare_single_model, platform, definition, target,
+                                                     download_timeout),
                                    timeout=download_timeout)
         except TimeoutError:
             raise DeploymentFailed(
@@ -271,6 +274,9 @@ async def _replace_if_dead(platform: Platform, endpoint: str, variant: VariantDe
         return
     log.warning("endpoint %s variant %s instance %s: %s exited; replacing the instance",
                 endpoint, variant.name, instance.instance_id, ", ".join(dead))
+    for container in instance.containers:  # in its log stream too, where `servekit local logs` shows it
+        with open(container.running.spec.log_path, "a") as stream:
+            stream.write(f"[harness] {', '.join(dead)} exited; replacing instance {instance.instance_id}\n")
     try:
         await replace_instance(platform, endpoint, variant, instance)
     except Exception as exc:  # tried again at the next interval

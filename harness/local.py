@@ -80,7 +80,7 @@ class LocalSageMaker:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the local harness did not start on {self.endpoint_url}")
             time.sleep(0.02)
-        write_state_file(self.state_dir, self.endpoint_url, self.backend.name)
+        write_state_file(self.state_dir, self.endpoint_url, self.backend.name, self.config.token)
         return self
 
     def _request_exit(self) -> None:
@@ -100,11 +100,12 @@ class LocalSageMaker:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def client(self, service: str) -> Any:
-        """A boto3 client for ``sagemaker`` or ``sagemaker-runtime`` pointed here, with dummy credentials."""
+        """A boto3 client for ``sagemaker`` or ``sagemaker-runtime`` pointed here, with dummy credentials
+        (the token as access key id when one is set)."""
         import boto3
 
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.config.region,
-                            aws_access_key_id="local", aws_secret_access_key="local")
+                            aws_access_key_id=self.config.token or "local", aws_secret_access_key="local")
 
     def __enter__(self) -> LocalSageMaker:
         return self.start()

@@ -151,11 +151,12 @@ class ModelCache:
         download = self.models_dir / name / "download"
         started = time.perf_counter()
         try:
+            budget = artifacts.Budget(self.config.artifact_limits)
             fetched = await asyncio.to_thread(artifacts.fetch, url, download, region=self.config.region,
-                                              s3_endpoint_url=self.config.s3_endpoint_url)
+                                              s3_endpoint_url=self.config.s3_endpoint_url, budget=budget)
             self._metric("ModelDownloadingTime", (time.perf_counter() - started) * 1e6)
             await asyncio.to_thread(shutil.rmtree, staging, True)
-            await asyncio.to_thread(artifacts.materialize, fetched, staging)
+            await asyncio.to_thread(artifacts.materialize, fetched, staging, budget)
         except artifacts.ArtifactNotFound:
             await asyncio.to_thread(shutil.rmtree, self.models_dir / name, True)
             raise _download_failed(url) from None

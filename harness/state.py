@@ -108,11 +108,15 @@ class Store:
         self.endpoints: dict[str, EndpointRecord] = {}
 
 
-def write_state_file(state_dir: Path, url: str, backend: str) -> Path:
-    """Record where the running harness listens (read by ``servekit local ls/logs/metrics/down``)."""
+def write_state_file(state_dir: Path, url: str, backend: str, token: str | None = None) -> Path:
+    """Record where the running harness listens, and its token if any (read by ``servekit local
+    ls/logs/metrics/down``); readable by the owner only."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / STATE_FILE
-    path.write_text(json.dumps({"url": url, "pid": os.getpid(), "backend": backend, "started": time.time()}))
+    record = {"url": url, "pid": os.getpid(), "backend": backend, "started": time.time(), "token": token}
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(json.dumps(record))
     return path
 
 

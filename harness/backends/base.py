@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import random
+import signal
 import socket
+import sys
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -16,6 +20,28 @@ SINGLE_MODEL_MOUNT = "/opt/ml/model"
 MULTI_MODEL_MOUNT = "/opt/ml/models"
 MULTI_MODELS_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
 BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+
+
+#: prctl(2) option: the signal the kernel sends a process when the thread that started it exits.
+_PR_SET_PDEATHSIG = 1
+#: libc's prctl, looked up once here: a preexec_fn runs between fork and exec, where loading a library
+#: (and taking the locks that needs) could deadlock. None off Linux.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def die_with_parent(harness_pid: int) -> None:
+    """``preexec_fn`` (with ``functools.partial(die_with_parent, os.getpid())``) of every process a
+    backend starts: the kernel sends it SIGTERM when the harness dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG; elsewhere a no-op).
+
+    The signal follows the *thread* that forked: backends start processes from the event loop's
+    executor threads, which live as long as the loop, after every container is stopped.
+    """
+    if _PRCTL is None:
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != harness_pid:  # the harness died before prctl took effect
+        os._exit(1)
 
 
 @dataclass

@@ -6,18 +6,25 @@
 * ``--cpus``/``--memory`` from the instance type;
 * the engine's ``bridge`` network with the port published on 127.0.0.1 where the engine has one, and
   ``--network host`` where it has none (engines started with ``--bridge=none``);
-* labels checked at CreateModel as SageMaker checks them (docs/sagemaker-contract.md §2.1, §3.1).
+* labels checked at CreateModel as SageMaker checks them (docs/sagemaker-contract.md §2.1, §3.1);
+* every container labelled ``servekit.harness=1`` and with its owner (``servekit.harness.owner``:
+  the harness's PID and start time), so ``servekit local up`` removes the ones a killed harness left
+  (``sweep_orphans``); a harness that stops normally removes its own.
 
 The engine is driven through the ``docker`` CLI, so the backend needs nothing beyond a docker client.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import signal
 import subprocess
 from pathlib import Path
+
+import psutil
 
 from harness.backends.base import (
     BIND_TO_PORT_LABEL,
@@ -25,7 +32,11 @@ from harness.backends.base import (
     Backend,
     ContainerSpec,
     RunningContainer,
+    die_with_parent,
 )
+
+HARNESS_LABEL = "servekit.harness"
+OWNER_LABEL = "servekit.harness.owner"
 
 
 def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -40,6 +51,30 @@ def docker_available() -> bool:
         return _docker("info", "--format", "{{.ServerVersion}}", timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def process_identity(pid: int) -> str:
+    """``<pid>:<start time>``: names one process even after its PID is reused; "" when it is gone."""
+    try:
+        return f"{pid}:{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:
+        return ""
+
+
+def _owner_alive(owner: str) -> bool:
+    pid, _, _ = owner.partition(":")
+    return pid.isascii() and pid.isdigit() and process_identity(int(pid)) == owner
+
+
+def sweep_orphans() -> list[str]:
+    """Remove servekit containers whose owning harness no longer runs; the ids removed."""
+    listed = _docker("ps", "--all", "--filter", f"label={HARNESS_LABEL}=1",
+                     "--format", f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}', timeout=60)
+    orphans = [ident for ident, _, owner in (line.partition(" ") for line in listed.stdout.split("\n") if line)
+               if owner and not _owner_alive(owner)]
+    if orphans:
+        _docker("rm", "--force", *orphans, timeout=120)
+    return orphans
 
 
 class DockerContainer(RunningContainer):
@@ -137,7 +172,8 @@ class DockerBackend(Backend):
 
     def start(self, spec: ContainerSpec) -> DockerContainer:
         env = spec.platform_environment()
-        args = ["run", "--detach", "--name", spec.name, "--label", "servekit.harness=1"]
+        args = ["run", "--detach", "--name", spec.name, "--label", f"{HARNESS_LABEL}=1",
+                "--label", f"{OWNER_LABEL}={process_identity(os.getpid())}"]
         if self.network == "host":
             # The container shares the host's network: it listens on SAGEMAKER_BIND_TO_PORT of the host,
             # on loopback only.
@@ -162,6 +198,7 @@ class DockerBackend(Backend):
             follower = subprocess.Popen(
                 ["docker", "logs", "--follow", container_id],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
             )
         finally:
             log.close()

@@ -11,10 +11,14 @@ A container sees its artifact at ``/opt/ml/model`` (the models root at ``/opt/ml
 process sees it in a host directory. ``map_model_paths`` rewrites the environment's paths under the
 former to the latter, so a model whose Environment names ``/opt/ml/model/...`` (the SageMaker SDK's
 repacked ``SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code``) runs as it does in a container.
+
+Each ``serve`` process gets SIGTERM from the kernel when the harness dies, even by SIGKILL
+(``die_with_parent``, Linux), and stops its workers as on any SIGTERM.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -24,7 +28,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.backends.base import Backend, ContainerSpec, RunningContainer
+from harness.backends.base import Backend, ContainerSpec, RunningContainer, die_with_parent
 
 IMAGE_PATTERN = re.compile(
     r"^(?:[^/\s]+/)*servekit-(?P<framework>[a-z0-9_]+)(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?(?:@sha256:[0-9a-f]{64})?$"
@@ -145,5 +149,6 @@ class ProcessBackend(Backend):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
             )
         return ProcessContainer(spec, process)

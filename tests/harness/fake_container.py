@@ -8,8 +8,9 @@ platform variables plus FAKE_* switches so tests can make it misbehave on purpos
 * ``FAKE_LOAD_DELAY_S=<s>``: POST /models takes that long;
 * ``FAKE_OUTPUT_TYPE=<mime>``: Content-Type of /invocations answers.
 
-A request body ``status:<code>:<text>`` makes the invocation answer ``<code>`` with ``<text>``. Any
-other body is answered with JSON describing what the container saw (body, headers, its model files).
+A request body ``status:<code>:<text>`` makes the invocation answer ``<code>`` with ``<text>``;
+``sleep:<seconds>`` answers 200 after that long (a request to be in flight when a test kills the
+container). Any other body is answered with JSON describing what the container saw (body, headers, its model files).
 """
 
 from __future__ import annotations
@@ -114,6 +115,10 @@ class Handler(BaseHTTPRequestHandler):
                         self._error(404, "ModelNotFoundException", f"Model not found: {name}")
                         return
                     model_dir = LOADED[name]
+            if body.startswith(b"sleep:"):
+                time.sleep(float(body.decode().split(":", 1)[1]))
+                self._send(200, b"slept", "text/plain")
+                return
             if body.startswith(b"status:"):
                 _, code, text = body.decode().split(":", 2)
                 self._send(int(code), text.encode(), "text/plain")
