@@ -25,6 +25,7 @@ Commands:
   setup                                        install the Python environment, Docker engine, base and images
   test [PYTEST ARGS...]                        setup, then ruff, mypy and the whole test suite (python -m pytest)
   demo                                         run the README's end-to-end example
+  bench [--quick] [python -m bench ARGS...]    side-by-side benchmarks against AWS's stack (bench/README.md)
   -h, --help                                   this help
 
 build options:
@@ -484,6 +485,12 @@ cmd_demo() {
     exec "$VENV_PY" -m examples.sklearn_tf_pipeline.demo "$@"
 }
 
+cmd_bench() {
+    cd "$REPO"
+    setup_python  # also installs wrk, the load generator
+    exec "$VENV_PY" -m bench "$@"
+}
+
 main() {
     (($#)) || { usage; exit 2; }
     local cmd="$1"
@@ -495,6 +502,7 @@ main() {
         setup) cmd_setup "$@" ;;
         test) cmd_test "$@" ;;
         demo) cmd_demo "$@" ;;
+        bench) cmd_bench "$@" ;;
         -h | --help | help) usage ;;
         *) die "unknown command $cmd (see ./build.sh --help)" 2 ;;
     esac

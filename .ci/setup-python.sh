@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make the project's Python environment: .venv with servekit and every extra, plus a headless JRE
-# for the multi-model-server engine. Idempotent; re-running only installs what changed.
+# for the multi-model-server engine and wrk for the benchmarks. Idempotent; re-running only installs what changed.
 #
 # PyTorch: torch==2.13.0 is installed first and on its own. On machines whose pip finds the CPU
 # wheel locally (PIP_FIND_LINKS) that is the CPU build; elsewhere the CPU index is used. A bare
@@ -13,10 +13,14 @@ torch_version="${SERVEKIT_TORCH_VERSION:-2.13.0}"
 
 say() { printf '[setup-python] %s\n' "$*" >&2; }
 
-if ! command -v java >/dev/null 2>&1; then
-    say "installing openjdk-17-jre-headless (multi-model-server runs on Java)"
+# Debian packages: a headless JRE (multi-model-server runs on Java) and wrk (bench/'s load generator).
+packages=()
+command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)
+command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+if ((${#packages[@]})); then
+    say "installing ${packages[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -36,6 +40,6 @@ if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
     fi
 fi
 
-say "installing servekit with extras sklearn, pytorch, tensorflow, mms, harness, onnx, test"
-"${pip[@]}" install -q -e "$repo[sklearn,pytorch,tensorflow,mms,harness,onnx,test]"
+say "installing servekit with extras sklearn, pytorch, tensorflow, mms, harness, onnx, bench, test"
+"${pip[@]}" install -q -e "${repo}[sklearn,pytorch,tensorflow,mms,harness,onnx,bench,test]"
 say "ready: $venv"

@@ -1,0 +1,108 @@
+"""PNG plots (matplotlib, Agg backend): throughput and p99 against concurrency, tree memory against
+loaded models, load time per model; one line per contender."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench.contenders import LABELS
+
+MB = 1024 * 1024
+COLORS = {"aws": "tab:blue", "native": "tab:green", "mms": "tab:orange"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _median_by(points: dict[tuple[str, int], list[float]]) -> dict[str, tuple[list[int], list[float]]]:
+    lines: dict[str, tuple[list[int], list[float]]] = {}
+    for (contender, x), values in sorted(points.items()):
+        xs, ys = lines.setdefault(contender, ([], []))
+        xs.append(x)
+        ys.append(statistics.median(values))
+    return lines
+
+
+def _panel(ax: Any, lines: dict[str, tuple[list[int], list[float]]], title: str, xlabel: str, ylabel: str) -> None:
+    for contender, (xs, ys) in lines.items():
+        ax.plot(xs, ys, marker="o", color=COLORS.get(contender), label=LABELS.get(contender, contender))
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def concurrency(results: dict[str, Any], metric: str, ylabel: str, path: Path) -> Path:
+    """One panel per framework/format: ``metric`` against concurrency per contender."""
+    plt = _pyplot()
+    single = results.get("single", [])
+    keys = sorted({(r["framework"], r["format"]) for r in single})
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.6), squeeze=False)
+    for ax, (framework, fmt) in zip(axes[0], keys, strict=False):
+        points: dict[tuple[str, int], list[float]] = {}
+        for r in single:
+            if (r["framework"], r["format"]) == (framework, fmt):
+                points.setdefault((r["contender"], r["concurrency"]), []).append(r[metric])
+        _panel(ax, _median_by(points), f"{framework}, {fmt}", "concurrency (wrk connections)", ylabel)
+        ax.set_xscale("log", base=2)
+        ticks = sorted({r["concurrency"] for r in single})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def memory(results: dict[str, Any], path: Path) -> Path:
+    plt = _pyplot()
+    mme = results.get("mme", [])
+    frameworks = sorted({r["framework"] for r in mme})
+    fig, axes = plt.subplots(1, max(1, len(frameworks)), figsize=(4.2 * max(1, len(frameworks)), 3.6), squeeze=False)
+    for ax, framework in zip(axes[0], frameworks, strict=False):
+        points: dict[tuple[str, int], list[float]] = {}
+        for r in mme:
+            if r["framework"] == framework:
+                for n, value in r["pss_bytes"].items():
+                    points.setdefault((r["contender"], int(n)), []).append(value / MB)
+        _panel(ax, _median_by(points), f"{framework} MME", "loaded models", "server tree PSS, MB")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load_times(results: dict[str, Any], path: Path) -> Path:
+    plt = _pyplot()
+    mme = results.get("mme", [])
+    frameworks = sorted({r["framework"] for r in mme})
+    fig, axes = plt.subplots(1, max(1, len(frameworks)), figsize=(4.2 * max(1, len(frameworks)), 3.6), squeeze=False)
+    for ax, framework in zip(axes[0], frameworks, strict=False):
+        points: dict[tuple[str, int], list[float]] = {}
+        for r in mme:
+            if r["framework"] == framework:
+                for i, ms in enumerate(r["load_ms"]):
+                    points.setdefault((r["contender"], i + 1), []).append(ms)
+        _panel(ax, _median_by(points), f"{framework} MME", "model number", "POST /models, ms")
+        ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def draw_all(results: dict[str, Any], out: Path) -> list[Path]:
+    return [
+        concurrency(results, "rps", "requests/s", out / "throughput.png"),
+        concurrency(results, "p99_ms", "p99 latency, ms", out / "p99.png"),
+        memory(results, out / "memory.png"),
+        load_times(results, out / "load_time.png"),
+    ]

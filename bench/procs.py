@@ -1,0 +1,124 @@
+"""A server's process tree: CPU time, memory (PSS) and what is left after SIGTERM.
+
+A tree is the root process and its descendants, plus (for servers started in their own session,
+like AWS's launcher, whose ``multi-model-server --start`` detaches Java from it) every process in
+the root's session, so a detached or orphaned process still counts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+import psutil
+
+MB = 1024 * 1024
+
+
+def session_members(sid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid:
+                members.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
+def tree(root_pid: int, session: bool) -> list[psutil.Process]:
+    """The root, its descendants and (with ``session``) every process of the root's session."""
+    procs: dict[int, psutil.Process] = {}
+    try:
+        root = psutil.Process(root_pid)
+        for proc in [root, *root.children(recursive=True)]:
+            procs[proc.pid] = proc
+    except psutil.NoSuchProcess:
+        pass
+    if session:
+        for proc in session_members(root_pid):
+            procs.setdefault(proc.pid, proc)
+    return list(procs.values())
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
+    """User + system CPU seconds of each live process (reaped children included)."""
+    out = {}
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[proc.pid] = t.user + t.system + t.children_user + t.children_system
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two snapshots; processes born in between count in full."""
+    return sum(max(0.0, value - before.get(pid, 0.0)) for pid, value in after.items())
+
+
+def pss_bytes(procs: list[psutil.Process]) -> int:
+    total = 0
+    for proc in procs:
+        try:
+            info = proc.memory_full_info()
+        except psutil.Error:
+            continue
+        total += getattr(info, "pss", info.uss)
+    return total
+
+
+@dataclass
+class StopResult:
+    seconds: float  # SIGTERM to the root's exit
+    exit_code: int | None
+    left: int  # processes of the tree still alive 2 s after the root exited (then killed by PID)
+    killed_root: bool  # the root outlived the grace period and was SIGKILLed
+    left_commands: list[str]  # what was left, for the raw JSON
+
+
+def terminate(process: subprocess.Popen[bytes], session: bool, grace_s: float) -> StopResult:
+    """SIGTERM the root by PID, time its exit, then count and kill what the tree left behind."""
+    members = tree(process.pid, session)
+    started = time.perf_counter()
+    killed = False
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            killed = True
+    seconds = time.perf_counter() - started
+    others = [p for p in members if p.pid != process.pid]
+    _, alive = psutil.wait_procs(others, timeout=2)
+    if session:
+        alive = list({p.pid: p for p in [*alive, *session_members(process.pid)]}.values())
+    alive = [p for p in alive if _running(p)]  # a zombie (reparented, not yet reaped) is gone
+    commands = [_command(p) for p in alive]
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return StopResult(seconds, process.returncode, len(alive), killed, commands)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _command(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())[:200]
+    except psutil.Error:
+        return f"pid {proc.pid} (gone)"

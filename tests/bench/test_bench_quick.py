@@ -1,0 +1,33 @@
+"""The benchmark suite end to end at --quick size; runs only with SERVEKIT_BENCH=1 (it takes minutes).
+
+Checks that every file was produced and every request succeeded (the suite's exit code), never the
+numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("SERVEKIT_BENCH") != "1",
+    reason="SKIPPED: the benchmark suite (python -m bench --quick, ~5 min) runs only with SERVEKIT_BENCH=1",
+)
+
+
+@pytest.mark.timeout(900)
+def test_quick_run_produces_every_file_and_no_failed_request(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        pytest.fail("SERVEKIT_BENCH=1 but wrk is missing: apt-get install -y wrk (or ./build.sh bench)")
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=840)
+    assert done.returncode == 0, f"python -m bench --quick failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
+    for name in ("results.json", "table.md", "throughput.png", "p99.png", "memory.png", "load_time.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
