@@ -41,6 +41,7 @@ def run_native(settings: Settings) -> int:
     import uvicorn
 
     from serve.app import create_app
+    from serve.http import protocol_options
 
     state = {"exit_code": 0}
     server: uvicorn.Server | None = None
@@ -56,6 +57,7 @@ def run_native(settings: Settings) -> int:
         lifespan="on", log_level=settings.log_level,
         # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests well before that.
         timeout_graceful_shutdown=int(min(settings.timeout_s, 20.0)),
+        **protocol_options(),  # bounds the request line and headers (431 beyond)
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal it caught once it has shut down; with a Python handler installed

@@ -35,6 +35,16 @@ log = logging.getLogger("serve.access")
 PAGE_LIMIT = 100
 #: Largest POST /models body: a model name and a path.
 LOAD_REQUEST_LIMIT = 64 * 1024
+#: Most worker processes POST /models may ask for one model (``initial_workers``).
+MAX_INITIAL_WORKERS = 64
+#: Longest ``model_name`` (SageMaker's model names are at most 63 characters; MME names are
+#: TargetModel paths' hashes).
+MAX_NAME_LENGTH = 256
+#: Longest ``url`` (Linux's PATH_MAX).
+MAX_URL_LENGTH = 4096
+#: Most digits a number in a query parameter or header may have (more is never a valid value, and
+#: ``int`` refuses over 4300).
+MAX_DIGITS = 18
 
 Endpoint = Callable[[HTTPRequest], Awaitable[Response]]
 
@@ -61,6 +71,53 @@ def error_response(status: int, message: str) -> Response:
     return Response(error_json(status, message), status_code=status, media_type="application/json")
 
 
+class BadArgument(ValueError):
+    """A query parameter or /models field is invalid; the message (one line) names it."""
+
+
+def ascii_number(text: str) -> int | None:
+    """``text`` as a non-negative integer when it is ASCII digits only, else None (``str.isdigit``
+    alone also accepts digits such as "²" that ``int`` refuses)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_DIGITS:
+        return None
+    return int(text)
+
+
+def count_argument(field: str, value: object, low: int, high: int) -> int:
+    """``value`` (an int, not a bool, or a string of ASCII digits) when it lies in [low, high]."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else (
+        ascii_number(value) if isinstance(value, str) else None)
+    if number is None or not low <= number <= high:
+        raise BadArgument(f"{field} must be an integer {low}-{high}")
+    return number
+
+
+def model_name_argument(value: object) -> str:
+    """``value`` when it is a usable model name: 1-256 printable characters, no '/'."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_LENGTH:
+        raise BadArgument(f'"model_name" must be a string of 1-{MAX_NAME_LENGTH} characters')
+    if not value.isprintable() or "/" in value:
+        raise BadArgument('"model_name" must not contain control characters or \'/\'')
+    return value
+
+
+def url_argument(value: object) -> str:
+    """``value`` when it can name a directory (whether it exists is the engine's 404)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_URL_LENGTH or not value.isprintable():
+        raise BadArgument(f'"url" must be a path of 1-{MAX_URL_LENGTH} printable characters')
+    return value
+
+
+def load_arguments(spec: dict[str, Any]) -> tuple[str, str, int | None]:
+    """POST /models' model name, url and worker count, each validated."""
+    if not isinstance(spec.get("model_name"), str) or not isinstance(spec.get("url"), str):
+        raise BadArgument('both "model_name" and "url" are required strings')
+    workers = spec.get("initial_workers")
+    if workers is not None:
+        workers = count_argument('"initial_workers"', workers, 1, MAX_INITIAL_WORKERS)
+    return model_name_argument(spec["model_name"]), url_argument(spec["url"]), workers
+
+
 class PayloadTooLarge(Exception):
     """The request body exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB."""
 
@@ -68,7 +125,8 @@ class PayloadTooLarge(Exception):
 async def read_body(request: HTTPRequest, limit: int) -> bytes:
     """The request body, refusing (before reading it all) anything above ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    size_declared = ascii_number(declared) if declared is not None else None
+    if size_declared is not None and size_declared > limit:
         raise PayloadTooLarge
     chunks: list[bytes] = []
     size = 0
@@ -137,11 +195,20 @@ async def invoke(name: str, request: HTTPRequest) -> Response:
 
 
 async def ping(request: HTTPRequest) -> Response:
+    """200 when the container can serve: always in multi-model mode, else while the model is loaded
+    and at least one of its workers is alive (a dead worker is replaced at once, see the engine)."""
     state = server_state(request)
-    if state.settings.multi_model or SINGLE_MODEL_NAME in {e.name for e in state.engine.ready_models()}:
+    if state.settings.multi_model:
         return Response(status_code=200)
+    entry = state.engine.models.get(SINGLE_MODEL_NAME)
+    if entry is not None and entry.state == "ready":
+        if entry.workers:
+            return Response(status_code=200)
+        return error_response(503, "no worker of the model is alive; replacements are starting")
     if state.load_error:
         return error_response(500, f"the model failed to load: {state.load_error}")
+    if state.single_model_load is not None and state.single_model_load.done():
+        return error_response(503, "the model's workers died and could not be replaced; see the log")
     return error_response(503, "the model is still loading")
 
 
@@ -153,12 +220,12 @@ async def invocations(request: HTTPRequest) -> Response:
 
 
 async def list_models(request: HTTPRequest) -> Response:
-    token = request.query_params.get("next_page_token") or "0"
-    limit_text = request.query_params.get("limit") or str(PAGE_LIMIT)
-    if not token.isdigit() or not limit_text.isdigit() or not 0 < int(limit_text) <= PAGE_LIMIT:
-        return error_response(400, f"next_page_token must be a token from a previous answer and limit "
-                                   f"a number 1-{PAGE_LIMIT}")
-    start, limit = int(token), int(limit_text)
+    query = request.query_params
+    try:
+        start = count_argument("next_page_token", query.get("next_page_token") or "0", 0, 10 ** MAX_DIGITS)
+        limit = count_argument("limit", query.get("limit") or str(PAGE_LIMIT), 1, PAGE_LIMIT)
+    except BadArgument as exc:
+        return error_response(400, str(exc))
     models = server_state(request).engine.ready_models()
     page = models[start:start + limit]
     body: dict[str, Any] = {"models": [{"modelName": e.name, "modelUrl": e.url} for e in page]}
@@ -170,17 +237,13 @@ async def list_models(request: HTTPRequest) -> Response:
 async def load_model(request: HTTPRequest) -> Response:
     try:
         spec = json.loads(await read_body(request, LOAD_REQUEST_LIMIT) or b"{}")
-    except (PayloadTooLarge, ValueError):
+    except (PayloadTooLarge, ValueError, RecursionError):  # RecursionError: nesting too deep
         return error_response(400, 'the body must be JSON: {"model_name": "...", "url": "/path/to/model"}')
-    spec = {**dict(request.query_params), **(spec if isinstance(spec, dict) else {})}
-    name, url = spec.get("model_name"), spec.get("url")
-    if not isinstance(name, str) or not name or not isinstance(url, str) or not url:
-        return error_response(400, 'both "model_name" and "url" are required strings')
-    if "/" in name:
-        return error_response(400, f"model_name {name!r} must not contain '/'")
-    workers = spec.get("initial_workers")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        return error_response(400, '"initial_workers" must be a positive integer')
+    try:
+        name, url, workers = load_arguments({**dict(request.query_params),
+                                             **(spec if isinstance(spec, dict) else {})})
+    except BadArgument as exc:
+        return error_response(400, str(exc))
     entry = await server_state(request).engine.load(name, url, workers)
     return JSONResponse({"status": f"Model \"{name}\" loaded", "model": entry.describe()})
 
@@ -263,8 +326,13 @@ class AccessLog:
         finally:
             path = scope["path"]
             if path != "/ping" or status["code"] != 200:
-                log.info("%s %s model=%s %d %.2f ms", scope["method"], path, model_of(path), status["code"],
-                         (time.perf_counter() - started) * 1000)
+                log.info("%s %s model=%s %d %.2f ms", scope["method"], printable(path), printable(model_of(path)),
+                         status["code"], (time.perf_counter() - started) * 1000)
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped, so a client cannot forge log lines."""
+    return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def model_of(path: str) -> str:

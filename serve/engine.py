@@ -38,6 +38,9 @@ STOP_GRACE_S = 5.0
 #: Predicted private memory of a model's worker before anything was measured: the fork's own
 #: pages (about 2 MB) plus room for the unpickled model.
 FIRST_MODEL_BASELINE = 16 * MB
+#: Requests a model may hold (running or waiting for a worker) per worker, unless
+#: SERVE_MAX_IN_FLIGHT_PER_MODEL says otherwise; beyond it 503.
+IN_FLIGHT_PER_WORKER = 100
 
 
 class EngineError(Exception):
@@ -56,6 +59,10 @@ class Worker:
     process: BaseProcess
     conn: Connection
     info: WorkerInfo
+    busy: bool = False  # handling a request (its pipe is the request's)
+    exited: bool = False  # its process ended while it was busy
+    retired: bool = False  # stopped or replaced: its exit is expected
+    watched: bool = False  # its sentinel is registered with the event loop
 
 
 @dataclass
@@ -65,6 +72,7 @@ class ModelEntry:
     name: str
     url: str
     state: str = "loading"  # loading | ready | unloading
+    target_workers: int = 1
     workers: list[Worker] = field(default_factory=list)
     idle: asyncio.Queue[Worker] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
@@ -105,6 +113,14 @@ async def _receive(conn: Connection, timeout: float) -> Any:
     finally:
         loop.remove_reader(fd)
     return conn.recv()
+
+
+def drain(queue: asyncio.Queue[Worker]) -> list[Worker]:
+    """Everything in ``queue`` now, removed from it."""
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 class Engine:
@@ -238,7 +254,8 @@ class Engine:
             await self._admit(name, url)
             first = await self._start_worker(name, url)
             entry.workers.append(first)
-            wanted = workers or workers_per_model(self.settings, self.handler.default_workers)
+            wanted = entry.target_workers = workers or workers_per_model(self.settings,
+                                                                        self.handler.default_workers)
             if wanted > 1:
                 more = await asyncio.gather(*(self._start_worker(name, url) for _ in range(wanted - 1)),
                                             return_exceptions=True)
@@ -257,6 +274,7 @@ class Engine:
             self._reserved.pop(name, None)
         for worker in entry.workers:
             entry.idle.put_nowait(worker)
+            self._watch(entry, worker)
         entry.load_seconds = time.perf_counter() - started
         entry.loaded_at = entry.last_used = time.time()
         entry.state = "ready"
@@ -267,6 +285,8 @@ class Engine:
 
     async def _stop_workers(self, entry: ModelEntry) -> None:
         workers, entry.workers = entry.workers, []
+        for worker in workers:
+            self._unwatch(worker)
         await asyncio.gather(*(self._stop_process(w.process, w.conn, graceful=True) for w in workers))
 
     async def unload(self, name: str) -> None:
@@ -292,15 +312,16 @@ class Engine:
         entry = self.models.get(name)
         if entry is None or entry.state != "ready":
             raise EngineError(404, f"model {name!r} is not loaded")
+        limit = self.settings.max_in_flight_per_model or IN_FLIGHT_PER_WORKER * entry.target_workers
+        if entry.in_flight >= limit:
+            raise EngineError(503, f"model {name!r} already has {limit} requests in flight "
+                                   "(SERVE_MAX_IN_FLIGHT_PER_MODEL); retry later")
         timeout = self.settings.timeout_s
         entry.in_flight += 1
         entry.drained.clear()
         deadline = time.monotonic() + timeout
         try:
-            try:
-                worker = await asyncio.wait_for(entry.idle.get(), timeout)
-            except TimeoutError:
-                raise EngineError(503, f"no worker of model {name!r} became free within {timeout:.0f} s") from None
+            worker = await self._take(entry, deadline)
             try:
                 worker.conn.send(request)
                 message = await _receive(worker.conn, max(0.0, deadline - time.monotonic()))
@@ -315,7 +336,7 @@ class Engine:
                 raise EngineError(
                     500, f"the worker process of model {name!r} exited while handling the request "
                          f"(exit code {worker.process.exitcode}); it is being replaced") from None
-            entry.idle.put_nowait(worker)
+            self._release(entry, worker)
         finally:
             entry.in_flight -= 1
             entry.last_used = time.time()
@@ -326,8 +347,59 @@ class Engine:
         response: Response = message[1]
         return response
 
+    async def _take(self, entry: ModelEntry, deadline: float) -> Worker:
+        """A live idle worker of ``entry``, now busy; 503 if none becomes free before ``deadline``."""
+        while True:
+            try:
+                worker = await asyncio.wait_for(entry.idle.get(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise EngineError(503, f"no worker of model {entry.name!r} became free within "
+                                       f"{self.settings.timeout_s:.0f} s") from None
+            if not worker.retired:  # else it died between leaving the queue and now: take another
+                worker.busy = True
+                return worker
+
+    def _release(self, entry: ModelEntry, worker: Worker) -> None:
+        """Make a worker that answered idle again, or replace it if it died meanwhile."""
+        worker.busy = False
+        if worker.exited:
+            self._replace_worker(entry, worker)
+        else:
+            entry.idle.put_nowait(worker)
+
+    # -- liveness -------------------------------------------------------------------------------
+
+    def _watch(self, entry: ModelEntry, worker: Worker) -> None:
+        """Notice at once when ``worker``'s process ends: its sentinel becomes readable."""
+        asyncio.get_running_loop().add_reader(worker.process.sentinel, self._on_exit, entry, worker)
+        worker.watched = True
+
+    def _unwatch(self, worker: Worker) -> None:
+        """Stop watching ``worker`` and retire it (it is being stopped or replaced)."""
+        worker.retired = True
+        if worker.watched:
+            worker.watched = False
+            asyncio.get_running_loop().remove_reader(worker.process.sentinel)
+
+    def _on_exit(self, entry: ModelEntry, worker: Worker) -> None:
+        """A watched worker's process ended: replace it now if idle (a busy one's request sees EOF)."""
+        asyncio.get_running_loop().remove_reader(worker.process.sentinel)
+        worker.watched = False
+        if worker.busy:
+            worker.exited = True
+            return
+        log.warning("worker %d of model %s exited while idle (exit code %s); replacing it",
+                    worker.info.pid, entry.name, worker.process.exitcode)
+        others = [w for w in drain(entry.idle) if w is not worker]
+        for other in others:
+            entry.idle.put_nowait(other)
+        self._replace_worker(entry, worker)
+
     def _replace_worker(self, entry: ModelEntry, dead: Worker) -> None:
-        """Drop a dead or stuck worker and start a replacement in the background."""
+        """Drop a dead or stuck worker and start a replacement in the background (once per worker)."""
+        if dead.retired:
+            return
+        self._unwatch(dead)
         if dead in entry.workers:
             entry.workers.remove(dead)
         if dead.process.is_alive():
@@ -349,6 +421,7 @@ class Engine:
                 return
             entry.workers.append(worker)
             entry.idle.put_nowait(worker)
+            self._watch(entry, worker)
             log.info("replaced a worker of model %s (new pid %d)", entry.name, worker.info.pid)
 
         task = asyncio.get_running_loop().create_task(replace())

@@ -165,6 +165,10 @@ class Settings:
     memory_limit_mb: int | None = variable(
         "SERVE_MEMORY_LIMIT_MB", _optional_positive_int, None,
         "Memory the server may use, for MME admission (default: the cgroup limit, else physical memory).")
+    max_in_flight_per_model: int | None = variable(
+        "SERVE_MAX_IN_FLIGHT_PER_MODEL", _optional_positive_int, None,
+        "Requests one model may hold running or queued (native engine); beyond it 503 "
+        "(default: 100 per worker of the model).")
     install_requirements: bool = variable(
         "SERVE_INSTALL_REQUIREMENTS", _bool, True,
         "pip-install code/requirements.txt when a model loads (false: pre-bake them into the image).")
