@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
+from handlers.limits import DEFAULT_MAX_DECODED_BYTES, DecodeLimits
+
 
 @dataclass(frozen=True)
 class HandlerOptions:
@@ -29,6 +31,13 @@ class HandlerOptions:
     submit_directory: str | None = None
     # pip-install <code>/requirements.txt at load time when present.
     install_requirements: bool = True
+    # Most bytes decoding one request may allocate (arrays, decompressed NPZ members); beyond it 413.
+    # A server sets handlers.limits.max_decoded_bytes_for(its max payload); default 16 x 6 MiB.
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+
+    def decode_limits(self) -> DecodeLimits:
+        """The bounds every codec and array conversion of a request runs under."""
+        return DecodeLimits(max_bytes=self.max_decoded_bytes)
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ class Handler(ABC):
         """Request bytes + Content-Type -> model input (default: the codec registry)."""
         from handlers import codecs
 
-        return codecs.decode(body, content_type)
+        return codecs.decode(body, content_type, self.options.decode_limits())
 
     def encode(self, prediction: Any, accept: str | None) -> tuple[bytes, str]:
         """Prediction + Accept -> (bytes, Content-Type) (default: the codec registry)."""

@@ -50,3 +50,9 @@ class PredictionError(HandlerError):
     """The model failed on input that was well-formed as far as the handler could tell (500)."""
 
     status = 500
+
+
+class PayloadTooLargeError(HandlerError):
+    """Decoding the request would exceed a size bound (``HandlerOptions.max_decoded_bytes``) (413)."""
+
+    status = 413

@@ -538,11 +538,7 @@ class ServedModel:
         """The body as the toolkit hands it to user code: ``str`` for JSON and CSV, else ``bytes``."""
         media_type, params = codecs.parse_media_type(request.content_type)
         if media_type in codecs.UTF8_TYPES:
-            charset = params.get("charset", "utf-8")
-            try:
-                return request.body.decode(charset)
-            except (LookupError, UnicodeDecodeError) as exc:
-                raise BadRequestError(f"the {media_type} body is not valid {charset} text") from exc
+            return codecs.decode_text(request.body, params, media_type)
         return request.body
 
     def _user_accept(self, request: Request) -> str:
@@ -599,8 +595,9 @@ class ServedModel:
             return HandlerError(f"model {self.model_name!r}: {_clean_message(Exception(message))}", status=status)
         if isinstance(exc, MemoryError):
             return HandlerError(f"model {self.model_name!r}: out of memory in {step}", status=507)
+        # RecursionError: user code parsing deeply nested input (e.g. json.loads in input_fn).
         input_fault = step in ("decode", "input_fn") and isinstance(
-            exc, (ValueError, TypeError, KeyError, IndexError, UnicodeError)
+            exc, (ValueError, TypeError, KeyError, IndexError, UnicodeError, RecursionError)
         )
         input_fault = input_fault or (
             step in ("predict", "predict_fn", "transform_fn") and isinstance(exc, ValueError)

@@ -166,7 +166,7 @@ class PyTorchHandler(Handler):
     # ---- codecs ------------------------------------------------------------------------------------
     def decode(self, body: bytes, content_type: str | None) -> Any:
         """Codec output -> tensor(s) on the device (JSON/CSV/JSON Lines as float32, NPY/NPZ keep dtype)."""
-        data = codecs.decode(body, content_type)
+        data = codecs.decode(body, content_type, self.options.decode_limits())
         media_type, _ = codecs.parse_media_type(content_type)
         as_float = media_type in (codecs.JSON, codecs.CSV, codecs.JSONLINES)
         return self.to_tensors(data, as_float)
@@ -183,7 +183,7 @@ class PyTorchHandler(Handler):
                     return self.to_tensors(data[key], as_float)
             return {str(k): self.to_tensors(v, as_float) for k, v in data.items()}
         try:
-            arr = codecs.to_ndarray(data)
+            arr = codecs.as_array(data, self.options.decode_limits())
         except (TypeError, ValueError) as exc:
             raise BadRequestError(f"the input cannot be made into a tensor: {exc}") from exc
         if arr.dtype == object or arr.dtype.kind in "US":

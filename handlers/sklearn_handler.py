@@ -30,9 +30,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from handlers import codecs
 from handlers.artifacts import only_file
 from handlers.base import Handler
 from handlers.errors import BadRequestError, ModelLoadError
+from handlers.limits import DEFAULT_LIMITS, DecodeLimits
 
 logger = logging.getLogger("servekit.handlers.sklearn")
 
@@ -63,12 +65,15 @@ def _has_number(values: Any) -> bool:
     return isinstance(values, (int, float)) and not isinstance(values, bool)
 
 
-def to_sklearn_input(data: Any) -> Any:
-    """Decoded request data -> an array-like scikit-learn accepts (``BadRequestError`` if impossible)."""
+def to_sklearn_input(data: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    """Decoded request data -> an array-like scikit-learn accepts (``BadRequestError`` if impossible).
+
+    Lists become arrays within ``limits`` (``codecs.as_array``: strings whose fixed-width form would
+    exceed the decoded-size limit become an ``object`` array instead; 413 beyond it even so)."""
     if isinstance(data, Mapping):
         for key in ("instances", "inputs"):
             if key in data:
-                return to_sklearn_input(data[key])
+                return to_sklearn_input(data[key], limits)
         return _dataframe(data, "a JSON object of columns")
     if isinstance(data, (list, tuple)):
         if not data:
@@ -76,12 +81,12 @@ def to_sklearn_input(data: Any) -> Any:
         if all(isinstance(row, Mapping) for row in data):
             return _dataframe(list(data), "JSON records")
         try:
-            arr = np.asarray(data)
+            arr = codecs.as_array(data, limits)
         except ValueError as exc:
             raise BadRequestError(
                 "the input rows have different lengths; send a list of equally long rows"
             ) from exc
-        if arr.dtype.kind in "US" and _has_number(data):
+        if arr.dtype.kind in "USO" and _has_number(data):
             # Mixed numbers and strings: keep numbers numeric (np.asarray would make them all text).
             # A flat mixed list is one record, like a flat numeric list.
             arr = np.array(data, dtype=object)
@@ -171,11 +176,11 @@ class SklearnHandler(Handler):
 
     def decode(self, body: bytes, content_type: str | None) -> Any:
         """Codec output made scikit-learn ready (what a user ``predict_fn`` receives by default)."""
-        return to_sklearn_input(super().decode(body, content_type))
+        return to_sklearn_input(super().decode(body, content_type), self.options.decode_limits())
 
     def predict(self, model: Any, data: Any) -> Any:
         """``predict`` when the model has it, else ``transform``; input errors -> 400."""
-        data = to_sklearn_input(data)
+        data = to_sklearn_input(data, self.options.decode_limits())
         method = getattr(model, "predict", None)
         if not callable(method):
             method = model.transform

@@ -40,6 +40,7 @@ from handlers import codecs, tfs_contract, tfs_rest
 from handlers.artifacts import only_file
 from handlers.base import Handler, HandlerOptions, Request, ScriptInvoker
 from handlers.errors import BadRequestError, ModelLoadError, PredictionError, UnsupportedAcceptError
+from handlers.limits import DecodeLimits
 from handlers.tfs_rest import Servable, TFSResult, prediction_rows
 from handlers.tfs_savedmodel import TF1SavedModel, has_saved_model, load_saved_model, version_dirs
 
@@ -139,7 +140,7 @@ class TensorFlowHandler(Handler):
     name: ClassVar[str] = "tensorflow"
     preload_modules: ClassVar[tuple[str, ...]] = ("numpy", "tensorflow", "keras")
     # Measured: TensorFlow imported in a forkserver parent runs correctly in forked workers
-    # (docs/architecture.md, feasibility numbers); importing it starts no thread pools.
+    # (docs/architecture.md, "Feasibility numbers"); importing it starts no thread pools.
     fork_safe: ClassVar[bool] = True
     # TensorFlow's inter/intra-op pools already use every core.
     default_workers: ClassVar[int] = 1
@@ -229,7 +230,7 @@ class TensorFlowHandler(Handler):
 
     def decode(self, body: bytes, content_type: str | None) -> Any:
         """Parsed JSON (any TF Serving shape), or arrays from CSV / NPY / NPZ / JSON Lines."""
-        return TF_CODECS.decode(body, content_type)
+        return TF_CODECS.decode(body, content_type, self.options.decode_limits())
 
     def encode(self, prediction: Any, accept: str | None) -> tuple[bytes, str]:
         """Tensors -> arrays; JSON as ``{"predictions": ...}``, other types the bare arrays."""
@@ -246,9 +247,10 @@ class TensorFlowHandler(Handler):
             data = dict(data)
             signature_name = str(data.pop("signature_name"))
         inputs = _request_inputs(data)
+        limits = self.options.decode_limits()
         try:
             if _is_keras_model(model):
-                return to_numpy(_call_keras(model, inputs))
+                return to_numpy(_call_keras(model, inputs, limits))
             signatures = getattr(model, "signatures", None)
             if signatures is not None:
                 if signature_name not in signatures:
@@ -263,7 +265,7 @@ class TensorFlowHandler(Handler):
                     f"cannot call a {type(model).__name__}; return a SavedModel, a Keras model or a function "
                     "from model_fn, or define predict_fn"
                 )
-            return to_numpy(_call_signature(fn, inputs))
+            return to_numpy(_call_signature(fn, inputs, limits))
         except (BadRequestError, PredictionError):
             raise
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
@@ -345,17 +347,17 @@ def _request_inputs(data: Any) -> Any:
     return data
 
 
-def _as_array(value: Any, dtype: Any, name: str) -> Any:
+def _as_array(value: Any, dtype: Any, name: str, limits: DecodeLimits) -> Any:
     """``value`` as a NumPy array of the TF ``dtype`` (strings stay objects for tf.string)."""
     try:
         if dtype.name == "string":
             return np.asarray(value, dtype=object)
-        return np.asarray(codecs.to_ndarray(value)).astype(dtype.as_numpy_dtype)
+        return codecs.as_array(value, limits).astype(dtype.as_numpy_dtype)
     except (TypeError, ValueError) as exc:
         raise BadRequestError(f"input {name!r} cannot be read as {dtype.name}: {exc}") from exc
 
 
-def _call_signature(fn: Any, inputs: Any) -> Any:
+def _call_signature(fn: Any, inputs: Any, limits: DecodeLimits) -> Any:
     import tensorflow as tf
 
     specs: dict[str, Any] = {}
@@ -363,7 +365,7 @@ def _call_signature(fn: Any, inputs: Any) -> Any:
     if structured is not None:
         specs = dict(structured[1])
     if not specs:
-        return fn(tf.constant(codecs.to_ndarray(inputs)))
+        return fn(tf.constant(codecs.as_array(inputs, limits)))
     if not isinstance(inputs, Mapping):
         if len(specs) != 1:
             raise BadRequestError(
@@ -380,14 +382,14 @@ def _call_signature(fn: Any, inputs: Any) -> Any:
             + ("; " if missing and unknown else "")
             + (f"unknown {', '.join(map(str, unknown))}" if unknown else "")
         )
-    tensors = {n: tf.constant(_as_array(v, specs[n].dtype, n)) for n, v in inputs.items()}
+    tensors = {n: tf.constant(_as_array(v, specs[n].dtype, n, limits)) for n, v in inputs.items()}
     outputs = fn(**tensors)
     if isinstance(outputs, Mapping) and len(outputs) == 1:
         return next(iter(outputs.values()))
     return outputs
 
 
-def _call_keras(model: Any, inputs: Any) -> Any:
+def _call_keras(model: Any, inputs: Any, limits: DecodeLimits) -> Any:
     import tensorflow as tf
 
     model_inputs = list(model.inputs or [])
@@ -397,13 +399,13 @@ def _call_keras(model: Any, inputs: Any) -> Any:
         unknown = [n for n in inputs if n not in names]
         if unknown:
             raise BadRequestError(f"the model takes inputs {', '.join(names)}; unknown {', '.join(map(str, unknown))}")
-        arrays: Any = {n: _as_array(v, dtypes[names.index(n)], n) for n, v in inputs.items()}
+        arrays: Any = {n: _as_array(v, dtypes[names.index(n)], n, limits) for n, v in inputs.items()}
     else:
         if len(model_inputs) > 1:
             raise BadRequestError(
                 f"the model takes several inputs ({', '.join(names)}); send {{\"inputs\": {{\"<name>\": ...}}}}"
             )
-        arrays = _as_array(inputs, dtypes[0], names[0] if names else "input")
+        arrays = _as_array(inputs, dtypes[0], names[0] if names else "input", limits)
     return model(arrays, training=False)
 
 

@@ -152,9 +152,11 @@ def rest_status(servable: Servable, name: str, version: str | None) -> tuple[int
 
 def _json_object(body: bytes | str) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # json.loads' own encoding detection (UTF-8, -16 or -32) for bytes, then the bounded parser.
+        text = body if isinstance(body, str) else body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as exc:
         raise BadRequestError(f"the request body is not JSON: {exc}") from exc
+    payload = codecs.parse_json(text)
     if not isinstance(payload, dict):
         raise BadRequestError("the request body must be a JSON object (TF Serving's REST API)")
     return payload
