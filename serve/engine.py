@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ MB = 1024 * 1024
 #: SageMaker keeps loading an MME model for up to 360 s after the invocation gave up
 #: (docs/sagemaker-contract.md §2.2).
 LOAD_TIMEOUT_S = 360.0
+#: Request bodies above this are written to a worker's pipe from a thread: writing blocks until the
+#: worker has read all but a socket buffer's worth (about 200 KiB on Linux).
+LARGE_MESSAGE_BYTES = 64 * 1024
 #: How long a stopping worker gets to exit after its pipe closes before it is killed.
 STOP_GRACE_S = 5.0
 #: Predicted private memory of a model's worker before anything was measured: the fork's own
@@ -112,7 +116,20 @@ async def _receive(conn: Connection, timeout: float) -> Any:
         await asyncio.wait_for(ready, timeout)
     finally:
         loop.remove_reader(fd)
+        # The event loop made the socket non-blocking for add_reader; a message larger than the socket
+        # buffer must then be read (and later written) in blocking mode, or recv/send raise
+        # BlockingIOError half-way through it.
+        os.set_blocking(fd, True)
     return conn.recv()
+
+
+async def _send(conn: Connection, message: Any, size: int) -> None:
+    """Send ``message`` on ``conn`` in blocking mode; a large one from a thread so the loop goes on."""
+    os.set_blocking(conn.fileno(), True)
+    if size > LARGE_MESSAGE_BYTES:
+        await asyncio.to_thread(conn.send, message)
+    else:
+        conn.send(message)
 
 
 def drain(queue: asyncio.Queue[Worker]) -> list[Worker]:
@@ -323,7 +340,7 @@ class Engine:
         try:
             worker = await self._take(entry, deadline)
             try:
-                worker.conn.send(request)
+                await _send(worker.conn, request, len(request.body))
                 message = await _receive(worker.conn, max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 self._replace_worker(entry, worker)

@@ -68,6 +68,10 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _optional_positive_float(value: str) -> float | None:
+    return _positive_float(value) if value.strip() else None
+
+
 def _log_level(value: str) -> int:
     text = value.strip().upper()
     if text in LOG_LEVELS:
@@ -165,6 +169,10 @@ class Settings:
     memory_limit_mb: int | None = variable(
         "SERVE_MEMORY_LIMIT_MB", _optional_positive_int, None,
         "Memory the server may use, for MME admission (default: the cgroup limit, else physical memory).")
+    max_decoded_mb: float | None = variable(
+        "SERVE_MAX_DECODED_MB", _optional_positive_float, None,
+        "Largest decoded request (arrays, strings) in MiB, checked before allocating; beyond it 413 "
+        "(default: 16 x SAGEMAKER_MAX_PAYLOAD_IN_MB).")
     max_in_flight_per_model: int | None = variable(
         "SERVE_MAX_IN_FLIGHT_PER_MODEL", _optional_positive_int, None,
         "Requests one model may hold running or queued (native engine); beyond it 503 "

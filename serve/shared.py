@@ -15,6 +15,7 @@ from typing import Any
 # Declared with the user-script ``context`` that exposes them to scripts; re-exported for the engines.
 from handlers.base import HandlerOptions
 from handlers.context import CUSTOM_ATTRIBUTES_HEADER, TARGET_MODEL_HEADER
+from handlers.limits import MIB, max_decoded_bytes_for
 from serve.settings import Settings
 
 __all__ = [
@@ -63,6 +64,8 @@ def handler_options(settings: Settings) -> HandlerOptions:
         program=settings.program,
         submit_directory=settings.submit_directory,
         install_requirements=settings.install_requirements,
+        max_decoded_bytes=(int(settings.max_decoded_mb * MIB) if settings.max_decoded_mb is not None
+                           else max_decoded_bytes_for(settings.max_payload_bytes)),
     )
 
 
