@@ -62,37 +62,28 @@ def concurrency(results: dict[str, Any], metric: str, ylabel: str, path: Path) -
     return path
 
 
-def memory(results: dict[str, Any], path: Path) -> Path:
+def _mme_points(record: dict[str, Any], key: str) -> list[tuple[int, float]]:
+    """(x, y) of one MME record: tree PSS in MB per loaded-model count, or load ms per model number."""
+    if key == "pss_bytes":
+        return [(int(n), value / MB) for n, value in record["pss_bytes"].items()]
+    return [(i + 1, ms) for i, ms in enumerate(record["load_ms"])]
+
+
+def mme(results: dict[str, Any], key: str, xlabel: str, ylabel: str, path: Path, log_y: bool = False) -> Path:
+    """One panel per framework of ``key`` in the MME records, a line per contender."""
     plt = _pyplot()
-    mme = results.get("mme", [])
-    frameworks = sorted({r["framework"] for r in mme})
+    records = results.get("mme", [])
+    frameworks = sorted({r["framework"] for r in records})
     fig, axes = plt.subplots(1, max(1, len(frameworks)), figsize=(4.2 * max(1, len(frameworks)), 3.6), squeeze=False)
     for ax, framework in zip(axes[0], frameworks, strict=False):
         points: dict[tuple[str, int], list[float]] = {}
-        for r in mme:
+        for r in records:
             if r["framework"] == framework:
-                for n, value in r["pss_bytes"].items():
-                    points.setdefault((r["contender"], int(n)), []).append(value / MB)
-        _panel(ax, _median_by(points), f"{framework} MME", "loaded models", "server tree PSS, MB")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def load_times(results: dict[str, Any], path: Path) -> Path:
-    plt = _pyplot()
-    mme = results.get("mme", [])
-    frameworks = sorted({r["framework"] for r in mme})
-    fig, axes = plt.subplots(1, max(1, len(frameworks)), figsize=(4.2 * max(1, len(frameworks)), 3.6), squeeze=False)
-    for ax, framework in zip(axes[0], frameworks, strict=False):
-        points: dict[tuple[str, int], list[float]] = {}
-        for r in mme:
-            if r["framework"] == framework:
-                for i, ms in enumerate(r["load_ms"]):
-                    points.setdefault((r["contender"], i + 1), []).append(ms)
-        _panel(ax, _median_by(points), f"{framework} MME", "model number", "POST /models, ms")
-        ax.set_yscale("log")
+                for x, y in _mme_points(r, key):
+                    points.setdefault((r["contender"], x), []).append(y)
+        _panel(ax, _median_by(points), f"{framework} MME", xlabel, ylabel)
+        if log_y:
+            ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -103,6 +94,6 @@ def draw_all(results: dict[str, Any], out: Path) -> list[Path]:
     return [
         concurrency(results, "rps", "requests/s", out / "throughput.png"),
         concurrency(results, "p99_ms", "p99 latency, ms", out / "p99.png"),
-        memory(results, out / "memory.png"),
-        load_times(results, out / "load_time.png"),
+        mme(results, "pss_bytes", "loaded models", "server tree PSS, MB", out / "memory.png"),
+        mme(results, "load_ms", "model number", "POST /models, ms", out / "load_time.png", log_y=True),
     ]
