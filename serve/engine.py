@@ -124,8 +124,8 @@ async def _receive(conn: Connection, timeout: float) -> Any:
 
 
 async def _send(conn: Connection, message: Any, size: int) -> None:
-    """Send ``message`` on ``conn`` in blocking mode; a large one from a thread so the loop goes on."""
-    os.set_blocking(conn.fileno(), True)
+    """Send ``message`` on ``conn``; a large one from a thread so the loop goes on. The socket is in
+    blocking mode: every worker's pipe has been through ``_receive`` (its load report) first."""
     if size > LARGE_MESSAGE_BYTES:
         await asyncio.to_thread(conn.send, message)
     else:
