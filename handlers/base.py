@@ -34,6 +34,9 @@ class HandlerOptions:
     # Most bytes decoding one request may allocate (arrays, decompressed NPZ members); beyond it 413.
     # A server sets handlers.limits.max_decoded_bytes_for(its max payload); default 16 x 6 MiB.
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    # SAGEMAKER_SAFE_PORT_RANGE: any port a handler opens (TensorFlow's loopback TF Serving REST API)
+    # comes from it, so containers sharing a host network never collide; None: a port the OS assigns.
+    safe_port_range: tuple[int, int] | None = None
 
     def decode_limits(self) -> DecodeLimits:
         """The bounds every codec and array conversion of a request runs under."""

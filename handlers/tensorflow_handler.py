@@ -226,7 +226,8 @@ class TensorFlowHandler(Handler):
         functions = tfs_contract.find_contract(script, path)
         if not functions:
             return None
-        return tfs_contract.ContractInvoker(functions, path, self.servable, self.predict)
+        return tfs_contract.ContractInvoker(functions, path, self.servable, self.predict,
+                                            self.options.safe_port_range)
 
     def decode(self, body: bytes, content_type: str | None) -> Any:
         """Parsed JSON (any TF Serving shape), or arrays from CSV / NPY / NPZ / JSON Lines."""

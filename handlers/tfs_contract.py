@@ -145,10 +145,12 @@ class ContractInvoker:
     """Serves one request the AWS TF Serving way; ``servable`` maps the loaded model to its versions."""
 
     def __init__(self, functions: dict[str, Callable[..., Any]], path: Path,
-                 servable: Callable[[Any], Servable], predict: Callable[[Any, Any], Any]) -> None:  # fmt: skip
+                 servable: Callable[[Any], Servable], predict: Callable[[Any, Any], Any],
+                 port_range: tuple[int, int] | None = None) -> None:  # fmt: skip
         self.handler = functions.get("handler")
         self._servable = servable
         self._predict = predict
+        self._port_range = port_range
         halves = [n for n in ("input_handler", "output_handler") if n in functions]
         if self.handler is not None:
             if halves:
@@ -181,7 +183,7 @@ class ContractInvoker:
         version = attributes.get("tfs-model-version")
         name = _model_name(servable, request, attributes.get("tfs-model-name"))
         number = servable.select(version)[0] if version is not None else None
-        rest = servable.rest_server(self._predict)
+        rest = servable.rest_server(self._predict, self._port_range)
         return TFSContext(
             model_name=name,
             model_version=version,

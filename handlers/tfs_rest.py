@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from handlers import codecs
-from handlers.errors import BadRequestError, HandlerError
+from handlers.errors import BadRequestError, HandlerError, PredictionError
 
 logger = logging.getLogger("servekit.handlers.tensorflow")
 
@@ -95,11 +96,11 @@ class Servable:
                 f"tfs-model-name={name} does not name this model (it serves {', '.join(sorted(self.names))})"
             )
 
-    def rest_server(self, predict: Callable[[Any, Any], Any]) -> RestServer:
+    def rest_server(self, predict: Callable[[Any, Any], Any], port_range: tuple[int, int] | None = None) -> RestServer:
         """The loopback REST server for this model, started on first use."""
         with self.lock:
             if self.rest is None:
-                self.rest = RestServer(self, predict)
+                self.rest = RestServer(self, predict, port_range)
             return self.rest
 
     def close(self) -> None:
@@ -269,14 +270,13 @@ _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+
 
 
 class RestServer:
-    """TF Serving's REST API for one servable on 127.0.0.1 and a port the OS assigns.
-
-    Handlers read no environment variables (docs/handlers.md), so ``SAGEMAKER_SAFE_PORT_RANGE`` is not
-    consulted: the port is only ever reached from inside the worker's own container.
+    """TF Serving's REST API for one servable on 127.0.0.1, on a free port of ``port_range``
+    (SAGEMAKER_SAFE_PORT_RANGE, passed in through HandlerOptions), else a port the OS assigns.
     """
 
-    def __init__(self, servable: Servable, predict: Callable[[Any, Any], Any]) -> None:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _request_handler(servable, predict))
+    def __init__(self, servable: Servable, predict: Callable[[Any, Any], Any],
+                 port_range: tuple[int, int] | None = None) -> None:  # fmt: skip
+        self._httpd = _bind(_request_handler(servable, predict), port_range)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(
@@ -295,6 +295,24 @@ class RestServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+def _bind(handler: type[BaseHTTPRequestHandler], port_range: tuple[int, int] | None) -> ThreadingHTTPServer:
+    """A server on 127.0.0.1: the first free port of ``port_range`` in random order (workers of one
+    container pick apart), or port 0; ``PredictionError`` naming the range when all are taken."""
+    if port_range is None:
+        return ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ports = list(range(port_range[0], port_range[1] + 1))
+    random.shuffle(ports)
+    for port in ports:
+        try:
+            return ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError:
+            continue
+    raise PredictionError(
+        f"no free port in SAGEMAKER_SAFE_PORT_RANGE={port_range[0]}-{port_range[1]} for the TF Serving REST "
+        "API behind context.rest_uri"
+    )
 
 
 def _request_handler(servable: Servable, predict: Callable[[Any, Any], Any]) -> type[BaseHTTPRequestHandler]:

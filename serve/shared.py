@@ -64,6 +64,7 @@ def handler_options(settings: Settings) -> HandlerOptions:
         program=settings.program,
         submit_directory=settings.submit_directory,
         install_requirements=settings.install_requirements,
+        safe_port_range=settings.safe_port_range,
         max_decoded_bytes=(int(settings.max_decoded_mb * MIB) if settings.max_decoded_mb is not None
                            else max_decoded_bytes_for(settings.max_payload_bytes)),
     )

@@ -245,3 +245,24 @@ def test_grpc_fails_clearly_and_mixing_contracts_is_refused(tf1_versions: Path, 
     """
     with pytest.raises(HandlerError, match="use one contract or the other"):
         with_script(tf1_versions, tmp_path / "x", mixed)
+
+
+def test_rest_server_port_comes_from_the_safe_port_range() -> None:
+    import socket
+
+    from handlers.errors import PredictionError
+    from handlers.tfs_rest import RestServer
+
+    with socket.socket() as probe:  # a free port, and the 20 above it as the range
+        probe.bind(("127.0.0.1", 0))
+        low = probe.getsockname()[1]
+    server = RestServer(object(), lambda model, data: data, (low, low + 20))  # type: ignore[arg-type]
+    try:
+        assert low <= server.port <= low + 20
+    finally:
+        server.close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(PredictionError, match=f"SAGEMAKER_SAFE_PORT_RANGE={port}-{port}"):
+            RestServer(object(), lambda model, data: data, (port, port))  # type: ignore[arg-type]
