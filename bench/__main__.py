@@ -32,6 +32,13 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v for v in value.replace(" ", ",").split(",") if v)
 
 
+def _positive_seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0.5 <= seconds <= 600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"--wrk-seconds must be between 0.5 and 600, not {value}")
+    return seconds
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,6 +48,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frameworks", type=_csv, help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
     parser.add_argument("--contenders", type=_csv, help="comma-separated subset of aws,native,mms")
     parser.add_argument("--scenarios", type=_csv, help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--wrk-seconds", type=_positive_seconds,
+                        help="seconds per wrk point (warm-up a fifth of it); default 10, 2 with --quick")
     parser.add_argument("--keep-workdir", action="store_true", help="keep artifacts and server logs")
     return parser.parse_args(argv)
 
@@ -53,6 +62,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     unknown |= set(changes.get("contenders", ())) - {"aws", "native", "mms"}
     if unknown:
         raise SystemExit(f"python -m bench: unknown name(s): {', '.join(sorted(unknown))}")
+    if args.wrk_seconds:
+        changes.update(wrk_seconds=args.wrk_seconds, warmup_seconds=args.wrk_seconds / 5)
     return dataclasses.replace(plan, **changes)
 
 
