@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from harness.async_inference import AsyncQueue, parse_request
 from harness.control_plane import ControlPlane
 from harness.core import Platform
 from harness.errors import ACCOUNT_ID, ControlPlaneError, InternalFailure, RuntimeApiError, ValidationError
@@ -100,8 +101,8 @@ async def control_plane(request: Request) -> Response:
 
 
 # -- runtime -------------------------------------------------------------------------------------------------
-def _serving_deployment(platform: Platform, name: str) -> Deployment:
-    """The endpoint's running deployment; ValidationError when it does not exist or does not serve."""
+def _serving_record(platform: Platform, name: str) -> EndpointRecord:
+    """The endpoint, when it exists and serves; ValidationError otherwise."""
     record = platform.store.endpoints.get(name.lower())
     if record is None or record.name != name:  # case is preserved and must be matched
         raise ValidationError(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
@@ -109,7 +110,12 @@ def _serving_deployment(platform: Platform, name: str) -> Deployment:
         raise ValidationError(
             f"Endpoint {name} of account {ACCOUNT_ID} is not in service: its status is {record.status}."
         )
-    deployment: Deployment = record.deployment
+    return record
+
+
+def _serving_deployment(platform: Platform, name: str) -> Deployment:
+    """The endpoint's running deployment; ValidationError when it does not exist or does not serve."""
+    deployment: Deployment = _serving_record(platform, name).deployment
     return deployment
 
 
@@ -133,10 +139,30 @@ async def invocations(request: Request) -> Response:
     return Response(answer.body, media_type=answer.content_type, headers=headers)
 
 
+async def async_invocations(request: Request) -> Response:
+    """``POST /endpoints/{name}/async-invocations``: InvokeEndpointAsync (harness.async_inference)."""
+    name = request.path_params["name"]
+    request_id = str(uuid.uuid4())
+    try:
+        record = _serving_record(_platform(request), name)
+        queue: AsyncQueue | None = record.async_queue
+        if queue is None:
+            raise ValidationError(f"Endpoint {name} of account {ACCOUNT_ID} is not configured for asynchronous "
+                                  "inference (its endpoint configuration has no AsyncInferenceConfig).")
+        accepted = parse_request(name, request.headers, await request.body(), queue.config)
+        queue.submit(accepted)
+    except RuntimeApiError as error:
+        return _runtime_error(error, request_id)
+    headers = {"X-Amzn-SageMaker-OutputLocation": accepted.output_location, "x-amzn-RequestId": request_id}
+    if accepted.failure_location is not None:
+        headers["X-Amzn-SageMaker-FailureLocation"] = accepted.failure_location
+    return JSONResponse({"InferenceId": accepted.inference_id}, status_code=202, headers=headers)
+
+
 async def unsupported_invocation(request: Request) -> Response:
-    """Asynchronous and streaming InvokeEndpoint: not emulated."""
+    """Streaming InvokeEndpoint: not emulated."""
     return _runtime_error(
-        ValidationError("Asynchronous and streaming invocations are not supported by the local harness."),
+        ValidationError("Streaming invocations are not supported by the local harness."),
         str(uuid.uuid4()),
     )
 
@@ -217,7 +243,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 ROUTES = [
     Route("/", control_plane, methods=["POST"]),
     Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
-    Route("/endpoints/{name}/async-invocations", unsupported_invocation, methods=["POST"]),
+    Route("/endpoints/{name}/async-invocations", async_invocations, methods=["POST"]),
     Route("/endpoints/{name}/invocations-response-stream", unsupported_invocation, methods=["POST"]),
     Route("/_servekit/endpoints", list_endpoints, methods=["GET"]),
     Route("/_servekit/endpoints/{name}/logs", logs, methods=["GET"]),

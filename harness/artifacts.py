@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: Bytes read per chunk while streaming a download; the bounds are checked after each.
 CHUNK = 1024 * 1024
@@ -76,7 +77,8 @@ class Budget:
                                         "download limit (artifact_limits.download_bytes)")
 
 
-def _s3_client(endpoint_url: str | None, region: str) -> object:
+def s3_client(endpoint_url: str | None, region: str) -> Any:
+    """A boto3 S3 client; ``endpoint_url`` None lets boto3 find a local S3 in the environment."""
     import boto3
 
     # With endpoint_url None, boto3 itself honours AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (a moto
@@ -203,9 +205,9 @@ def _fetch_s3(url: str, dest: Path, region: str, endpoint_url: str | None, budge
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split_s3(url)
-    client = _s3_client(endpoint_url, region)
+    client = s3_client(endpoint_url, region)
     try:
-        reply = client.get_object(Bucket=bucket, Key=key)  # type: ignore[attr-defined]
+        reply = client.get_object(Bucket=bucket, Key=key)
         _declared(url, reply.get("ContentLength"), budget)
         _stream(url, reply["Body"].iter_chunks(CHUNK), dest, budget)
     except ClientError as exc:

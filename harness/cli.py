@@ -1,7 +1,7 @@
 """``servekit local ...``: run the local SageMaker in the foreground and inspect it from another shell.
 
     servekit local up [--port P] [--backend docker|process] [--state-dir DIR] [--allow-host H] [--token T]
-    servekit local ls | logs ENDPOINT [--container HOST] | metrics ENDPOINT | down
+    servekit local ls | logs ENDPOINT [--container HOST] | logs --transform-job JOB | metrics ENDPOINT | down
 
 ``up`` records its URL in ``<state dir>/harness.json``; the other subcommands read it (or take
 ``--url``) and talk to the running harness over HTTP.
@@ -207,8 +207,26 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_streams(directory: Path, container: str | None, what: str) -> int:
+    files = sorted(directory.glob("*.log")) if directory.is_dir() else []
+    if not files:
+        raise CliError(f"no logs for {what}")
+    for path in files:
+        stream = path.stem.replace("__", "/")
+        if container and not stream.endswith("/" + container):
+            continue
+        sys.stdout.write(f"==> {stream} <==\n{path.read_text(errors='replace')}\n")
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
-    """An endpoint's container log streams (from the running harness, else from the state dir)."""
+    """An endpoint's container log streams (from the running harness, else from the state dir); with
+    --transform-job, a batch transform job's streams (containers and data-log) from the state dir."""
+    if args.transform_job:
+        from harness.transform import job_log_dir
+
+        return _print_streams(job_log_dir(Path(args.state_dir), args.endpoint), args.container,
+                              f"transform job {args.endpoint}")
     query = f"?container={urllib.parse.quote(args.container)}" if args.container else ""
     try:
         url = _running_url(args)
@@ -218,16 +236,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if status == 200:
         sys.stdout.write(body.decode(errors="replace"))
         return 0
-    directory = Path(args.state_dir) / "logs" / args.endpoint
-    files = sorted(directory.glob("*.log")) if directory.is_dir() else []
-    if not files:
-        raise CliError(f"no logs for endpoint {args.endpoint}")
-    for path in files:
-        stream = path.stem.replace("__", "/")
-        if args.container and not stream.endswith("/" + args.container):
-            continue
-        sys.stdout.write(f"==> {stream} <==\n{path.read_text(errors='replace')}\n")
-    return 0
+    return _print_streams(Path(args.state_dir) / "logs" / args.endpoint, args.container, f"endpoint {args.endpoint}")
 
 
 def _format_metrics(data: dict[str, Any]) -> str:
@@ -321,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--url")
     logs.add_argument("endpoint")
     logs.add_argument("--container", help="only this container (hostname, or 'primary')")
+    logs.add_argument("--transform-job", action="store_true",
+                      help="the name is a batch transform job's: its container streams and <job>/data-log")
     logs.set_defaults(func=cmd_logs)
 
     metrics = sub.add_parser("metrics", help="an endpoint's metrics (SageMaker CloudWatch names)")

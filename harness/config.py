@@ -51,6 +51,13 @@ class HarnessConfig:
     s3_endpoint_url: str | None = None
     #: Bounds on each artifact download and extraction (bytes, files, seconds; harness.artifacts).
     artifact_limits: ArtifactLimits = field(default_factory=ArtifactLimits)
+    #: Asynchronous inference: requests an endpoint may hold queued (beyond: ServiceUnavailable) ...
+    async_queue_limit: int = 1000
+    #: ... requests one instance processes at once when ClientConfig.MaxConcurrentInvocationsPerInstance
+    #: is unset (SageMaker "chooses an optimal value"; the harness chooses this one) ...
+    async_concurrency_per_instance: int = 4
+    #: ... and the largest InputLocation object it reads (SageMaker's asynchronous payload limit, 1 GB).
+    async_max_input_bytes: int = 10**9
     #: Host names (besides loopback: harness.security.LOOPBACK_HOSTS) that requests may name in ``Host``.
     allowed_hosts: tuple[str, ...] = ()
     #: When set, every request must carry it: as the AWS access key id of its SigV4 signature

@@ -46,6 +46,9 @@ class OutgoingRequest:
     accept: str | None = None
     custom_attributes: str | None = None
     target_model: str | None = None  # MME containers only
+    #: Seconds the container may take; None: HarnessConfig.invocation_timeout_s (batch transform sets
+    #: ModelClientConfig.InvocationsTimeoutInSeconds).
+    timeout_s: float | None = None
 
     def headers(self) -> dict[str, str]:
         """The HTTP headers; an absent value sends no header at all."""
@@ -119,7 +122,7 @@ class ContainerClient:
         try:
             response = await self.http.post(
                 f"{container.running.base_url}{path}", content=request.body, headers=request.headers(),
-                timeout=self._timeout(self.config.invocation_timeout_s),
+                timeout=self._timeout(request.timeout_s or self.config.invocation_timeout_s),
             )
         except httpx.ConnectTimeout as exc:
             raise self.unreachable(container, exc) from None
@@ -128,6 +131,25 @@ class ContainerClient:
         except httpx.HTTPError as exc:
             raise self.unreachable(container, exc) from None
         return _reply(response, started)
+
+    async def execution_parameters(self, running: RunningContainer) -> dict[str, object] | None:
+        """``GET /execution-parameters`` (batch transform): the container's JSON object, or None when it
+        answers 404 or not at all; ValueError for any other answer."""
+        try:
+            answer = await self.http.get(f"{running.base_url}/execution-parameters",
+                                         timeout=self.config.ping_timeout_s)
+        except httpx.HTTPError:
+            return None
+        if answer.status_code == 404:
+            return None
+        try:
+            parsed = answer.json() if answer.status_code == 200 else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"GET /execution-parameters answered {answer.status_code} "
+                             f"{answer.text[:200]!r}; expected 200 with a JSON object, or 404")
+        return parsed
 
     # -- MME model management -----------------------------------------------------------------------------
     async def load(self, container: ContainerTarget, name: str, model_dir: Path,

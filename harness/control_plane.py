@@ -15,10 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from harness import tags
+from harness.async_inference import AsyncQueue, check_config
 from harness.core import Platform
 from harness.deployment import DeploymentFailed, start_deployment, stop_deployment
 from harness.errors import ControlPlaneError
-from harness.state import ContainerDef, EndpointConfigRecord, EndpointRecord, ModelRecord, arn
+from harness.runtime import Router
+from harness.state import ContainerDef, EndpointConfigRecord, EndpointRecord, ModelRecord, TransformJobRecord, arn
+from harness.transform import check_request, run_transform_job
 
 log = logging.getLogger("harness")
 
@@ -123,7 +126,12 @@ class ControlPlane:
             "AddTags": self.add_tags,
             "ListTags": self.list_tags,
             "DeleteTags": self.delete_tags,
+            "CreateTransformJob": self.create_transform_job,
+            "DescribeTransformJob": self.describe_transform_job,
+            "ListTransformJobs": self.list_transform_jobs,
+            "StopTransformJob": self.stop_transform_job,
         }
+        self.router = Router(platform)  # batch transform jobs send their mini-batches through it
 
     def _arn(self, kind: str, name: str) -> str:
         return arn(self.platform.config.region, kind, name)
@@ -228,9 +236,14 @@ class ControlPlane:
         config_arn = self._arn("endpoint-config", name)
         if name.lower() in self.store.configs:
             raise ControlPlaneError(f'Cannot create already existing endpoint configuration "{config_arn}".')
-        for unsupported in ("AsyncInferenceConfig", "ShadowProductionVariants", "ExplainerConfig"):
+        for unsupported in ("ShadowProductionVariants", "ExplainerConfig"):
             if params.get(unsupported):
                 raise ControlPlaneError(f"{unsupported} is not supported by the local harness.")
+        if params.get("AsyncInferenceConfig"):
+            try:
+                check_config(params["AsyncInferenceConfig"])
+            except ValueError as exc:
+                raise ControlPlaneError(f"{exc}.") from None
         capture = params.get("DataCaptureConfig")
         if capture and capture.get("EnableCapture", True):
             # Accepting it would capture nothing while the caller believes it does (no silent fallback).
@@ -268,7 +281,7 @@ class ControlPlane:
         variants = [{"InitialVariantWeight": 1.0, **v} for v in record.variants]
         out = {"EndpointConfigName": record.name, "EndpointConfigArn": record.arn,
                "ProductionVariants": variants, "CreationTime": record.created}
-        for key in ("KmsKeyId", "DataCaptureConfig"):
+        for key in ("KmsKeyId", "DataCaptureConfig", "AsyncInferenceConfig"):
             if key in record.params:
                 out[key] = record.params[key]
         return out
@@ -327,7 +340,21 @@ class ControlPlane:
             return
         record.deployment = deployment
         record.failure_reason = None
+        await self._attach_async_queue(record, config)
         record.set_status("InService")
+
+    async def _attach_async_queue(self, record: EndpointRecord, config: EndpointConfigRecord) -> None:
+        """Give the endpoint the asynchronous queue its configuration asks for (or take it away)."""
+        wanted = config.params.get("AsyncInferenceConfig")
+        queue: AsyncQueue | None = record.async_queue
+        if queue is not None and not wanted:
+            record.async_queue = None
+            await queue.stop()
+        elif queue is not None and wanted:
+            queue.config = wanted  # new requests use the new output locations
+        elif wanted:
+            record.async_queue = AsyncQueue(self.platform, self.router, record, wanted)
+            record.async_queue.start()
 
     async def describe_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         """DescribeEndpoint: status, FailureReason and a summary per production variant."""
@@ -386,11 +413,15 @@ class ControlPlane:
         return {}
 
     async def _stop(self, record: EndpointRecord) -> None:
-        """Stop what runs for an endpoint: its create or update task, then its containers."""
+        """Stop what runs for an endpoint: its create or update task, its asynchronous queue, then its
+        containers."""
         task = record.task
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if record.async_queue is not None:
+            queue, record.async_queue = record.async_queue, None
+            await queue.stop()
         if record.deployment is not None:
             await stop_deployment(self.platform, record.deployment)
             record.deployment = None
@@ -402,7 +433,12 @@ class ControlPlane:
             del self.store.endpoints[record.name.lower()]
 
     async def shutdown(self) -> None:
-        """Stop every endpoint's containers (the harness is stopping); their metrics stay readable."""
+        """Stop every endpoint's and transform job's containers (the harness is stopping); their metrics
+        stay readable."""
+        jobs = [j.task for j in self.store.transform_jobs.values() if j.task is not None and not j.task.done()]
+        for task in jobs:
+            task.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         await asyncio.gather(*(self._stop(r) for r in list(self.store.endpoints.values())),
                              return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -431,9 +467,84 @@ class ControlPlane:
         old, record.deployment = record.deployment, deployment
         record.config_name = config.name
         record.failure_reason = None
+        await self._attach_async_queue(record, config)
         record.set_status("InService")
         if old is not None:
             await stop_deployment(self.platform, old)
+
+    # -- batch transform (harness.transform) ------------------------------------------------------------------
+    def _transform_job(self, name: str) -> TransformJobRecord:
+        record = self.store.transform_jobs.get(name.lower())
+        if record is None:
+            # The transform_job_completed_or_stopped waiter fails on exactly this error code.
+            raise ControlPlaneError(f"Could not find requested job with name {name}")
+        return record
+
+    async def create_transform_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateTransformJob: answers at once (InProgress); the job runs in the background."""
+        name = params["TransformJobName"]
+        job_arn = self._arn("transform-job", name)
+        if name.lower() in self.store.transform_jobs:
+            raise ControlPlaneError(
+                f"Job name must be unique within an AWS account and region, and a job with this name already "
+                f"exists ({job_arn})"
+            )
+        model = self._model(params["ModelName"])
+        try:
+            processing = check_request(params, model)
+        except ValueError as exc:
+            raise ControlPlaneError(f"{exc}.") from None
+        record = TransformJobRecord(name=name, arn=job_arn, created=time.time(), params=params,
+                                    tags=tags.merged({}, params.get("Tags") or [], job_arn))
+        self.store.transform_jobs[name.lower()] = record
+        record.task = asyncio.create_task(run_transform_job(self.platform, self.router, record, model, processing))
+        return {"TransformJobArn": job_arn}
+
+    async def describe_transform_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeTransformJob: the request as given, status, times and the execution parameters used."""
+        record = self._transform_job(params["TransformJobName"])
+        out: dict[str, Any] = {"TransformJobName": record.name, "TransformJobArn": record.arn,
+                               "TransformJobStatus": record.status, "CreationTime": record.created}
+        for key in ("ModelName", "MaxConcurrentTransforms", "ModelClientConfig", "MaxPayloadInMB", "BatchStrategy",
+                    "Environment", "TransformInput", "TransformOutput", "TransformResources", "DataProcessing",
+                    "ExperimentConfig"):
+            if key in record.params:
+                out[key] = record.params[key]
+        out.update(record.resolved)
+        for key, value in (("FailureReason", record.failure_reason), ("TransformStartTime", record.started),
+                           ("TransformEndTime", record.ended)):
+            if value is not None:
+                out[key] = value
+        return out
+
+    async def list_transform_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListTransformJobs with StatusEquals, NameContains, time filters, sorting and paging."""
+        records = list(self.store.transform_jobs.values())
+        if params.get("StatusEquals"):
+            records = [r for r in records if r.status == params["StatusEquals"]]
+        if params.get("LastModifiedTimeBefore") is not None:
+            records = [r for r in records if r.modified < float(params["LastModifiedTimeBefore"])]
+        if params.get("LastModifiedTimeAfter") is not None:
+            records = [r for r in records if r.modified > float(params["LastModifiedTimeAfter"])]
+        items = []
+        for r in _filter_sort(records, params):
+            item = {"TransformJobName": r.name, "TransformJobArn": r.arn, "CreationTime": r.created,
+                    "LastModifiedTime": r.modified, "TransformJobStatus": r.status}
+            item.update({k: v for k, v in (("TransformEndTime", r.ended), ("FailureReason", r.failure_reason))
+                         if v is not None})
+            items.append(item)
+        return _paginate(items, params, "TransformJobSummaries")
+
+    async def stop_transform_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """StopTransformJob: Stopping while its containers stop, then Stopped."""
+        record = self._transform_job(params["TransformJobName"])
+        if record.status in ("Completed", "Failed"):
+            raise ControlPlaneError(f"Transform job {record.name} has already ended ({record.status}) and cannot "
+                                    "be stopped.")
+        if record.status == "InProgress" and record.task is not None:
+            record.set_status("Stopping")
+            record.task.cancel()
+        return {}
 
     # -- tags (harness.tags) -----------------------------------------------------------------------------
     async def add_tags(self, params: dict[str, Any]) -> dict[str, Any]:

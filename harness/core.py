@@ -12,7 +12,8 @@ from harness.metrics import Metrics
 from harness.state import Store
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` with anything but letters, digits, `_`, `.` and `-` replaced, for file names."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
@@ -29,12 +30,12 @@ class Platform:
 
     def log_dir(self, endpoint: str) -> Path:
         """Where an endpoint's container log streams go (like /aws/sagemaker/Endpoints/<name>)."""
-        path = self.config.state_dir / "logs" / _safe(endpoint)
+        path = self.config.state_dir / "logs" / safe_name(endpoint)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def work_dir(self, endpoint: str) -> Path:
         """Where an endpoint's artifacts are extracted."""
-        path = self.config.state_dir / "endpoints" / _safe(endpoint)
+        path = self.config.state_dir / "endpoints" / safe_name(endpoint)
         path.mkdir(parents=True, exist_ok=True)
         return path

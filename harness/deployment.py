@@ -126,7 +126,7 @@ async def _launch_container(platform: Platform, endpoint: str, running: VariantD
         safe_port_range=platform.ports.acquire(),
         multi_model=definition.multi_model,
         model_dir=model_dir.resolve(),
-        log_path=platform.log_dir(endpoint) / f"{stream.replace('/', '__')}.log",
+        log_path=(running.log_dir or platform.log_dir(endpoint)) / f"{stream.replace('/', '__')}.log",
         environment=dict(definition.environment),
         limits=running.share,
         role_environment=platform.config.role_environment(),
@@ -177,6 +177,7 @@ def _plan_variant(platform: Platform, deployment: Deployment, variant: dict[str,
                              memory_mib=min(limits.memory_mib, host_mib) // len(model.containers)),
         startup_s=float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
                         or platform.config.startup_timeout_s),
+        log_dir=deployment.log_dir,
     )
 
 

@@ -65,6 +65,13 @@ class ModelNotReadyError(RuntimeApiError):
     status = 429
 
 
+class ServiceUnavailable(RuntimeApiError):
+    """503: the service cannot take the request now (a full asynchronous inference queue)."""
+
+    code = "ServiceUnavailable"
+    status = 503
+
+
 class InternalFailure(RuntimeApiError):
     """500: the harness itself failed."""
 

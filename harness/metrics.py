@@ -28,6 +28,8 @@ UNITS = {
     "ModelUnloadingTime": "Microseconds",
     "ModelCacheHit": "None",
     "LoadedModelCount": "None",
+    # Asynchronous inference: requests queued or being processed, sampled at every change.
+    "ApproximateBacklogSize": "None",
 }
 
 

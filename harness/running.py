@@ -68,6 +68,7 @@ class VariantDeployment:
     model_dirs: dict[str, Path] = field(default_factory=dict)
     share: InstanceLimits | None = None
     startup_s: float = 240.0
+    log_dir: Path | None = None  # where its containers' log streams go; None: the endpoint's
     _round_robin: itertools.count[int] = field(default_factory=itertools.count)
 
     def pick_instance(self, target_model: str | None) -> Instance:
@@ -89,6 +90,7 @@ class Deployment:
     work_dir: Path
     variants: list[VariantDeployment] = field(default_factory=list)
     monitor: asyncio.Task[None] | None = None
+    log_dir: Path | None = None  # None: Platform.log_dir(endpoint); batch transform jobs set their own
 
     def variant(self, name: str) -> VariantDeployment | None:
         """The variant called ``name``."""

@@ -51,11 +51,13 @@ class Invocation:
     target_model: str | None = None
     target_variant: str | None = None
     target_container: str | None = None
+    timeout_s: float | None = None  # per container; None: HarnessConfig.invocation_timeout_s
 
     def outgoing(self) -> OutgoingRequest:
         """What the first (or only) container is sent."""
         return OutgoingRequest(body=self.body, content_type=self.content_type, accept=self.accept,
-                               custom_attributes=self.custom_attributes, target_model=self.target_model)
+                               custom_attributes=self.custom_attributes, target_model=self.target_model,
+                               timeout_s=self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,12 @@ class Router:
                 f"Request {invocation.request_id} has oversize body: {len(invocation.body)} bytes exceeds the "
                 f"{self.config.max_payload_bytes}-byte (6 MiB) limit for real-time inference."
             )
+
+    async def run_model(self, invocation: Invocation, variant: VariantDeployment, instance: Instance) -> ContainerReply:
+        """Batch transform and asynchronous inference: ``invocation`` through every container of one
+        instance (single model or serial pipeline), without real-time's 6 MiB limits; ModelError on a
+        container's 4xx/5xx."""
+        return (await self._serial(invocation, variant, instance))[1]
 
     # -- routing -------------------------------------------------------------------------------------------
     async def _route(self, invocation: Invocation, variant: VariantDeployment) -> Answer:

@@ -90,6 +90,8 @@ class EndpointRecord:
     deployment: Any = None
     task: asyncio.Task[None] | None = None  # creating or updating it
     tags: dict[str, str] = field(default_factory=dict)  # harness.tags
+    # harness.async_inference.AsyncQueue when the configuration has AsyncInferenceConfig
+    async_queue: Any = None
 
     def set_status(self, status: str, failure_reason: str | None = None) -> None:
         """Move to ``status`` and stamp LastModifiedTime."""
@@ -99,6 +101,35 @@ class EndpointRecord:
         self.modified = time.time()
 
 
+@dataclass
+class TransformJobRecord:
+    """A CreateTransformJob call and its lifecycle (InProgress -> Completed | Failed | Stopping -> Stopped)."""
+
+    name: str
+    arn: str
+    created: float
+    params: dict[str, Any]
+    status: str = "InProgress"
+    modified: float = field(default_factory=time.time)
+    failure_reason: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    #: MaxConcurrentTransforms, BatchStrategy and MaxPayloadInMB once known (given, the container's
+    #: GET /execution-parameters, or SageMaker's defaults).
+    resolved: dict[str, Any] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # harness.tags
+
+    def set_status(self, status: str, failure_reason: str | None = None) -> None:
+        """Move to ``status``; a final status stamps TransformEndTime."""
+        self.status = status
+        if failure_reason is not None:
+            self.failure_reason = failure_reason
+        self.modified = time.time()
+        if status in ("Completed", "Failed", "Stopped"):
+            self.ended = self.modified
+
+
 class Store:
     """All resources, keyed by lower-cased name (SageMaker names are unique case-insensitively)."""
 
@@ -106,6 +137,7 @@ class Store:
         self.models: dict[str, ModelRecord] = {}
         self.configs: dict[str, EndpointConfigRecord] = {}
         self.endpoints: dict[str, EndpointRecord] = {}
+        self.transform_jobs: dict[str, TransformJobRecord] = {}
 
 
 def write_state_file(state_dir: Path, url: str, backend: str, token: str | None = None) -> Path:

@@ -31,6 +31,7 @@ RESOURCE_KINDS = {
     "model": ("models", "model"),
     "endpoint-config": ("configs", "endpoint configuration"),
     "endpoint": ("endpoints", "endpoint"),
+    "transform-job": ("transform_jobs", "transform job"),
 }
 
 

@@ -6,7 +6,12 @@ platform variables plus FAKE_* switches so tests can make it misbehave on purpos
 * ``FAKE_EXIT=<code>``: exit at once; ``FAKE_PING_STATUS=<code>``: /ping answers that forever;
 * ``FAKE_MAX_MODELS=<n>``: POST /models answers 507 when n models are loaded;
 * ``FAKE_LOAD_DELAY_S=<s>``: POST /models takes that long;
-* ``FAKE_OUTPUT_TYPE=<mime>``: Content-Type of /invocations answers.
+* ``FAKE_OUTPUT_TYPE=<mime>``: Content-Type of /invocations answers;
+* ``FAKE_EXECUTION_PARAMETERS=<json>``: GET /execution-parameters answers it (else 404);
+* ``FAKE_BATCH=1``: /invocations answers one line per body line, the sum of the numbers in it (a
+  JSON array or object, or CSV fields); a line containing ``fail`` makes the request answer 400.
+  ``FAKE_BATCH_DELAY_S=<s>`` makes each request take that long. Each request logs
+  ``batch-request records=N in_flight=K``.
 
 A request body ``status:<code>:<text>`` makes the invocation answer ``<code>`` with ``<text>``;
 ``sleep:<seconds>`` answers 200 after that long (a request to be in flight when a test kills the
@@ -25,6 +30,32 @@ from pathlib import Path
 
 LOADED: dict[str, str] = {}
 LOCK = threading.Lock()
+IN_FLIGHT = [0]
+
+
+def _numbers(value: object) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [n for item in value for n in _numbers(item)]
+    try:
+        return [float(value)]  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return []
+
+
+def _line_sum(line: str) -> str:
+    stripped = line.strip()
+    if stripped[:1] in ("[", "{"):
+        numbers = _numbers(json.loads(stripped))
+    else:
+        numbers = _numbers(stripped.split(","))
+    total = sum(numbers)
+    return str(int(total)) if total == int(total) else str(total)
 
 
 def _files(root: str) -> list[str]:
@@ -61,7 +92,9 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path == "/ping":
+        if self.path == "/execution-parameters" and os.environ.get("FAKE_EXECUTION_PARAMETERS"):
+            self._send(200, os.environ["FAKE_EXECUTION_PARAMETERS"].encode())
+        elif self.path == "/ping":
             status = int(os.environ.get("FAKE_PING_STATUS", "200"))
             self._send(status, b"", "text/plain")
         elif self.path.startswith("/models") and os.environ.get("SAGEMAKER_MULTI_MODEL") == "true":
@@ -75,6 +108,22 @@ class Handler(BaseHTTPRequestHandler):
                     self._error(404, "ModelNotFoundException", f"Model not found: {parts[1]}")
         else:
             self._error(404, "ResourceNotFoundException", f"no route {self.path}")
+
+    def _batch(self, body: bytes) -> None:
+        lines = body.decode().split("\n")
+        with LOCK:
+            IN_FLIGHT[0] += 1
+            print(f"fake-container: batch-request records={len(lines)} in_flight={IN_FLIGHT[0]}", flush=True)
+        try:
+            time.sleep(float(os.environ.get("FAKE_BATCH_DELAY_S", "0")))
+            if any("fail" in line for line in lines):
+                self._send(400, b"bad record: fail", "text/plain")
+                return
+            answer = "\n".join(_line_sum(line) for line in lines)
+            self._send(200, answer.encode(), os.environ.get("FAKE_OUTPUT_TYPE", "text/csv"))
+        finally:
+            with LOCK:
+                IN_FLIGHT[0] -= 1
 
     def do_DELETE(self) -> None:  # noqa: N802
         name = self.path.strip("/").split("/")[-1]
@@ -115,6 +164,9 @@ class Handler(BaseHTTPRequestHandler):
                         self._error(404, "ModelNotFoundException", f"Model not found: {name}")
                         return
                     model_dir = LOADED[name]
+            if os.environ.get("FAKE_BATCH") == "1":
+                self._batch(body)
+                return
             if body.startswith(b"sleep:"):
                 time.sleep(float(body.decode().split(":", 1)[1]))
                 self._send(200, b"slept", "text/plain")
@@ -150,7 +202,9 @@ def main() -> None:
     host = os.environ.get("SERVE_HOST", "127.0.0.1")
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
     server = ThreadingHTTPServer((host, port), Handler)
-    print(f"fake-container: listening on {host}:{port}", flush=True)
+    batch = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SAGEMAKER_BATCH") or k in (
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "USER_SETTING")}
+    print(f"fake-container: listening on {host}:{port} environment={json.dumps(batch)}", flush=True)
     server.serve_forever()
 
 
