@@ -143,3 +143,22 @@ def test_update_endpoint_then_delete_everything(local_aws: LocalAws, iris: Artif
     assert result["describe_endpoint"]["code"] == "ValidationException", result["describe_endpoint"]
     assert [c["code"] for c in result["describe_configs"]] == ["ValidationException"] * 2, result["describe_configs"]
     assert result["models_left"] == []
+
+
+def test_transformer_batch_transform(local_aws: LocalAws, iris: Artifact) -> None:
+    """``model.transformer(...).transform(...)`` and ``.wait()``: a batch transform job, its ``.out`` read back."""
+    result = run_script(local_aws, 2, "sdk2_transformer.py",
+                        {"bucket": BUCKET, "prefix": "transform/iris", "model": "sdk2-transformer",
+                         "image": SKLEARN_IMAGE, "model_data": iris.url, "rows": iris.rows})
+    assert (result["status"], result["strategy"], result["split"]) == ("Completed", "MultiRecord", "Line")
+    assert as_floats(result["answer"]) == as_floats(iris.expected)
+
+
+def test_async_predictor(local_aws: LocalAws, iris: Artifact) -> None:
+    """``model.deploy(async_inference_config=...)``: an AsyncPredictor whose results come back through S3."""
+    result = v2(local_aws, "sdk2_async.py", "sdk2-async", image=SKLEARN_IMAGE, model_data=iris.url, rows=iris.rows,
+                prefix="async/iris")
+    assert result["type"] == "AsyncPredictor"
+    assert as_floats(result["answer"]) == as_floats(iris.expected)
+    assert as_floats(result["later"]) == as_floats(iris.expected)
+    assert result["output_path"].startswith(f"s3://{BUCKET}/async/iris/out/")

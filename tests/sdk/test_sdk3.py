@@ -53,3 +53,13 @@ def test_model_builder_image_and_s3_artifact(local_aws: LocalAws, iris: Artifact
     assert result["model_data_url"] == iris.url
     assert [float(x) for x in json.loads(result["body"])] == [float(x) for x in iris.expected]
     assert result["leftovers"] == NOTHING_LEFT
+
+
+def test_core_transform_job_and_async_endpoint(local_aws: LocalAws, iris: Artifact) -> None:
+    """``TransformJob.create`` + ``wait``, and ``Endpoint.invoke_async`` on an AsyncInferenceConfig endpoint."""
+    result = v3(local_aws, "sdk3_transform_async.py", "sdk3-transform-async", image=SKLEARN_IMAGE,
+                model_data=iris.url, rows=iris.rows, prefix="v3/iris")
+    assert result["transform_status"] == "Completed"
+    assert [float(x) for x in result["transform"]] == [float(x) for x in iris.expected]
+    assert result["inference_id"] == "v3-1"
+    assert [float(x) for x in json.loads(result["async_answer"])] == [float(x) for x in iris.expected]
