@@ -7,8 +7,12 @@
 3. trains the preprocessor, the Keras model and three per-region models (``train.py``);
 4. deploys with plain boto3 (``deploy.py``): the serial pipeline, the same containers as a Direct
    multi-container endpoint, and a multi-model endpoint; invokes them with raw CSV rows;
-5. checks the answers against the same models run in this process, prints the harness's metrics;
-6. deletes the endpoints, stops the harness (its API, then its PID) and removes the work directory.
+5. checks the answers against the same models run in this process;
+6. runs a batch transform of the whole churn table through the pipeline model (input and output in
+   a local moto S3; records split by line, MultiRecord), checks every output row against the same
+   models in this process, and compares its throughput with the same rows sent one by one to the
+   real-time pipeline endpoint (``batch.py``); prints the harness's metrics;
+7. deletes the endpoints, stops the harness and the S3 server (by PID) and removes the work directory.
 
 Exit status 0 only when every step worked and every answer matched.
 """
@@ -28,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from examples.sklearn_tf_pipeline import batch
+from examples.sklearn_tf_pipeline.serving import churn_schema
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = {"sklearn": "servekit-sklearn:latest", "tensorflow": "servekit-tensorflow:latest"}
@@ -159,8 +166,6 @@ class Harness:
 
 def expected_answers(trained: Any, rows: list[list[Any]]) -> dict[str, np.ndarray]:
     """The same predictions computed in this process: ``model.predict(preprocessor.transform(rows))``."""
-    from examples.sklearn_tf_pipeline.serving import churn_schema
-
     table = churn_schema.parse_rows(rows)
     features = trained.preprocessor.transform(table)
     expected = {"pipeline": trained.model.predict(features.astype(np.float32), verbose=0)[:, 0],
@@ -189,6 +194,36 @@ def check(results: Any, expected: dict[str, np.ndarray]) -> list[str]:
     return problems
 
 
+def expected_batch(trained: Any, rows: list[list[Any]]) -> np.ndarray:
+    """In-process predictions laid out as the batch job computes them: the table (about 200 KB) is one
+    MultiRecord mini-batch, so one model call over every row (Keras' predict would otherwise split it
+    into batches of 32, which can change the last bit of a float32)."""
+    features = trained.preprocessor.transform(churn_schema.parse_rows(rows)).astype(np.float32)
+    return np.asarray(trained.model.predict(features, batch_size=len(rows), verbose=0)[:, 0])
+
+
+def check_batch(result: Any, expected: np.ndarray) -> list[str]:
+    """Every batch output row against the in-process prediction of the same row, in the model's dtype
+    (float32): the CSV answer is each float32's shortest round-tripping text, so equal values compare equal."""
+    got = np.asarray(result.probabilities, dtype=np.float64).astype(expected.dtype)
+    if got.shape != expected.shape:
+        return [f"batch transform: {got.shape[0]} output rows for {expected.shape[0]} input rows"]
+    exact = int(np.sum(got == expected))
+    diff = float(np.max(np.abs(got.astype(np.float64) - expected))) if got.size else 0.0
+    say(f"  {exact} of {got.size} rows equal the in-process prediction exactly; max |diff| {diff:.1e}")
+    if exact != got.size:  # same rows, same model, same batch layout: nothing may differ
+        worst = int(np.argmax(np.abs(got.astype(np.float64) - expected)))
+        return [f"batch transform: {got.size - exact} rows differ from the in-process prediction; row {worst + 1}: "
+                f"served {got[worst]!r} != in-process {expected[worst]!r}"]
+    batch_rate, job_rate, realtime_rate = result.rates()
+    say(f"  throughput: batch transform {batch_rate:.0f} records/s ({result.rows} records in "
+        f"{result.transform_seconds:.2f} s; {job_rate:.0f} records/s counting the {result.job_seconds:.1f} s "
+        f"from CreateTransformJob to Completed, container start included)")
+    say(f"              real-time one by one {realtime_rate:.0f} records/s ({result.realtime_rows} InvokeEndpoint "
+        f"calls in {result.realtime_seconds:.2f} s): batch is {batch_rate / realtime_rate:.0f}x")
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 when everything worked."""
     parser = argparse.ArgumentParser(prog="./build.sh demo", description=__doc__,
@@ -204,18 +239,22 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="servekit-demo-"))
     harness: Harness | None = None
+    local_s3: batch.LocalS3 | None = None
     problems: list[str] = []
     try:
-        step("1/5 backend and images")
+        step("1/6 backend and images")
         backend = choose_backend(args.backend)
 
-        step("2/5 local SageMaker")
+        step("2/6 local SageMaker (and a local S3 for the batch transform)")
+        local_s3 = batch.use_local_s3(workdir / "moto.log")
+        started_s3 = f" (moto_server, PID {local_s3.process.pid})" if local_s3 and local_s3.process else ""
+        say(f"S3: {os.environ['AWS_ENDPOINT_URL_S3']}{started_s3}")
         harness = Harness(backend, workdir / "state")
         url = harness.start()
         pid = harness.process.pid if harness.process else "?"
         say(f"servekit local up --backend {backend}: listening on {url} (PID {pid})")
 
-        step("3/5 train (scikit-learn ColumnTransformer -> Keras) and package model.tar.gz artifacts")
+        step("3/6 train (scikit-learn ColumnTransformer -> Keras) and package model.tar.gz artifacts")
         from examples.sklearn_tf_pipeline.train import train
 
         trained = train(workdir / "artifacts", epochs=args.epochs)
@@ -228,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in (trained.preprocessor_tar, trained.model_tar, *sorted(trained.mme_dir.glob("*.tar.gz"))):
             say(f"  {path.relative_to(workdir)}  ({path.stat().st_size // 1024} KiB)")
 
-        step("4/5 deploy with boto3 (deploy.py --endpoint-url ... --mme), invoke")
+        step("4/6 deploy with boto3 (deploy.py --endpoint-url ... --mme), invoke")
         from examples.sklearn_tf_pipeline import deploy
 
         deploy_args = deploy.build_parser().parse_args([
@@ -239,7 +278,14 @@ def main(argv: list[str] | None = None) -> int:
         def before_cleanup(results: deploy.Results) -> None:
             say(f"\ncompared with the same models in this process (rtol {RTOL:g}, atol {ATOL:g}):")
             problems.extend(check(results, expected))
-            step("5/5 harness metrics (servekit local metrics ENDPOINT)")
+            step("5/6 batch transform of the churn table (CreateTransformJob on the pipeline model)")
+            assert harness is not None
+            rows = churn_schema.make_dataset(manifest["rows"], seed=0)[0]
+            sm, runtime, _ = deploy.clients(url, "us-east-1")
+            pipeline = results.endpoints["pipeline"]  # deploy.py names the model like its endpoint
+            batch_result = batch.run_batch(sm, runtime, pipeline, pipeline, rows, workdir / "state", say)
+            problems.extend(check_batch(batch_result, expected_batch(trained, rows)))
+            step("6/6 harness metrics (servekit local metrics ENDPOINT)")
             for endpoint in results.endpoints.values():
                 assert harness is not None
                 say(harness.metrics(endpoint).rstrip())
@@ -248,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if harness is not None:
             harness.stop()
+        if local_s3 is not None:
+            local_s3.stop()
         if args.keep_workdir:
             say(f"kept {workdir}")
         else:
