@@ -72,6 +72,29 @@ def _optional_positive_float(value: str) -> float | None:
     return _positive_float(value) if value.strip() else None
 
 
+#: SageMaker's accepted MaxConcurrentTransforms (docs/sagemaker-contract.md §9).
+MAX_CONCURRENT_TRANSFORMS = 100
+#: CreateTransformJob's BatchStrategy values, as the container sees them (docs/sagemaker-contract.md §9).
+BATCH_STRATEGIES = ("SINGLE_RECORD", "MULTI_RECORD")
+
+
+def _concurrent_transforms(value: str) -> int | None:
+    # A job that leaves MaxConcurrentTransforms at 0 asks the container (§9): 0 means "not set".
+    number = int(value) if value.strip() else 0
+    if not 0 <= number <= MAX_CONCURRENT_TRANSFORMS:
+        raise ValueError(f"expected an integer 0-{MAX_CONCURRENT_TRANSFORMS}")
+    return number or None
+
+
+def _batch_strategy(value: str) -> str | None:
+    strategy = value.strip().upper()
+    if not strategy:
+        return None
+    if strategy not in BATCH_STRATEGIES:
+        raise ValueError(f"expected {' or '.join(BATCH_STRATEGIES)}")
+    return strategy
+
+
 def _log_level(value: str) -> int:
     text = value.strip().upper()
     if text in LOG_LEVELS:
@@ -153,6 +176,17 @@ class Settings:
     log_level: int = variable(
         "SAGEMAKER_CONTAINER_LOG_LEVEL", _log_level, 20,
         "Python logging level, name or number (the SageMaker SDK writes \"20\").")
+    # Batch transform's (docs/sagemaker-contract.md §9): set by SageMaker, the last two only when the
+    # job set them; GET /execution-parameters answers with them.
+    batch: bool = variable(
+        "SAGEMAKER_BATCH", _bool, False,
+        "true: the container runs a batch transform job (set by SageMaker).")
+    batch_strategy: str | None = variable(
+        "SAGEMAKER_BATCH_STRATEGY", _batch_strategy, None,
+        "Batch transform: SINGLE_RECORD or MULTI_RECORD (unset: MULTI_RECORD in /execution-parameters).")
+    max_concurrent_transforms: int | None = variable(
+        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", _concurrent_transforms, None,
+        "Batch transform: parallel requests per instance, 1-100 (unset or 0: the model's worker count).")
     # servekit's own.
     framework: str = variable(
         "SERVE_FRAMEWORK", _framework, "sklearn",
