@@ -55,6 +55,9 @@ def run_native(settings: Settings) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         lifespan="on", log_level=settings.log_level,
+        # No proxy sits in front of the container and no route reads the client's address: skip
+        # uvicorn's X-Forwarded-For middleware on every request.
+        proxy_headers=False,
         # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests well before that.
         timeout_graceful_shutdown=int(min(settings.timeout_s, 20.0)),
         **protocol_options(),  # bounds the request line and headers (431 beyond)

@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,7 +28,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from handlers.base import Request
 from serve.engine import Engine, EngineError
 from serve.settings import Settings
-from serve.shared import CUSTOM_ATTRIBUTES_HEADER, SINGLE_MODEL_NAME, TARGET_MODEL_HEADER, error_json
+from serve.shared import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    SINGLE_MODEL_NAME,
+    TARGET_MODEL_HEADER,
+    error_json,
+    workers_per_model,
+)
+
+#: The SageMaker headers as ASGI spells header names (lower case).
+CUSTOM_ATTRIBUTES_HEADER_KEY = CUSTOM_ATTRIBUTES_HEADER.lower()
+TARGET_MODEL_HEADER_KEY = TARGET_MODEL_HEADER.lower()
 
 log = logging.getLogger("serve.access")
 
@@ -122,22 +133,6 @@ class PayloadTooLarge(Exception):
     """The request body exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB."""
 
 
-async def read_body(request: HTTPRequest, limit: int) -> bytes:
-    """The request body, refusing (before reading it all) anything above ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    size_declared = ascii_number(declared) if declared is not None else None
-    if size_declared is not None and size_declared > limit:
-        raise PayloadTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 # -- single model ---------------------------------------------------------------------------------
 
 
@@ -171,27 +166,24 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 # -- routes ---------------------------------------------------------------------------------------
 
 
-async def invoke(name: str, request: HTTPRequest) -> Response:
-    """Send the request's body and SageMaker headers to model ``name``; its answer as HTTP."""
-    state = server_state(request)
-    try:
-        body = await read_body(request, state.settings.max_payload_bytes)
-    except PayloadTooLarge:
-        return error_response(413, f"request body exceeds {state.settings.max_payload_mb:g} MiB "
-                                   "(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
-    headers = request.headers
+async def invoke(state: ServerState, name: str, headers: dict[str, str], body: bytes) -> Response:
+    """Send a request's body and SageMaker headers to model ``name``; its answer as HTTP."""
     result = await state.engine.invoke(name, Request(
         body=body,
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
-        custom_attributes=headers.get(CUSTOM_ATTRIBUTES_HEADER),
-        target_model=headers.get(TARGET_MODEL_HEADER),
+        custom_attributes=headers.get(CUSTOM_ATTRIBUTES_HEADER_KEY),
+        target_model=headers.get(TARGET_MODEL_HEADER_KEY),
         model_name=name,
     ))
     out_headers = dict(result.headers)
     if result.custom_attributes is not None:
         out_headers[CUSTOM_ATTRIBUTES_HEADER] = result.custom_attributes
     return Response(result.body, media_type=result.content_type, headers=out_headers)
+
+
+def payload_too_large(settings: Settings) -> Response:
+    return error_response(413, f"request body exceeds {settings.max_payload_mb:g} MiB (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
 
 
 async def ping(request: HTTPRequest) -> Response:
@@ -213,10 +205,25 @@ async def ping(request: HTTPRequest) -> Response:
 
 
 async def invocations(request: HTTPRequest) -> Response:
-    if server_state(request).settings.multi_model:
-        return error_response(400, "this container runs in multi-model mode: invoke "
-                                   "POST /models/{model_name}/invoke")
-    return await invoke(SINGLE_MODEL_NAME, request)
+    """POST /invocations in multi-model mode (in single-model mode ``HotPath`` answers it)."""
+    return error_response(400, "this container runs in multi-model mode: invoke POST /models/{model_name}/invoke")
+
+
+def execution_parameters_body(settings: Settings, handler_default_workers: int) -> dict[str, Any]:
+    """Batch transform's execution parameters (docs/sagemaker-contract.md §9): the job's values where
+    SageMaker passed them, else one transform per worker, MULTI_RECORD and the payload limit (whole
+    MiB, at least 1: SageMaker reads 0 as "any size")."""
+    return {
+        "MaxConcurrentTransforms": (settings.max_concurrent_transforms
+                                    or workers_per_model(settings, handler_default_workers)),
+        "BatchStrategy": settings.batch_strategy or "MULTI_RECORD",
+        "MaxPayloadInMB": max(1, int(settings.max_payload_mb)),
+    }
+
+
+async def execution_parameters(request: HTTPRequest) -> Response:
+    state = server_state(request)
+    return JSONResponse(execution_parameters_body(state.settings, state.engine.handler.default_workers))
 
 
 async def list_models(request: HTTPRequest) -> Response:
@@ -236,7 +243,8 @@ async def list_models(request: HTTPRequest) -> Response:
 
 async def load_model(request: HTTPRequest) -> Response:
     try:
-        spec = json.loads(await read_body(request, LOAD_REQUEST_LIMIT) or b"{}")
+        body = await receive_body(request.receive, request.headers.get("content-length"), LOAD_REQUEST_LIMIT)
+        spec = json.loads(body or b"{}")
     except (PayloadTooLarge, ValueError, RecursionError):  # RecursionError: nesting too deep
         return error_response(400, 'the body must be JSON: {"model_name": "...", "url": "/path/to/model"}')
     try:
@@ -262,16 +270,24 @@ async def unload_model(request: HTTPRequest) -> Response:
     return JSONResponse({"status": f"Model \"{name}\" unloaded"})
 
 
-async def invoke_model(request: HTTPRequest) -> Response:
-    return await invoke(request.path_params["name"], request)
+async def models_api_absent(request: HTTPRequest) -> Response:
+    return error_response(404, "the /models API is served only in multi-model mode (SAGEMAKER_MULTI_MODEL=true)")
 
 
 def multi_model_only(endpoint: Endpoint) -> Endpoint:
     """``endpoint`` in multi-model mode; 404 in single-model mode, where the /models API is absent."""
     async def guarded(request: HTTPRequest) -> Response:
         if not server_state(request).settings.multi_model:
-            return error_response(404, "the /models API is served only in multi-model mode "
-                                       "(SAGEMAKER_MULTI_MODEL=true)")
+            return await models_api_absent(request)
+        return await endpoint(request)
+    return guarded
+
+
+def single_model_only(endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` in single-model mode; 404 in multi-model mode (batch transform runs one model)."""
+    async def guarded(request: HTTPRequest) -> Response:
+        if server_state(request).settings.multi_model:
+            return error_response(404, f"{request.url.path} is served only in single-model mode")
         return await endpoint(request)
     return guarded
 
@@ -283,21 +299,105 @@ async def engine_error(request: HTTPRequest, exc: Exception) -> Response:
 
 ROUTES = [
     Route("/ping", ping, methods=["GET"]),
+    # In single-model mode HotPath answers POST /invocations before routing.
     Route("/invocations", invocations, methods=["POST"]),
+    Route("/execution-parameters", single_model_only(execution_parameters), methods=["GET"]),
     Route("/models", multi_model_only(list_models), methods=["GET"]),
     Route("/models", multi_model_only(load_model), methods=["POST"]),
     Route("/models/{name}", multi_model_only(describe_model), methods=["GET"]),
     Route("/models/{name}", multi_model_only(unload_model), methods=["DELETE"]),
-    Route("/models/{name}/invoke", multi_model_only(invoke_model), methods=["POST"]),
+    # In multi-model mode HotPath answers POST /models/{name}/invoke before routing; here only the 404.
+    Route("/models/{name}/invoke", models_api_absent, methods=["POST"]),
 ]
 
 
-def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> Starlette:
+def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> HotPath:
     """The ASGI app for ``settings``; ``on_fatal`` is called if the single model cannot load."""
     app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[Middleware(AccessLog)],
                     exception_handlers={EngineError: engine_error})
     app.state.server = ServerState(settings, Engine(settings), on_fatal)
-    return app
+    return HotPath(app, app.state.server)
+
+
+# -- the invocation path --------------------------------------------------------------------------
+
+
+class HotPath:
+    """ASGI entry point: answers the invocation route itself (POST /invocations in single-model mode,
+    POST /models/{name}/invoke in multi-model mode) and hands everything else to the Starlette app.
+
+    The invocation path is the one a served model's throughput depends on; here it costs no routing
+    table, no middleware stack and no Request object (docs/engines.md, "Where a request's time
+    goes"). The answers are Starlette's ``Response`` objects, so they are byte for byte the same."""
+
+    def __init__(self, app: Starlette, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            name = self.invocation_target(scope["path"])
+            if name is not None:
+                await self.invoke(name, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def invocation_target(self, path: str) -> str | None:
+        """The model ``path`` invokes in this mode, else None (then Starlette routes it)."""
+        if not self.state.settings.multi_model:
+            return SINGLE_MODEL_NAME if path == "/invocations" else None
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "models" and parts[2] and parts[3] == "invoke":
+            return parts[2]
+        return None
+
+    async def invoke(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = first_headers(scope["headers"])
+        try:
+            body = await receive_body(receive, headers.get("content-length"), self.state.settings.max_payload_bytes)
+            response = await invoke(self.state, name, headers, body)
+        except ClientDisconnect:
+            return  # nobody is left to answer
+        except PayloadTooLarge:
+            response = payload_too_large(self.state.settings)
+        except EngineError as exc:
+            response = error_response(exc.status, exc.message)
+        try:
+            await response(scope, receive, send)
+        finally:
+            log.info("POST %s model=%s %d %.2f ms", printable(scope["path"]), printable(name),
+                     response.status_code, (time.perf_counter() - started) * 1000)
+
+
+def first_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's headers by lower-case name, the first of repeated ones (as Starlette's ``get``)."""
+    headers: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1")
+        if name not in headers:
+            headers[name] = value.decode("latin-1")
+    return headers
+
+
+async def receive_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The request body from ASGI ``receive``, refusing (before reading it all) anything above ``limit``."""
+    size_declared = ascii_number(declared) if declared is not None else None
+    if size_declared is not None and size_declared > limit:
+        raise PayloadTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect: the client went away
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 # -- access log -----------------------------------------------------------------------------------

@@ -13,20 +13,21 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import socket
 import statistics
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from handlers.base import Request, Response
 from handlers.registry import handler_class, handler_module
+from serve.channel import FrontChannel
 from serve.memory import memory_limit_bytes, tree_pss_bytes
 from serve.settings import Settings
 from serve.shared import handler_options, workers_per_model
-from serve.worker import WorkerInfo, worker_main
+from serve.worker import WorkerInfo, request_fields, response_from, worker_main
 
 log = logging.getLogger("serve.engine")
 
@@ -34,10 +35,7 @@ MB = 1024 * 1024
 #: SageMaker keeps loading an MME model for up to 360 s after the invocation gave up
 #: (docs/sagemaker-contract.md §2.2).
 LOAD_TIMEOUT_S = 360.0
-#: Request bodies above this are written to a worker's pipe from a thread: writing blocks until the
-#: worker has read all but a socket buffer's worth (about 200 KiB on Linux).
-LARGE_MESSAGE_BYTES = 64 * 1024
-#: How long a stopping worker gets to exit after its pipe closes before it is killed.
+#: How long a stopping worker gets to exit after its socket closes before it is killed.
 STOP_GRACE_S = 5.0
 #: Predicted private memory of a model's worker before anything was measured: the fork's own
 #: pages (about 2 MB) plus room for the unpickled model.
@@ -58,12 +56,12 @@ class EngineError(Exception):
 
 @dataclass
 class Worker:
-    """One worker process serving one model, and the front's end of its pipe."""
+    """One worker process serving one model, and the front's end of its socket."""
 
     process: BaseProcess
-    conn: Connection
+    channel: FrontChannel
     info: WorkerInfo
-    busy: bool = False  # handling a request (its pipe is the request's)
+    busy: bool = False  # handling a request (its socket is the request's)
     exited: bool = False  # its process ended while it was busy
     retired: bool = False  # stopped or replaced: its exit is expected
     watched: bool = False  # its sentinel is registered with the event loop
@@ -80,6 +78,7 @@ class ModelEntry:
     workers: list[Worker] = field(default_factory=list)
     idle: asyncio.Queue[Worker] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
+    waiting: int = 0  # requests waiting in _take for an idle worker
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     loaded_at: float = 0.0
     last_used: float = 0.0
@@ -99,37 +98,6 @@ class ModelEntry:
             "loadSeconds": round(self.load_seconds, 4),
             "inFlight": self.in_flight,
         }
-
-
-async def _receive(conn: Connection, timeout: float) -> Any:
-    """Wait (without blocking the event loop) for one message on ``conn``; EOFError if the peer died."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    fd = conn.fileno()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        await asyncio.wait_for(ready, timeout)
-    finally:
-        loop.remove_reader(fd)
-        # The event loop made the socket non-blocking for add_reader; a message larger than the socket
-        # buffer must then be read (and later written) in blocking mode, or recv/send raise
-        # BlockingIOError half-way through it.
-        os.set_blocking(fd, True)
-    return conn.recv()
-
-
-async def _send(conn: Connection, message: Any, size: int) -> None:
-    """Send ``message`` on ``conn``; a large one from a thread so the loop goes on. The socket is in
-    blocking mode: every worker's pipe has been through ``_receive`` (its load report) first."""
-    if size > LARGE_MESSAGE_BYTES:
-        await asyncio.to_thread(conn.send, message)
-    else:
-        conn.send(message)
 
 
 def drain(queue: asyncio.Queue[Worker]) -> list[Worker]:
@@ -167,12 +135,18 @@ class Engine:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Start the fork parent now (it imports the framework, seconds for TensorFlow) rather than
-        on the first load, so an MME's first model loads as fast as the others."""
-        if self._forked:
-            from multiprocessing import forkserver
+        """Start the fork parent now and wait until it has imported the framework (seconds for
+        TensorFlow), so an MME's first model loads as fast as the others.
 
-            await asyncio.to_thread(forkserver.ensure_running)
+        ``forkserver.ensure_running`` returns once the parent is started, not once its preload is
+        imported; the parent forks only after the import, so one no-op child proves it is done."""
+        if self._forked:
+            await asyncio.to_thread(self._fork_once)
+
+    def _fork_once(self) -> None:
+        probe = self._ctx.Process(target=os.getpid, name="serve-fork-parent-probe")
+        probe.start()
+        probe.join()
 
     # -- process start --------------------------------------------------------------------------
 
@@ -184,35 +158,38 @@ class Engine:
     async def _start_worker(self, name: str, url: str) -> Worker:
         """Start one worker for model ``name`` and wait until it has loaded the artifact at ``url``."""
         for _attempt in range(2):
-            parent_conn, child_conn = self._ctx.Pipe()
+            front_end, worker_end = socket.socketpair()
             process = self._ctx.Process(
                 target=worker_main,
-                args=(child_conn, self.settings.framework, self.options, url, name, self._forked,
+                args=(worker_end, self.settings.framework, self.options, url, name, self._forked,
                       self.settings.log_level),
                 name=f"serve-worker-{name}",
             )
-            await asyncio.to_thread(process.start)
-            child_conn.close()
             try:
-                message = await _receive(parent_conn, LOAD_TIMEOUT_S)
+                await asyncio.to_thread(process.start)
+            finally:
+                worker_end.close()
+            channel = await FrontChannel.open(front_end)
+            try:
+                message, _ = await channel.receive(LOAD_TIMEOUT_S)
             except (TimeoutError, EOFError, OSError):
-                await self._stop_process(process, parent_conn, graceful=False)
+                await self._stop_process(process, channel, graceful=False)
                 raise EngineError(
                     500, f"the worker loading model {name!r} exited before it finished "
                          f"(exit code {process.exitcode}); see the container log") from None
             if message[0] == "respawn":
-                await self._stop_process(process, parent_conn, graceful=True)
+                await self._stop_process(process, channel, graceful=True)
                 self._use_spawn(message[1])
                 continue
             if message[0] == "error":
-                await self._stop_process(process, parent_conn, graceful=True)
+                await self._stop_process(process, channel, graceful=True)
                 raise EngineError(message[1], message[2])
-            return Worker(process, parent_conn, message[1])
+            return Worker(process, channel, WorkerInfo(*message[1:]))
         raise EngineError(500, f"could not start a worker for model {name!r}")
 
-    async def _stop_process(self, process: BaseProcess, conn: Connection, graceful: bool) -> None:
-        """End a worker: close its pipe (it exits on EOF), then terminate/kill if it lingers."""
-        conn.close()
+    async def _stop_process(self, process: BaseProcess, channel: FrontChannel, graceful: bool) -> None:
+        """End a worker: close its socket (it exits on EOF), then kill it if it lingers."""
+        channel.close()
         if graceful:
             await asyncio.to_thread(process.join, STOP_GRACE_S)
         if process.is_alive():
@@ -304,7 +281,7 @@ class Engine:
         workers, entry.workers = entry.workers, []
         for worker in workers:
             self._unwatch(worker)
-        await asyncio.gather(*(self._stop_process(w.process, w.conn, graceful=True) for w in workers))
+        await asyncio.gather(*(self._stop_process(w.process, w.channel, graceful=True) for w in workers))
 
     async def unload(self, name: str) -> None:
         """Unload a model once its in-flight requests finish (bounded by the request timeout)."""
@@ -338,10 +315,10 @@ class Engine:
         entry.drained.clear()
         deadline = time.monotonic() + timeout
         try:
-            worker = await self._take(entry, deadline)
+            worker = self._take_idle(entry) or await self._take(entry, deadline)
             try:
-                await _send(worker.conn, request, len(request.body))
-                message = await _receive(worker.conn, max(0.0, deadline - time.monotonic()))
+                worker.channel.send(request_fields(request), request.body)
+                message, body = await worker.channel.receive(max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 self._replace_worker(entry, worker)
                 raise EngineError(
@@ -361,20 +338,32 @@ class Engine:
                 entry.drained.set()
         if message[0] == "error":
             raise EngineError(message[1], message[2])
-        response: Response = message[1]
-        return response
+        return response_from(message, body)
+
+    def _take_idle(self, entry: ModelEntry) -> Worker | None:
+        """An idle live worker of ``entry`` at once (now busy), or None: the common case needs no wait."""
+        while entry.waiting == 0 and not entry.idle.empty():  # else first come, first served
+            worker = entry.idle.get_nowait()
+            if not worker.retired:
+                worker.busy = True
+                return worker
+        return None
 
     async def _take(self, entry: ModelEntry, deadline: float) -> Worker:
         """A live idle worker of ``entry``, now busy; 503 if none becomes free before ``deadline``."""
-        while True:
-            try:
-                worker = await asyncio.wait_for(entry.idle.get(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                raise EngineError(503, f"no worker of model {entry.name!r} became free within "
-                                       f"{self.settings.timeout_s:.0f} s") from None
-            if not worker.retired:  # else it died between leaving the queue and now: take another
-                worker.busy = True
-                return worker
+        entry.waiting += 1
+        try:
+            while True:
+                try:
+                    worker = await asyncio.wait_for(entry.idle.get(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    raise EngineError(503, f"no worker of model {entry.name!r} became free within "
+                                           f"{self.settings.timeout_s:.0f} s") from None
+                if not worker.retired:  # else it died between leaving the queue and now: take another
+                    worker.busy = True
+                    return worker
+        finally:
+            entry.waiting -= 1
 
     def _release(self, entry: ModelEntry, worker: Worker) -> None:
         """Make a worker that answered idle again, or replace it if it died meanwhile."""
@@ -421,7 +410,7 @@ class Engine:
             entry.workers.remove(dead)
         if dead.process.is_alive():
             dead.process.kill()
-        dead.conn.close()
+        dead.channel.close()
 
         async def replace() -> None:
             try:
@@ -434,7 +423,7 @@ class Engine:
                     log.error("model %s has no workers left and was unloaded", entry.name)
                 return
             if entry.state != "ready" or self._closing:
-                await self._stop_process(worker.process, worker.conn, graceful=True)
+                await self._stop_process(worker.process, worker.channel, graceful=True)
                 return
             entry.workers.append(worker)
             entry.idle.put_nowait(worker)

@@ -1,10 +1,15 @@
 """The native engine's HTTP protocol: uvicorn's, with the request head (request line and headers)
-bounded to ``MAX_HEADER_BYTES``.
+bounded to ``MAX_HEADER_BYTES`` and each response written to the socket once.
 
 uvicorn bounds the head only for its h11 protocol (``h11_max_incomplete_event_size``); its httptools
 protocol, the one it picks when httptools is installed, buffers any amount. ``BoundedHttpToolsProtocol``
 counts the bytes that arrive before the head is complete and answers 431 (and closes the connection)
 beyond the bound, so a client's headers cost at most the bound plus one socket read.
+
+uvicorn writes a response's head and its body with two ``transport.write`` calls; uvloop sends each
+at once, so every response cost two ``send`` system calls and two loopback segments, waking the
+client twice. ``CoalescingTransport`` joins what one event-loop step writes into one ``send``
+(docs/engines.md, "Where a request's time goes").
 """
 
 from __future__ import annotations
@@ -29,6 +34,38 @@ def header_too_large_response() -> bytes:
     return head + body
 
 
+class CoalescingTransport:
+    """A transport that joins the writes of one event-loop step into one write of the real one.
+
+    Everything but ``write`` and ``close`` goes to the wrapped transport unchanged; ``close`` first
+    writes what is pending, so nothing written before it is lost."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def protocol_options() -> dict[str, Any]:
     """uvicorn.Config keyword arguments that bound the request head with whichever protocol is used."""
     try:
@@ -41,6 +78,9 @@ def protocol_options() -> dict[str, Any]:
 
         in_head = False
         head_bytes = 0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
 
         def on_message_begin(self) -> None:
             super().on_message_begin()

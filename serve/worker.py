@@ -1,11 +1,9 @@
 """The model worker: the code that runs inside each per-model process.
 
 A worker is forked from the framework-preloaded fork parent (or spawned, where forking is unsafe),
-loads one model artifact, reports its memory, then answers requests arriving over its pipe until the
-pipe closes. Messages are tuples so the front process never needs the framework to read them:
-
-    front -> worker:  Request | None (stop)
-    worker -> front:  ("ready", WorkerInfo) | ("respawn", reason) | ("ok", Response) | ("error", status, message)
+loads one model artifact, reports its memory, then answers requests arriving over its socket until
+the front closes it. The messages are ``serve.channel``'s frames: header fields the front reads
+without the framework, and the raw body.
 """
 
 from __future__ import annotations
@@ -13,14 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 import traceback
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from handlers.base import HandlerOptions, Request
+from handlers.base import HandlerOptions, Request, Response
+from serve.channel import WorkerChannel
 from serve.shared import unexpected_error
 
 if TYPE_CHECKING:
@@ -39,8 +38,19 @@ class WorkerInfo:
     load_seconds: float
 
 
+def request_fields(request: Request) -> list[Any]:
+    """A request's header fields as the front sends them (the body follows raw)."""
+    return [request.content_type, request.accept, request.custom_attributes, request.target_model,
+            request.model_name]
+
+
+def response_from(meta: list[Any], body: bytes) -> Response:
+    """The ``Response`` of an ``["ok", ...]`` frame."""
+    return Response(body, meta[1], meta[2], meta[3])
+
+
 def worker_main(
-    conn: Connection,
+    sock: socket.socket,
     framework: str,
     options: HandlerOptions,
     model_dir: str,
@@ -55,18 +65,19 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(message)s")
     started = time.perf_counter()
+    conn = WorkerChannel(sock)
     served = _load(conn, framework, options, model_dir, model_name, forked)
     if served is None:
         return
     uss, pss = process_memory()
-    conn.send(("ready", WorkerInfo(os.getpid(), uss, pss, time.perf_counter() - started)))
+    conn.send(["ready", *astuple(WorkerInfo(os.getpid(), uss, pss, time.perf_counter() - started))])
     try:
         _serve(conn, served, model_name)
     finally:
         served.unload()
 
 
-def _load(conn: Connection, framework: str, options: HandlerOptions, model_dir: str, model_name: str,
+def _load(conn: WorkerChannel, framework: str, options: HandlerOptions, model_dir: str, model_name: str,
           forked: bool) -> ServedModel | None:
     """The loaded ``ServedModel``, or None after telling the front why there is none."""
     from handlers.errors import HandlerError
@@ -77,35 +88,37 @@ def _load(conn: Connection, framework: str, options: HandlerOptions, model_dir: 
         cls = handler_class(framework)
         hazard = cls.fork_hazard() if forked else None
         if hazard:
-            conn.send(("respawn", hazard))
+            conn.send(["respawn", hazard])
             return None
         if not Path(model_dir).is_dir():
-            conn.send(("error", 404, f"model directory {model_dir} does not exist"))
+            conn.send(["error", 404, f"model directory {model_dir} does not exist"])
             return None
         return ServedModel.load(cls(options), model_dir, model_name)
     except HandlerError as exc:
-        conn.send(("error", exc.status, exc.message))
+        conn.send(["error", exc.status, exc.message])
     except Exception as exc:  # user model_fn or framework failure: report, don't leak a traceback
         log.error("loading model %s failed:\n%s", model_name, traceback.format_exc())
-        conn.send(("error", 500, unexpected_error("loading the model", exc)))
+        conn.send(["error", 500, unexpected_error("loading the model", exc)])
     return None
 
 
-def _serve(conn: Connection, served: ServedModel, model_name: str) -> None:
-    """Answer requests from the pipe until it closes (or something other than a request arrives)."""
+def _serve(conn: WorkerChannel, served: ServedModel, model_name: str) -> None:
+    """Answer requests from the socket until the front closes it."""
     from handlers.errors import HandlerError
 
     while True:
         try:
-            message = conn.recv()
-        except EOFError:  # the front closed the pipe or died: stop
+            meta, body = conn.receive()
+        except (EOFError, OSError):  # the front closed the socket or died: stop
             return
-        if not isinstance(message, Request):
-            return
+        content_type, accept, custom_attributes, target_model, name = meta
+        request = Request(body, content_type, accept, custom_attributes, target_model, name)
         try:
-            conn.send(("ok", served.invoke(message)))
+            response = served.invoke(request)
         except HandlerError as exc:
-            conn.send(("error", exc.status, exc.message))
+            conn.send(["error", exc.status, exc.message])
         except Exception as exc:
             log.error("invoking model %s failed:\n%s", model_name, traceback.format_exc())
-            conn.send(("error", 500, unexpected_error("prediction", exc)))
+            conn.send(["error", 500, unexpected_error("prediction", exc)])
+        else:
+            conn.send(["ok", response.content_type, response.custom_attributes, response.headers], response.body)
