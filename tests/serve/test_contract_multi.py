@@ -73,7 +73,7 @@ def test_load_failure_reason_is_logged_once_with_the_model_name(engine: str, mod
         assert load(server, "broken-model", broken.path).status_code >= 500
         # MMS prefixes each worker line with the model's name, tracebacks included: count the one
         # line that states the failure and its reason.
-        lines = [line for line in server.log().splitlines() if "loading model broken-model from" in line]
+        lines = server.log_lines_containing("loading model broken-model from")
         assert len(lines) == 1 and "weights file is corrupt" in lines[0], server.log()[-4000:]
 
 

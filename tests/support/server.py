@@ -77,6 +77,17 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_lines_containing(self, text: str, deadline_s: float = 10.0) -> list[str]:
+        """The log's lines containing ``text``, polled until there is one or the deadline passes: the
+        engines' workers write through pipes (MMS relays them through its Java logger), so a line may
+        reach the file after the HTTP answer that it explains."""
+        deadline = time.monotonic() + deadline_s
+        while True:
+            lines = [line for line in self.log().splitlines() if text in line]
+            if lines or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
     def lost_its_port(self) -> bool:
         """True when the server exited because another process bound the port it was given first."""
         return (self.process.poll() is not None and self.launch is not None and self.launch.port_chosen_here
