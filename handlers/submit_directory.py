@@ -23,10 +23,12 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -119,8 +121,10 @@ def _extract(archive: IO[bytes], source: str) -> Path:
             _extract_members(tar, staging, source)
         with contextlib.suppress(OSError):  # another worker extracted the same content first
             os.rename(staging, target)
-    except (tarfile.TarError, OSError) as exc:
-        raise ModelLoadError(f"{VARIABLE}={source}: not a readable tar archive: {exc}") from exc
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        # EOFError, zlib.error, LZMAError: a truncated or corrupt gzip/xz stream (tarfile does not wrap them).
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelLoadError(f"{VARIABLE}={source}: not a readable tar archive: {reason}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -133,6 +137,8 @@ def _extract_members(tar: tarfile.TarFile, target: Path, source: str) -> None:
     members = tar.getmembers()
     for member in members:
         path = PurePosixPath(member.name)
+        if "\x00" in member.name:
+            raise ModelLoadError(f"{VARIABLE}={source}: an archive member's name holds a NUL byte; refusing it")
         if path.is_absolute() or ".." in path.parts or not (member.isfile() or member.isdir()):
             raise ModelLoadError(
                 f"{VARIABLE}={source}: the archive member {member.name!r} is not a plain file or directory "

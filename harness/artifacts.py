@@ -14,6 +14,7 @@ the disk. A ``TargetModel`` is percent-decoded until stable before it is checked
 
 from __future__ import annotations
 
+import lzma
 import posixpath
 import re
 import shutil
@@ -21,6 +22,7 @@ import tarfile
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,9 +221,26 @@ def _fetch_s3(url: str, dest: Path, region: str, endpoint_url: str | None, budge
         raise ArtifactError(f"cannot download {url}: {exc}") from None
 
 
+#: What reading a corrupt or truncated archive raises besides tarfile's own errors: the gzip, bz2 and xz
+#: decoders' errors surface as they are (tarfile does not wrap them).
+UNREADABLE_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
+#: Linux's NAME_MAX and PATH_MAX: a longer member name cannot be created (ENAMETOOLONG).
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def _check_name(member: tarfile.TarInfo, parts: list[str], archive: str) -> None:
+    """Refuse names no file can be created under: NUL, no file name (a file called ``.``), too long."""
+    name = member.name
+    too_long = len(name.encode()) >= PATH_MAX or any(len(p.encode()) > NAME_MAX for p in parts)
+    if "\x00" in name or too_long or (not parts and not member.isdir()):
+        raise ArtifactError(f"model archive {archive} has a member whose name {name[:80]!r} is not a valid "
+                            "file name (empty, NUL or too long); rebuild the archive")
+
+
 def _check_member(member: tarfile.TarInfo, archive: str) -> None:
     name = member.name
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    _check_name(member, parts, archive)
     if name.startswith("/") or ".." in parts:
         raise ArtifactError(
             f"model archive {archive} is unsafe: member {name!r} would be written outside the model "
@@ -271,11 +290,14 @@ def extract(archive: Path, target: Path, budget: Budget | None = None) -> None:
                 budget.check_time(f"extracting model archive {archive.name}")
                 # The "data" filter re-checks what we checked and also drops setuid bits and ownership.
                 tar.extract(member, target, filter="data")
-    except (tarfile.TarError, EOFError) as exc:
+    except UNREADABLE_ARCHIVE as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # tarfile's messages span lines
         raise ArtifactError(
-            f"model artifact {archive.name} is not a readable tar archive ({exc}); "
+            f"model artifact {archive.name} is not a readable tar archive ({reason}); "
             "ModelDataUrl must point to a model.tar.gz"
         ) from None
+    except OSError as exc:
+        raise ArtifactError(f"model artifact {archive.name} could not be extracted: {exc.strerror or exc}") from None
 
 
 def materialize(source: Path, target: Path, budget: Budget | None = None) -> None:

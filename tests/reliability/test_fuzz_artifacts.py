@@ -13,8 +13,8 @@ Budget: ``FUZZ_EXAMPLES`` examples per test (300, derandomized, so CI is reprodu
 ``ALWAYS`` cases); ``SERVEKIT_RELIABILITY_LONG=1`` raises it to 5000 with random seeds. The figures
 (archives tried, refused, extracted) are printed in the terminal summary.
 
-Bugs found here are listed in ``KNOWN_BUGS`` and reproduced by strict xfail tests; the fuzz tests
-count them apart and keep checking everything else.
+The seven extractor bugs this fuzzing found (OSError, NUL names, EOFError, zlib/lzma errors, multi-line
+messages) are fixed and each has a test below; ``KNOWN_BUGS`` lists any new one while it is open.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import random
 import sys
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,26 +53,12 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-#: Bugs these tests found, each reproduced by a strict xfail test below. The fuzz tests count such an
+#: Open bugs, each reproduced by a strict xfail test (none now). The fuzz tests count such an
 #: exception as "known bug" (printed in the summary) and go on checking that nothing was written
 #: outside; delete an entry once its bug is fixed, so the fuzzing guards against it again.
 KNOWN_BUGS: dict[str, list[tuple[type[BaseException], str]]] = {
-    "harness.artifacts.extract": [
-        # test_unwritable_member_names_are_an_artifact_error
-        (IsADirectoryError, "Is a directory"), (OSError, "File name too long"),
-        # test_a_member_name_with_nul_is_refused
-        (ValueError, "embedded null byte"),
-        # test_corrupted_compressed_streams_are_typed_errors
-        (zlib.error, ""), (lzma.LZMAError, ""),
-    ],
-    "handlers.submit_directory": [
-        # test_truncated_gzip_sourcedir_is_a_model_load_error
-        (EOFError, "Compressed file ended"),
-        # test_a_member_name_with_nul_is_refused
-        (ValueError, "embedded null byte"),
-        # test_corrupted_compressed_streams_are_typed_errors
-        (zlib.error, ""), (lzma.LZMAError, ""),
-    ],
+    "harness.artifacts.extract": [],
+    "handlers.submit_directory": [],
 }
 
 
@@ -289,10 +274,6 @@ def _truncated_gzip(path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(
-    strict=True, raises=EOFError,
-    reason="handlers/submit_directory._extract catches (TarError, OSError) but not "
-           "EOFError: a truncated gzip SAGEMAKER_SUBMIT_DIRECTORY raises a bare EOFError")
 def test_truncated_gzip_sourcedir_is_a_model_load_error(tmp_path: Path) -> None:
     archive = _truncated_gzip(tmp_path / "sourcedir.tar.gz")
     with mock.patch.object(submit_directory, "cache_root", return_value=tmp_path / "cache"):
@@ -309,10 +290,6 @@ def _single_member_tar(path: Path, name: str) -> Path:
     return path
 
 
-@pytest.mark.xfail(
-    strict=True, raises=OSError,
-    reason="harness/artifacts.extract catches no OSError: a file member named '.', "
-           "'./', '' (IsADirectoryError) or with a 300-byte name (ENAMETOOLONG) escapes")
 @pytest.mark.parametrize("name", [".", "./", "", "a/.", "x" * 300], ids=[".", "./", "empty", "a/.", "300 bytes"])
 def test_unwritable_member_names_are_an_artifact_error(tmp_path: Path, name: str) -> None:
     archive = _single_member_tar(tmp_path / "model.tar.gz", name)
@@ -320,10 +297,6 @@ def test_unwritable_member_names_are_an_artifact_error(tmp_path: Path, name: str
         artifacts.extract(archive, tmp_path / "model")
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="harness/artifacts.extract and handlers/submit_directory._extract: a pax "
-           "member name starting with NUL raises ValueError('embedded null byte')")
 @pytest.mark.parametrize("extractor", ["harness", "submit_directory"])
 def test_a_member_name_with_nul_is_refused(tmp_path: Path, extractor: str) -> None:
     archive = _single_member_tar(tmp_path / "model.tar.gz", "\x00\x80")
@@ -357,19 +330,12 @@ def _flipped_streams(compression: str, count: int) -> list[bytes]:
     return streams
 
 
-CORRUPTION_BUG = ("{}: a corrupted {} stream raises {} (not caught), not the typed error")
-
-
 @pytest.mark.parametrize("extractor,compression", [
-    pytest.param("harness", "gz", marks=pytest.mark.xfail(strict=True, raises=zlib.error, reason=(
-        CORRUPTION_BUG.format("harness/artifacts.extract", "gzip", "zlib.error ('invalid distance too far back')")))),
-    pytest.param("harness", "xz", marks=pytest.mark.xfail(strict=True, raises=lzma.LZMAError, reason=(
-        CORRUPTION_BUG.format("harness/artifacts.extract", "xz", "lzma.LZMAError ('Corrupt input data')")))),
+    ("harness", "gz"),
+    ("harness", "xz"),
     ("harness", "bz2"),
-    pytest.param("submit_directory", "gz", marks=pytest.mark.xfail(strict=True, raises=zlib.error, reason=(
-        CORRUPTION_BUG.format("handlers/submit_directory._extract", "gzip", "zlib.error (e.g. 'invalid distance')")))),
-    pytest.param("submit_directory", "xz", marks=pytest.mark.xfail(strict=True, raises=lzma.LZMAError, reason=(
-        CORRUPTION_BUG.format("handlers/submit_directory._extract", "xz", "lzma.LZMAError ('Corrupt input data')")))),
+    ("submit_directory", "gz"),
+    ("submit_directory", "xz"),
     ("submit_directory", "bz2"),
 ])
 def test_corrupted_compressed_streams_are_typed_errors(tmp_path: Path, extractor: str, compression: str) -> None:
@@ -386,10 +352,6 @@ def test_corrupted_compressed_streams_are_typed_errors(tmp_path: Path, extractor
             pass
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="harness/artifacts.extract embeds tarfile's multi-line ReadError ('file could "
-           "not be opened successfully:\n- method gz: ...') in its ArtifactError message")
 def test_an_unreadable_archive_is_refused_in_one_line(tmp_path: Path) -> None:
     archive = tmp_path / "model.tar.gz"
     archive.write_bytes(b"not a tar archive")
@@ -458,10 +420,6 @@ def test_hostile_archives_are_400_through_the_mme(tmp_path: Path) -> None:
     assert not (tmp_path / "escape").exists()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="harness/artifacts.extract lets OSError (a file member named '.', a 300-byte "
-           "name) and ValueError (NUL in a name) escape: the MME answers 500, not 400")
 def test_archives_that_crash_the_extractor_are_400_through_the_mme(tmp_path: Path) -> None:
     crashing = {"dot": _tar([Member(".", "file", "", 0, b"", 0o644)]),
                 "long name": _tar([Member("x" * 300, "file", "", 0, b"", 0o644)]),
