@@ -40,6 +40,11 @@ STOP_GRACE_S = 5.0
 #: Predicted private memory of a model's worker before anything was measured: the fork's own
 #: pages (about 2 MB) plus room for the unpickled model.
 FIRST_MODEL_BASELINE = 16 * MB
+#: Share of the memory limit that loads may not fill: loaded models still grow when they first
+#: predict (buffers, caches) and the kernel charges the cgroup for more than the tree's PSS. With no
+#: headroom a --memory 400m container filled with 29 models OOM-killed 24 workers once they were
+#: invoked (tests/reliability/test_memory_limited_container.py).
+ADMISSION_HEADROOM = 0.10
 #: Requests a model may hold (running or waiting for a worker) per worker, unless
 #: SERVE_MAX_IN_FLIGHT_PER_MODEL says otherwise; beyond it 503.
 IN_FLIGHT_PER_WORKER = 100
@@ -213,11 +218,13 @@ class Engine:
         predicted = await asyncio.to_thread(self._predicted_cost, url)
         used = await asyncio.to_thread(tree_pss_bytes)
         reserved = sum(self._reserved.values())
-        if used + reserved + predicted > self.memory_limit:
+        admissible = self.memory_limit * (1 - ADMISSION_HEADROOM)
+        if used + reserved + predicted > admissible:
             raise EngineError(
                 507, f"not enough memory to load model {name!r}: {used / MB:.0f} MB in use, "
                      f"{reserved / MB:.0f} MB reserved by loads in progress, about {predicted / MB:.0f} MB "
-                     f"needed, limit {self.memory_limit / MB:.0f} MB; unload a model first")
+                     f"needed, loads may fill {admissible / MB:.0f} MB of the {self.memory_limit / MB:.0f} MB "
+                     "limit; unload a model first")
         self._reserved[name] = predicted
         return predicted
 
