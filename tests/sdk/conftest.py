@@ -66,7 +66,9 @@ def image_uri(framework: str) -> str:
 
 
 def tag_local_images() -> None:
-    """Give ``./build.sh build``'s images the ECR-style names, so the docker backend runs them."""
+    """Give ``./build.sh build``'s images the ECR-style names, so the docker backend runs them (the
+    names are removed again by ``untag_local_images``: a name left behind would keep pointing at this
+    build after the next ``./build.sh build``, and the harness runs an exact name before a local one)."""
     try:
         info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
                               capture_output=True, text=True, timeout=30, check=False)
@@ -80,6 +82,13 @@ def tag_local_images() -> None:
                                 capture_output=True, text=True, timeout=60, check=False)
         if tagged.returncode != 0:
             missing_prerequisite(f"image {local} is missing ({tagged.stderr.strip()[:200]}); `./build.sh build all`")
+
+
+def untag_local_images() -> None:
+    """Remove the ECR-style names ``tag_local_images`` added (only the names: the images stay)."""
+    for framework in FRAMEWORKS:
+        subprocess.run(["docker", "image", "rm", image_uri(framework)],
+                       capture_output=True, text=True, timeout=60, check=False)
 
 
 def sdk_python(major: int) -> str:
@@ -184,6 +193,8 @@ def local_aws(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         if up is not None:
             stop_process(up, grace_s=60)
         stop_process(moto)
+        if backend == "docker":
+            untag_local_images()
 
 
 def run_script(aws: LocalAws, major: int, script: str, args: dict[str, Any], endpoints: tuple[str, ...] = ()) -> Any:
