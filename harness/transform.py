@@ -344,17 +344,23 @@ async def run_transform_job(platform: Platform, router: Router, record: Transfor
     record.started = time.time()
     job = TransformJob(platform, router, record, model, processing)
     try:
-        failure = await job.execute()
-    except asyncio.CancelledError:
+        try:
+            failure = await job.execute()
+        except Exception as exc:  # a harness defect must still end in a visible state
+            log.exception("transform job %s failed", record.name)
+            failure = f"InternalServerError: the local harness failed: {exc}"
+        finally:
+            await asyncio.to_thread(shutil.rmtree, job.work_dir, True)
+    except asyncio.CancelledError:  # StopTransformJob, during the job or its clean-up
         record.set_status("Stopped")
         job.data_log.write("job stopped")
         return
-    except Exception as exc:  # a harness defect must still end in a visible state
-        log.exception("transform job %s failed", record.name)
-        failure = f"InternalServerError: the local harness failed: {exc}"
-    finally:
-        await asyncio.to_thread(shutil.rmtree, job.work_dir, True)
-    if failure:
+    if record.status == "Stopping":
+        # StopTransformJob arrived while the last mini-batch finished: a stopped job ends Stopped
+        # (API reference, StopTransformJob), whatever the cancellation reached.
+        record.set_status("Stopped")
+        job.data_log.write("job stopped")
+    elif failure:
         record.set_status("Failed", failure)
     else:
         record.set_status("Completed")
