@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
+from typing import TYPE_CHECKING
 
 from handlers.registry import handler_class
 from serve.settings import Settings, SettingsError, describe_variables
+
+if TYPE_CHECKING:
+    import uvicorn
+
+#: The listening socket's backlog with SERVE_PREFORK (uvicorn's default): connections wait here for
+#: a worker to accept them.
+LISTEN_BACKLOG = 2048
 
 DESCRIPTION = """\
 Serve models behind SageMaker's container contract: GET /ping and POST /invocations, and in
@@ -36,11 +45,26 @@ def configure_logging(level: int) -> None:
     )
 
 
+def listening_socket(settings: Settings) -> socket.socket:
+    """The port's socket, bound and listening, for the front and (SERVE_PREFORK) the workers."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    return socket.create_server((settings.host, settings.port), family=family, backlog=LISTEN_BACKLOG)
+
+
+def stop_accepting(server: uvicorn.Server | None, settings: Settings) -> None:
+    """SERVE_PREFORK: the model is loaded and its workers accept from now on; the front stops."""
+    for listening in getattr(server, "servers", []):
+        listening.close()
+    logging.getLogger("serve").info("prefork: the model's workers answer on port %d themselves from now on",
+                                    settings.port)
+
+
 def run_native(settings: Settings) -> int:
     """Run the native engine's HTTP server until SIGTERM/SIGINT; return the exit code."""
     import uvicorn
 
     from serve.app import create_app
+    from serve.engine import Engine
     from serve.http import protocol_options
 
     state = {"exit_code": 0}
@@ -51,7 +75,18 @@ def run_native(settings: Settings) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_fatal=on_fatal)
+    listener = None
+    if settings.prefork:
+        try:
+            listener = listening_socket(settings)
+        except OSError as exc:
+            logging.getLogger("serve").error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+            return 1
+    # With SERVE_PREFORK the workers get their own descriptor of the listening socket: uvicorn's
+    # closes when the front stops accepting.
+    app = create_app(settings, on_fatal=on_fatal,
+                     engine=Engine(settings, listener.dup() if listener is not None else None),
+                     on_ready=(lambda: stop_accepting(server, settings)) if listener is not None else None)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         lifespan="on", log_level=settings.log_level,
@@ -66,7 +101,7 @@ def run_native(settings: Settings) -> int:
     # uvicorn re-raises the signal it caught once it has shut down; with a Python handler installed
     # that is a no-op, so a SIGTERM stop exits 0 as SageMaker expects instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    server.run()
+    server.run(sockets=[listener] if listener is not None else None)
     if not server.started and state["exit_code"] == 0:
         return 1  # could not bind the port; uvicorn has logged why
     return state["exit_code"]

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handlers.base import Request
+from handlers.base import Response as ModelResponse
 from serve.engine import Engine, EngineError
 from serve.settings import Settings
 from serve.shared import (
@@ -70,6 +71,8 @@ class ServerState:
     on_fatal: Callable[[str], None] | None = None
     load_error: str | None = None
     single_model_load: asyncio.Task[None] | None = None
+    #: Called once the single model is loaded (with SERVE_PREFORK the front then stops accepting).
+    on_ready: Callable[[], None] | None = None
 
 
 def server_state(request: HTTPRequest) -> ServerState:
@@ -146,6 +149,9 @@ async def load_single_model(state: ServerState) -> None:
                   state.settings.model_dir)
         if state.on_fatal is not None:
             state.on_fatal(exc.message)
+        return
+    if state.on_ready is not None:
+        state.on_ready()
 
 
 @asynccontextmanager
@@ -166,9 +172,14 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 # -- routes ---------------------------------------------------------------------------------------
 
 
-async def invoke(state: ServerState, name: str, headers: dict[str, str], body: bytes) -> Response:
+#: What answers a model's request: the engine's ``invoke`` in the front, the model itself in a
+#: prefork worker (``serve.prefork``). Raises ``EngineError`` for an answer other than 200.
+ModelInvoker = Callable[[str, Request], Awaitable[ModelResponse]]
+
+
+async def invoke(invoke_model: ModelInvoker, name: str, headers: dict[str, str], body: bytes) -> Response:
     """Send a request's body and SageMaker headers to model ``name``; its answer as HTTP."""
-    result = await state.engine.invoke(name, Request(
+    result = await invoke_model(name, Request(
         body=body,
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
@@ -222,8 +233,7 @@ def execution_parameters_body(settings: Settings, handler_default_workers: int) 
 
 
 async def execution_parameters(request: HTTPRequest) -> Response:
-    state = server_state(request)
-    return JSONResponse(execution_parameters_body(state.settings, state.engine.handler.default_workers))
+    return JSONResponse(request.app.state.execution_parameters)
 
 
 async def list_models(request: HTTPRequest) -> Response:
@@ -311,12 +321,40 @@ ROUTES = [
 ]
 
 
-def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> HotPath:
-    """The ASGI app for ``settings``; ``on_fatal`` is called if the single model cannot load."""
+def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None,
+               engine: Engine | None = None, on_ready: Callable[[], None] | None = None) -> HotPath:
+    """The front's ASGI app for ``settings``; ``on_fatal`` is called if the single model cannot load,
+    ``on_ready`` once it has. ``engine`` defaults to ``Engine(settings)``."""
+    engine = engine or Engine(settings)
     app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[Middleware(AccessLog)],
                     exception_handlers={EngineError: engine_error})
-    app.state.server = ServerState(settings, Engine(settings), on_fatal)
-    return HotPath(app, app.state.server)
+    app.state.server = ServerState(settings, engine, on_fatal, on_ready=on_ready)
+    app.state.execution_parameters = execution_parameters_body(settings, engine.handler.default_workers)
+    return HotPath(app, settings, engine.invoke)
+
+
+async def worker_ping(request: HTTPRequest) -> Response:
+    """A prefork worker answers only once its model is loaded and while it is alive: 200."""
+    return Response(status_code=200)
+
+
+#: A prefork worker's routes (single-model mode only): the front's answers, without its state.
+WORKER_ROUTES = [
+    Route("/ping", worker_ping, methods=["GET"]),
+    Route("/invocations", invocations, methods=["POST"]),  # HotPath answers it first
+    Route("/execution-parameters", execution_parameters, methods=["GET"]),
+    Route("/models", models_api_absent, methods=["GET", "POST"]),
+    Route("/models/{name}", models_api_absent, methods=["GET", "DELETE"]),
+    Route("/models/{name}/invoke", models_api_absent, methods=["POST"]),
+]
+
+
+def create_worker_app(settings: Settings, default_workers: int, invoke_model: ModelInvoker) -> HotPath:
+    """The ASGI app a prefork worker serves: its own model through ``invoke_model``."""
+    app = Starlette(routes=WORKER_ROUTES, middleware=[Middleware(AccessLog)],
+                    exception_handlers={EngineError: engine_error})
+    app.state.execution_parameters = execution_parameters_body(settings, default_workers)
+    return HotPath(app, settings, invoke_model)
 
 
 # -- the invocation path --------------------------------------------------------------------------
@@ -330,9 +368,10 @@ class HotPath:
     table, no middleware stack and no Request object (docs/engines.md, "Where a request's time
     goes"). The answers are Starlette's ``Response`` objects, so they are byte for byte the same."""
 
-    def __init__(self, app: Starlette, state: ServerState) -> None:
+    def __init__(self, app: Starlette, settings: Settings, invoke_model: ModelInvoker) -> None:
         self.app = app
-        self.state = state
+        self.settings = settings
+        self.invoke_model = invoke_model
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -344,7 +383,7 @@ class HotPath:
 
     def invocation_target(self, path: str) -> str | None:
         """The model ``path`` invokes in this mode, else None (then Starlette routes it)."""
-        if not self.state.settings.multi_model:
+        if not self.settings.multi_model:
             return SINGLE_MODEL_NAME if path == "/invocations" else None
         parts = path.split("/")
         if len(parts) == 4 and parts[1] == "models" and parts[2] and parts[3] == "invoke":
@@ -355,12 +394,12 @@ class HotPath:
         started = time.perf_counter()
         headers = first_headers(scope["headers"])
         try:
-            body = await receive_body(receive, headers.get("content-length"), self.state.settings.max_payload_bytes)
-            response = await invoke(self.state, name, headers, body)
+            body = await receive_body(receive, headers.get("content-length"), self.settings.max_payload_bytes)
+            response = await invoke(self.invoke_model, name, headers, body)
         except ClientDisconnect:
             return  # nobody is left to answer
         except PayloadTooLarge:
-            response = payload_too_large(self.state.settings)
+            response = payload_too_large(self.settings)
         except EngineError as exc:
             response = error_response(exc.status, exc.message)
         try:

@@ -154,6 +154,18 @@ class WorkerChannel:
             self.sock.sendall(head)
             self.sock.sendall(body)
 
+    def receive_available(self) -> list[Frame]:
+        """The frames complete after one read (for a caller told the socket is readable, so it does
+        not block); EOFError once the front closed the socket."""
+        chunk = self.sock.recv(READ_SIZE)
+        if not chunk:
+            raise EOFError("the front closed the socket")
+        self._buffer += chunk
+        frames = []
+        while (frame := take_frame(self._buffer)) is not None:
+            frames.append(frame)
+        return frames
+
     def receive(self) -> Frame:
         """The next frame; EOFError once the front closed the socket."""
         while (frame := take_frame(self._buffer)) is None:

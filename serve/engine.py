@@ -16,6 +16,7 @@ import os
 import socket
 import statistics
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -27,7 +28,7 @@ from serve.channel import FrontChannel
 from serve.memory import memory_limit_bytes, tree_pss_bytes
 from serve.settings import Settings
 from serve.shared import handler_options, workers_per_model
-from serve.worker import WorkerInfo, request_fields, response_from, worker_main
+from serve.worker import PreforkServing, WorkerInfo, request_fields, response_from, worker_main
 
 log = logging.getLogger("serve.engine")
 
@@ -48,6 +49,18 @@ ADMISSION_HEADROOM = 0.10
 #: Requests a model may hold (running or waiting for a worker) per worker, unless
 #: SERVE_MAX_IN_FLIGHT_PER_MODEL says otherwise; beyond it 503.
 IN_FLIGHT_PER_WORKER = 100
+#: Prefork: how often the front looks for a worker stuck in a request, and how long past the timeout
+#: (by which the worker's own SIGALRM answers 504) it waits before killing it.
+STUCK_CHECK_PERIOD_S = 1.0
+STUCK_GRACE_S = 2.0
+#: Modules a prefork worker imports to serve HTTP, preloaded in the fork parent so they are shared.
+PREFORK_PRELOAD = ["uvicorn", "serve.app", "serve.http", "serve.prefork"]
+
+
+def timed_out_message(name: str, timeout: float) -> str:
+    """What a request that reached SAGEMAKER_MODEL_SERVER_TIMEOUT is answered (504)."""
+    return (f"model {name!r} did not answer within {timeout:.0f} s (SAGEMAKER_MODEL_SERVER_TIMEOUT); "
+            "its worker was restarted")
 
 
 class EngineError(Exception):
@@ -66,6 +79,7 @@ class Worker:
     process: BaseProcess
     channel: FrontChannel
     info: WorkerInfo
+    busy_since: Any = None  # prefork: the RawValue("d") shared with the worker (PreforkServing)
     busy: bool = False  # handling a request (its socket is the request's)
     exited: bool = False  # its process ended while it was busy
     retired: bool = False  # stopped or replaced: its exit is expected
@@ -116,8 +130,10 @@ def drain(queue: asyncio.Queue[Worker]) -> list[Worker]:
 class Engine:
     """Loads, serves and unloads models on per-model worker processes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, listener: socket.socket | None = None) -> None:
+        """``listener``: with SERVE_PREFORK, the port's listening socket, handed to every worker."""
         self.settings = settings
+        self.listener = listener
         self.options = handler_options(settings)
         self.memory_limit = memory_limit_bytes(settings.memory_limit_mb)
         self.models: dict[str, ModelEntry] = {}
@@ -133,6 +149,7 @@ class Engine:
                 handler_module(settings.framework), *self.handler.preload_modules,
                 # what every worker imports on start, so it is shared rather than per worker
                 "serve.worker", "handlers.model", "serve.memory",
+                *(PREFORK_PRELOAD if listener is not None else []),
             ])
         else:
             self._use_spawn(f"{self.handler.__name__} declares fork_safe = False")
@@ -147,6 +164,8 @@ class Engine:
         imported; the parent forks only after the import, so one no-op child proves it is done."""
         if self._forked:
             await asyncio.to_thread(self._fork_once)
+        if self.listener is not None:
+            self._in_background(self._kill_stuck_workers())
 
     def _fork_once(self) -> None:
         probe = self._ctx.Process(target=os.getpid, name="serve-fork-parent-probe")
@@ -164,10 +183,14 @@ class Engine:
         """Start one worker for model ``name`` and wait until it has loaded the artifact at ``url``."""
         for _attempt in range(2):
             front_end, worker_end = socket.socketpair()
+            serving = None
+            if self.listener is not None:
+                serving = PreforkServing(self.listener, self.settings, self.handler.default_workers,
+                                         self._ctx.RawValue("d", 0.0))
             process = self._ctx.Process(
                 target=worker_main,
                 args=(worker_end, self.settings.framework, self.options, url, name, self._forked,
-                      self.settings.log_level),
+                      self.settings.log_level, serving),
                 name=f"serve-worker-{name}",
             )
             try:
@@ -189,17 +212,25 @@ class Engine:
             if message[0] == "error":
                 await self._stop_process(process, channel, graceful=True)
                 raise EngineError(message[1], message[2])
-            return Worker(process, channel, WorkerInfo(*message[1:]))
+            return Worker(process, channel, WorkerInfo(*message[1:]),
+                          busy_since=serving.busy_since if serving is not None else None)
         raise EngineError(500, f"could not start a worker for model {name!r}")
 
     async def _stop_process(self, process: BaseProcess, channel: FrontChannel, graceful: bool) -> None:
         """End a worker: close its socket (it exits on EOF), then kill it if it lingers."""
         channel.close()
         if graceful:
-            await asyncio.to_thread(process.join, STOP_GRACE_S)
+            await asyncio.to_thread(process.join, self._stop_grace_s())
         if process.is_alive():
             process.kill()
         await asyncio.to_thread(process.join, STOP_GRACE_S)
+
+    def _stop_grace_s(self) -> float:
+        """How long a stopping worker may take: a prefork worker first finishes its in-flight
+        requests, as long as uvicorn's graceful shutdown allows (``serve.prefork``)."""
+        if self.listener is None:
+            return STOP_GRACE_S
+        return max(STOP_GRACE_S, min(self.settings.timeout_s, 20.0) + 1.0)
 
     # -- model lifecycle ------------------------------------------------------------------------
 
@@ -328,9 +359,7 @@ class Engine:
                 message, body = await worker.channel.receive(max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 self._replace_worker(entry, worker)
-                raise EngineError(
-                    504, f"model {name!r} did not answer within {timeout:.0f} s "
-                         "(SAGEMAKER_MODEL_SERVER_TIMEOUT); its worker was restarted") from None
+                raise EngineError(504, timed_out_message(name, timeout)) from None
             except (EOFError, OSError):
                 self._replace_worker(entry, worker)
                 await asyncio.to_thread(worker.process.join, STOP_GRACE_S)
@@ -437,9 +466,29 @@ class Engine:
             self._watch(entry, worker)
             log.info("replaced a worker of model %s (new pid %d)", entry.name, worker.info.pid)
 
-        task = asyncio.get_running_loop().create_task(replace())
+        self._in_background(replace())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task that ``close`` cancels."""
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _kill_stuck_workers(self) -> None:
+        """Prefork: kill a worker whose request outlived the timeout, which its own SIGALRM could not
+        interrupt (code inside a C call); the client's connection closes and a fresh worker starts."""
+        limit = self.settings.timeout_s + STUCK_GRACE_S
+        while True:
+            await asyncio.sleep(STUCK_CHECK_PERIOD_S)
+            now = time.monotonic()
+            for entry in list(self.models.values()):
+                for worker in list(entry.workers):
+                    since = worker.busy_since.value if worker.busy_since is not None else 0.0
+                    if since and now - since > limit:
+                        log.error("worker %d of model %s has been in one request for %.0f s, past the "
+                                  "%.0f s timeout; killing and replacing it", worker.info.pid, entry.name,
+                                  now - since, self.settings.timeout_s)
+                        self._replace_worker(entry, worker)
 
     # -- introspection and shutdown -------------------------------------------------------------
 

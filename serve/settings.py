@@ -211,9 +211,30 @@ class Settings:
         "SERVE_MAX_IN_FLIGHT_PER_MODEL", _optional_positive_int, None,
         "Requests one model may hold running or queued (native engine); beyond it 503 "
         "(default: 100 per worker of the model).")
+    prefork: bool = variable(
+        "SERVE_PREFORK", _bool, False,
+        "true: single-model mode, native engine: once the model is loaded its workers answer HTTP "
+        "themselves on the shared port, with no hop through the front (docs/engines.md, \"Prefork\").")
     install_requirements: bool = variable(
         "SERVE_INSTALL_REQUIREMENTS", _bool, True,
         "pip-install code/requirements.txt when a model loads (false: pre-bake them into the image).")
+
+    def __post_init__(self) -> None:
+        if self.prefork:
+            self._check_prefork()
+
+    def _check_prefork(self) -> None:
+        """SERVE_PREFORK=true cannot be honoured beside these settings: say so rather than ignore it."""
+        if self.engine != "native":
+            raise SettingsError("SERVE_PREFORK=true needs SERVE_ENGINE=native: multi-model-server has "
+                                "its own front end")
+        if self.multi_model:
+            raise SettingsError("SERVE_PREFORK=true applies to single-model mode only: in multi-model mode "
+                                "the front routes each request to its model's workers")
+        if self.max_in_flight_per_model is not None:
+            raise SettingsError("SERVE_MAX_IN_FLIGHT_PER_MODEL cannot be honoured with SERVE_PREFORK=true: "
+                                "each worker takes the connections it accepts; the kernel's listen backlog "
+                                "bounds what waits")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handlers.base import HandlerOptions, Request, Response
-from serve.channel import WorkerChannel
+from serve.channel import Frame, WorkerChannel
 from serve.shared import unexpected_error
 
 if TYPE_CHECKING:
     from handlers.model import ServedModel
+    from serve.settings import Settings
 
 log = logging.getLogger("serve.worker")
 
@@ -36,6 +37,19 @@ class WorkerInfo:
     uss_bytes: int
     pss_bytes: int
     load_seconds: float
+
+
+@dataclass(frozen=True)
+class PreforkServing:
+    """What a prefork worker (SERVE_PREFORK=true) needs beyond its model: the port's listening
+    socket, the settings, the model's default worker count (for /execution-parameters) and a cell
+    shared with the front where it records since when (``time.monotonic``) it is busy, 0 when idle,
+    so the front can kill it when a request outlives the timeout where SIGALRM cannot reach."""
+
+    listener: socket.socket
+    settings: Settings
+    default_workers: int
+    busy_since: Any  # a multiprocessing RawValue("d")
 
 
 def request_fields(request: Request) -> list[Any]:
@@ -57,6 +71,7 @@ def worker_main(
     model_name: str,
     forked: bool,
     log_level: int = 20,
+    serving: PreforkServing | None = None,
 ) -> None:
     """Entry point of a worker process (a multiprocessing target)."""
     from serve.memory import process_memory
@@ -72,7 +87,12 @@ def worker_main(
     uss, pss = process_memory()
     conn.send(["ready", *astuple(WorkerInfo(os.getpid(), uss, pss, time.perf_counter() - started))])
     try:
-        _serve(conn, served, model_name)
+        if serving is None:
+            _serve(conn, served, model_name)
+        else:
+            from serve.prefork import serve_http
+
+            serve_http(conn, served, model_name, serving)
     finally:
         served.unload()
 
@@ -104,21 +124,38 @@ def _load(conn: WorkerChannel, framework: str, options: HandlerOptions, model_di
 
 def _serve(conn: WorkerChannel, served: ServedModel, model_name: str) -> None:
     """Answer requests from the socket until the front closes it."""
-    from handlers.errors import HandlerError
-
     while True:
         try:
-            meta, body = conn.receive()
+            frame = conn.receive()
         except (EOFError, OSError):  # the front closed the socket or died: stop
             return
-        content_type, accept, custom_attributes, target_model, name = meta
-        request = Request(body, content_type, accept, custom_attributes, target_model, name)
-        try:
-            response = served.invoke(request)
-        except HandlerError as exc:
-            conn.send(["error", exc.status, exc.message])
-        except Exception as exc:
-            log.error("invoking model %s failed:\n%s", model_name, traceback.format_exc())
-            conn.send(["error", 500, unexpected_error("prediction", exc)])
-        else:
-            conn.send(["ok", response.content_type, response.custom_attributes, response.headers], response.body)
+        answer_frame(conn, served, model_name, frame)
+
+
+def predict(served: ServedModel, request: Request, model_name: str) -> Response:
+    """The model's answer to ``request``; a ``HandlerError`` (with its status) when there is none.
+    An unexpected exception is logged with its traceback and becomes a 500 without it."""
+    from handlers.errors import HandlerError
+
+    try:
+        return served.invoke(request)
+    except HandlerError:
+        raise
+    except Exception as exc:
+        log.error("invoking model %s failed:\n%s", model_name, traceback.format_exc())
+        raise HandlerError(unexpected_error("prediction", exc), 500) from None
+
+
+def answer_frame(conn: WorkerChannel, served: ServedModel, model_name: str, frame: Frame) -> None:
+    """Answer one request frame from the front."""
+    from handlers.errors import HandlerError
+
+    meta, body = frame
+    content_type, accept, custom_attributes, target_model, name = meta
+    request = Request(body, content_type, accept, custom_attributes, target_model, name)
+    try:
+        response = predict(served, request, model_name)
+    except HandlerError as exc:
+        conn.send(["error", exc.status, exc.message])
+    else:
+        conn.send(["ok", response.content_type, response.custom_attributes, response.headers], response.body)

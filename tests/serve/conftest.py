@@ -14,6 +14,8 @@ import pytest
 from tests.support.models import SklearnArtifact, sklearn_artifact
 
 ENGINES = ["native", "mms"]
+#: The single-model suite also runs the native engine with SERVE_PREFORK=true (``engine_env``).
+SINGLE_MODEL_ENGINES = [*ENGINES, "prefork"]
 
 #: (engine, test name) -> why that engine cannot pass it.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
@@ -30,23 +32,49 @@ KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
     ("mms", "test_delete_waits_for_in_flight_requests"):
         "mms: DELETE /models kills the model's worker processes at once (destroyForcibly); the "
         "in-flight request fails (500 'Worker died.', or MMS never answers it)",
+    # SERVE_PREFORK=true: each worker answers the connections it accepted (serve/prefork.py).
+    ("prefork", "test_worker_killed_mid_request_fails_only_that_request"):
+        "prefork: the killed worker held the client's connection itself, so the client sees the "
+        "connection close with no answer (as with gunicorn's workers); the front replaces the worker",
+    ("prefork", "test_requests_spread_over_workers"):
+        "prefork: a worker accepts every connection waiting when it looks, so four requests sent at "
+        "once may all land on one worker and run one after another (uvicorn --workers does the same)",
 }
 #: Known differences whose failure depends on timing (the xfail is not strict for these).
 TIMING_DEPENDENT: set[tuple[str, str]] = {
     # The leftover appears a few ms after the 507 and the engine removes it within ~50 ms; a GET in
     # between fails the test, one after it passes.
     ("mms", "test_507_when_memory_admission_refuses"),
+    # Whether one worker takes all four connections depends on when each worker wakes.
+    ("prefork", "test_requests_spread_over_workers"),
 }
 
 
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
+def engine_env(engine: str) -> dict[str, str]:
+    """The server's environment for an ``engine`` fixture value."""
+    if engine == "prefork":
+        return {"SERVE_ENGINE": "native", "SERVE_PREFORK": "true"}
+    return {"SERVE_ENGINE": engine}
+
+
+def engine_under_test(request: pytest.FixtureRequest) -> str:
+    """``request.param``, marked as an expected failure where ``KNOWN_DIFFERENCES`` says so."""
     name: str = request.param
     key = (name, request.node.originalname)
     reason = KNOWN_DIFFERENCES.get(key)
     if reason:
         request.applymarker(pytest.mark.xfail(reason=reason, strict=key not in TIMING_DEPENDENT))
     return name
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return engine_under_test(request)
+
+
+@pytest.fixture(params=SINGLE_MODEL_ENGINES)
+def single_model_engine(request: pytest.FixtureRequest) -> str:
+    return engine_under_test(request)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,21 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from tests.serve.conftest import engine_env
 from tests.support.models import SLOW_SCRIPT, SklearnArtifact, echo_script, sklearn_artifact
 from tests.support.server import BusyRequest, run_server, start_server, stop_server, wait_ready
 
 
+@pytest.fixture
+def engine(single_model_engine: str) -> str:
+    """Every test here also runs with SERVE_PREFORK=true (tests/serve/conftest.py)."""
+    return single_model_engine
+
+
 def single(engine: str, model_dir: Path, **extra: str) -> dict[str, str]:
-    return {"SERVE_ENGINE": engine, "SERVE_FRAMEWORK": "sklearn", "SERVE_MODEL_DIR": str(model_dir), **extra}
+    return {**engine_env(engine), "SERVE_FRAMEWORK": "sklearn", "SERVE_MODEL_DIR": str(model_dir), **extra}
 
 
 def test_ping_and_invocations_json_and_csv(engine: str, iris: SklearnArtifact) -> None:

@@ -1,4 +1,5 @@
-"""PyTorch and TensorFlow through the real server: single-model and multi-model, both engines.
+"""PyTorch and TensorFlow through the real server: single-model (also with SERVE_PREFORK) and
+multi-model, both engines.
 
 TensorFlow matters most here: its workers are forked after the fork parent imported it.
 """
@@ -12,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.serve.conftest import engine_env
 from tests.support.models import TensorArtifact, tensorflow_artifact, torch_artifact
 from tests.support.server import run_server
 
@@ -25,9 +27,9 @@ def predictions(answer: httpx.Response) -> list[list[float]]:
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])
-def test_single_model(engine: str, framework: str, tmp_path: Path) -> None:
+def test_single_model(single_model_engine: str, framework: str, tmp_path: Path) -> None:
     artifact = BUILDERS[framework](tmp_path / "model")
-    env = {"SERVE_ENGINE": engine, "SERVE_FRAMEWORK": framework, "SERVE_MODEL_DIR": str(artifact.path)}
+    env = {**engine_env(single_model_engine), "SERVE_FRAMEWORK": framework, "SERVE_MODEL_DIR": str(artifact.path)}
     with run_server(env) as server:
         answer = httpx.post(server.url + "/invocations", json={"instances": artifact.rows}, timeout=60)
         np.testing.assert_allclose(predictions(answer), artifact.expected, atol=1e-5)

@@ -25,3 +25,15 @@ def test_a_refused_setting_stops_the_server_with_exit_code_2() -> None:
                             timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert "SAGEMAKER_MODEL_SERVER_TIMEOUT='nan' is invalid: expected a positive, finite number" in result.stderr
+
+
+@pytest.mark.parametrize(("conflict", "named"), [
+    ({"SERVE_ENGINE": "mms"}, "SERVE_ENGINE=native"),
+    ({"SAGEMAKER_MULTI_MODEL": "true"}, "single-model mode only"),
+    ({"SERVE_MAX_IN_FLIGHT_PER_MODEL": "5"}, "SERVE_MAX_IN_FLIGHT_PER_MODEL cannot be honoured"),
+])
+def test_prefork_with_a_setting_it_cannot_honour_is_refused(conflict: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"SERVE_PREFORK": "true", **conflict})
+    assert named in str(info.value) and "\n" not in str(info.value)
+    assert Settings.from_env(conflict).prefork is False  # the same settings alone are fine

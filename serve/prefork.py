@@ -1,0 +1,110 @@
+"""Prefork (``SERVE_PREFORK=true``, single-model mode): each worker answers HTTP itself.
+
+The front binds the port and answers on it while the model loads (``/ping`` says 503); once the
+model is loaded it stops accepting, and from then on the model's workers, each holding the same
+listening socket, accept and answer connections themselves, as gunicorn's and uvicorn's own
+multi-process workers do: a request crosses no process boundary (docs/engines.md, "Prefork").
+
+The front stays the supervisor: it replaces a worker that exits, kills one whose request outlives
+the timeout where this module's SIGALRM cannot reach (code inside a C call), and on SIGTERM closes
+each worker's socket, upon which the worker stops accepting, finishes its in-flight requests and
+exits. A connection the front accepted before the hand-over keeps being answered through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from handlers.base import Request, Response
+from handlers.errors import HandlerError
+from serve.channel import WorkerChannel
+from serve.engine import EngineError, timed_out_message
+from serve.worker import PreforkServing, answer_frame, predict
+
+if TYPE_CHECKING:
+    from handlers.model import ServedModel
+
+log = logging.getLogger("serve.worker")
+
+
+class RequestTimedOut(BaseException):
+    """Raised in the worker's main thread by SIGALRM when a request reaches the timeout.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is, so that a user script's ``except Exception``
+    does not swallow it."""
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise RequestTimedOut
+
+
+class InProcessModel:
+    """Answers the worker's HTTP requests with its own model, within the request timeout."""
+
+    def __init__(self, served: ServedModel, serving: PreforkServing, stop: Callable[[], None]) -> None:
+        self.served = served
+        self.serving = serving
+        self.stop = stop
+
+    async def invoke(self, name: str, request: Request) -> Response:
+        """The model's answer, or ``EngineError`` with the status the front would have answered."""
+        timeout = self.serving.settings.timeout_s
+        self.serving.busy_since.value = time.monotonic()
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            try:
+                return predict(self.served, request, name)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except RequestTimedOut:
+            # The model's state is unknown after an interrupted call: answer, then let the front
+            # start a fresh worker in place of this one.
+            self.stop()
+            raise EngineError(504, timed_out_message(name, timeout)) from None
+        except HandlerError as exc:
+            raise EngineError(exc.status, exc.message) from None
+        finally:
+            self.serving.busy_since.value = 0.0
+
+
+def serve_http(conn: WorkerChannel, served: ServedModel, model_name: str, serving: PreforkServing) -> None:
+    """Serve HTTP on ``serving.listener`` until the front closes ``conn`` (or SIGTERM/SIGINT);
+    frames the front still sends over ``conn`` are answered too."""
+    import uvicorn
+
+    from serve.app import create_worker_app
+    from serve.http import protocol_options
+
+    settings = serving.settings
+    model = InProcessModel(served, serving, stop=lambda: setattr(server, "should_exit", True))
+    config = uvicorn.Config(
+        create_worker_app(settings, serving.default_workers, model.invoke),
+        log_config=None, access_log=False, lifespan="off", proxy_headers=False,
+        log_level=settings.log_level, timeout_graceful_shutdown=int(min(settings.timeout_s, 20.0)),
+        **protocol_options(),
+    )
+    server = uvicorn.Server(config)
+
+    def on_channel_readable() -> None:
+        try:
+            frames = conn.receive_available()
+        except (EOFError, OSError):  # the front closed the socket: finish what is in flight, stop
+            asyncio.get_running_loop().remove_reader(conn.sock.fileno())
+            server.should_exit = True
+            return
+        for frame in frames:
+            answer_frame(conn, served, model_name, frame)
+
+    async def main() -> None:
+        asyncio.get_running_loop().add_reader(conn.sock.fileno(), on_channel_readable)
+        await server.serve(sockets=[serving.listener])
+
+    signal.signal(signal.SIGALRM, _on_alarm)
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(main())

@@ -1,0 +1,77 @@
+"""SERVE_PREFORK=true: the workers answer HTTP themselves, and the front still supervises them.
+
+The single-model contract suite runs with prefork as well (``test_contract_single.py``); these are
+the properties only prefork has."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+
+from tests.serve.conftest import engine_env
+from tests.support.models import SLOW_SCRIPT, sklearn_artifact
+from tests.support.server import run_server
+
+#: A predict_fn that blocks SIGALRM first, as code inside a C call is out of its reach.
+UNREACHABLE_SCRIPT = SLOW_SCRIPT.replace(
+    "    time.sleep(float(data.get(\"sleep\", 0)))",
+    "    import signal\n"
+    "    if data.get(\"block_alarm\"):\n"
+    "        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
+    "    time.sleep(float(data.get(\"sleep\", 0)))",
+)
+
+
+def prefork(model_dir: Path, **extra: str) -> dict[str, str]:
+    return {**engine_env("prefork"), "SERVE_FRAMEWORK": "sklearn", "SERVE_MODEL_DIR": str(model_dir), **extra}
+
+
+def test_requests_are_answered_while_the_front_is_stopped(tmp_path: Path) -> None:
+    """No request crosses the front: with its process stopped (SIGSTOP) the workers still answer."""
+    artifact = sklearn_artifact(tmp_path / "model", code=SLOW_SCRIPT)
+    with run_server(prefork(artifact.path, SAGEMAKER_MODEL_SERVER_WORKERS="2")) as server:
+        front = server.process.pid
+        os.kill(front, signal.SIGSTOP)
+        try:
+            answers = [httpx.post(server.url + "/invocations", json={"sleep": 0}, timeout=10) for _ in range(20)]
+            ping = httpx.get(server.url + "/ping", timeout=10)
+        finally:
+            os.kill(front, signal.SIGCONT)
+        assert [a.status_code for a in answers] == [200] * 20, answers[-1].text
+        assert {a.json()["pid"] for a in answers} <= {p.pid for p in server.tree()} - {front}
+        assert ping.status_code == 200
+
+
+def test_a_worker_stuck_beyond_sigalrm_is_killed_and_replaced(tmp_path: Path) -> None:
+    """A request whose code the worker's SIGALRM cannot interrupt (blocked here, as inside a C call)
+    is ended by the front's watchdog past the timeout; the worker is replaced and answers again."""
+    artifact = sklearn_artifact(tmp_path / "model", code=UNREACHABLE_SCRIPT)
+    with run_server(prefork(artifact.path, SAGEMAKER_MODEL_SERVER_WORKERS="1",
+                            SAGEMAKER_MODEL_SERVER_TIMEOUT="1")) as server:
+        first = httpx.post(server.url + "/invocations", json={"sleep": 0}, timeout=10).json()["pid"]
+        try:
+            stuck = httpx.post(server.url + "/invocations", json={"sleep": 60, "block_alarm": True}, timeout=30)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            pass  # the killed worker held the connection: it closes with no answer
+        else:
+            raise AssertionError(f"a stuck request was answered: {stuck.status_code} {stuck.text}")
+        answer = httpx.post(server.url + "/invocations", json={"sleep": 0}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["pid"] != first
+        assert server.log_lines_containing("past the 1 s timeout; killing and replacing it")
+
+
+def test_a_timed_out_request_is_504_and_its_worker_is_replaced(tmp_path: Path) -> None:
+    artifact = sklearn_artifact(tmp_path / "model", code=SLOW_SCRIPT)
+    with run_server(prefork(artifact.path, SAGEMAKER_MODEL_SERVER_WORKERS="1",
+                            SAGEMAKER_MODEL_SERVER_TIMEOUT="1")) as server:
+        first = httpx.post(server.url + "/invocations", json={"sleep": 0}, timeout=10).json()["pid"]
+        timed_out = httpx.post(server.url + "/invocations", json={"sleep": 30}, timeout=30)
+        assert timed_out.status_code == 504, timed_out.text
+        assert "SAGEMAKER_MODEL_SERVER_TIMEOUT" in timed_out.json()["message"]
+        answer = httpx.post(server.url + "/invocations", json={"sleep": 0}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["pid"] != first
