@@ -1,9 +1,9 @@
 """python -m bench [--quick] [--out DIR] [--frameworks sklearn,pytorch,tensorflow]
 
 Side by side in one run: AWS's stack as it ships (multi-model-server 1.1.11 + sagemaker-inference
-1.10.1, own virtualenv), servekit native, servekit mms and the in-process floor. Writes
-results.json, table.md and PNG plots; exits 1 if any request failed or a file is missing, never on
-the numbers. bench/README.md explains every figure.
+1.10.1, own virtualenv), servekit native (also with SERVE_PREFORK=true), servekit mms and the
+in-process floor. Writes results.json, table.md and PNG plots; exits 1 if any request failed or a
+file is missing, never on the numbers. bench/README.md explains every figure.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench import aws_stack, machine, plots, report, wrk
+from bench.contenders import LABELS
 from bench.plan import FRAMEWORKS, Plan, full_plan, quick_plan
 from bench.run import Run
 from bench.scenarios import images, mme, pipeline, single, startup
@@ -46,7 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output directory (default: bench/results/<date>-<host>/; "
                         "with --quick a new temporary directory)")
     parser.add_argument("--frameworks", type=_csv, help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
-    parser.add_argument("--contenders", type=_csv, help="comma-separated subset of aws,native,mms")
+    parser.add_argument("--contenders", type=_csv, help=f"comma-separated subset of {','.join(LABELS)}")
     parser.add_argument("--scenarios", type=_csv, help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--wrk-seconds", type=_positive_seconds,
                         help="seconds per wrk point (warm-up a fifth of it); default 10, 2 with --quick")
@@ -59,7 +60,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     changes = {k: getattr(args, k) for k in ("frameworks", "contenders", "scenarios") if getattr(args, k)}
     unknown = set(changes.get("frameworks", ())) - set(FRAMEWORKS)
     unknown |= set(changes.get("scenarios", ())) - set(SCENARIOS)
-    unknown |= set(changes.get("contenders", ())) - {"aws", "native", "mms"}
+    unknown |= set(changes.get("contenders", ())) - set(LABELS)
     if unknown:
         raise SystemExit(f"python -m bench: unknown name(s): {', '.join(sorted(unknown))}")
     if args.wrk_seconds:

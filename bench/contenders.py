@@ -1,4 +1,5 @@
-"""The contenders: AWS's stack, servekit native, servekit mms (servers) and the in-process floor.
+"""The contenders: AWS's stack, servekit native (also with SERVE_PREFORK=true), servekit mms (servers)
+and the in-process floor.
 
 ``start`` launches one server on a free loopback port and times it to ``/ping`` 200 and to its first
 200 invocation; ``Server.stop`` times SIGTERM to exit and counts the processes left behind.
@@ -18,7 +19,12 @@ import psutil
 from bench import aws_stack, procs
 from tests.support.server import PORT_TAKEN, free_port, start_server
 
-LABELS = {"aws": "AWS stack", "native": "native", "mms": "servekit mms"}
+LABELS = {"aws": "AWS stack", "native": "native", "prefork": "native prefork", "mms": "servekit mms"}
+#: servekit's environment per contender ("aws" is launched its own way).
+ENGINE_ENV = {"native": {"SERVE_ENGINE": "native"}, "mms": {"SERVE_ENGINE": "mms"},
+              "prefork": {"SERVE_ENGINE": "native", "SERVE_PREFORK": "true"}}
+#: Contenders that serve only one model (SERVE_PREFORK applies to single-model mode): no MME scenario.
+SINGLE_MODEL_ONLY = {"prefork"}
 PORT_ATTEMPTS = 5
 
 
@@ -82,7 +88,7 @@ def _spawn(contender: str, launch: Launch, port: int, workdir: Path, aws_python:
     if contender == "aws":
         assert aws_python is not None
         return _spawn_aws(launch, port, workdir, aws_python, started)
-    env = {"SERVE_ENGINE": contender, "SERVE_FRAMEWORK": launch.framework,
+    env = {**ENGINE_ENV[contender], "SERVE_FRAMEWORK": launch.framework,
            "SAGEMAKER_MODEL_SERVER_WORKERS": str(launch.workers)}
     if launch.model is None:
         env["SAGEMAKER_MULTI_MODEL"] = "true"

@@ -62,6 +62,8 @@ def measure(run: Run) -> None:
         models = artifacts.make_many(framework, run.workdir / "artifacts" / framework / "mme", run.plan.mme_models)
         for round_index in range(run.plan.mme_rounds):
             for contender in run.order(round_index):
+                if contender in contenders.SINGLE_MODEL_ONLY:
+                    continue
                 run.say(f"mme {framework} round {round_index + 1}: {contender}, {len(models)} models")
                 try:
                     _one(run, contender, framework, models, round_index)
