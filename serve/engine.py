@@ -244,7 +244,8 @@ class Engine:
         return max(typical, on_disk)
 
     async def _admit(self, name: str, url: str) -> int:
-        """Answer 507 before the kernel's OOM killer would, else reserve the predicted memory."""
+        """Answer 507 before the kernel's OOM killer would, else reserve the predicted memory and
+        return what was in use or reserved by other loads."""
         # Walking a large artifact takes seconds: off the event loop, so /ping and invocations go on.
         predicted = await asyncio.to_thread(self._predicted_cost, url)
         used = await asyncio.to_thread(tree_pss_bytes)
@@ -257,7 +258,7 @@ class Engine:
                      f"needed, loads may fill {admissible / MB:.0f} MB of the {self.memory_limit / MB:.0f} MB "
                      "limit; unload a model first")
         self._reserved[name] = predicted
-        return predicted
+        return used + reserved
 
     async def load(self, name: str, url: str, workers: int | None = None) -> ModelEntry:
         """Load a model with ``workers`` processes (default: settings, else the framework default).
@@ -283,7 +284,7 @@ class Engine:
         self.models[name] = entry  # claims the name: concurrent loads of it get 409 (single flight)
         started = time.perf_counter()
         try:
-            await self._admit(name, url)
+            others = await self._admit(name, url)
             first = await self._start_worker(name, url)
             entry.workers.append(first)
             wanted = entry.target_workers = workers or workers_per_model(self.settings,
@@ -291,11 +292,15 @@ class Engine:
             if wanted > 1:
                 more = await asyncio.gather(*(self._start_worker(name, url) for _ in range(wanted - 1)),
                                             return_exceptions=True)
+                # Keep every worker that started, so a failure of another still stops them all.
+                entry.workers.extend(r for r in more if isinstance(r, Worker))
                 for result in more:
                     if isinstance(result, BaseException):
                         raise result
-                    entry.workers.append(result)
-            if entry.memory_bytes and await asyncio.to_thread(tree_pss_bytes) > self.memory_limit:
+            # The admission's figure with what the model really added in place of the prediction: no
+            # second read of every process's smaps, whose cost grows with the models loaded (twice
+            # per load it made the 50th small model take 650 ms; bench/results/2026-11-30-vm).
+            if others + entry.memory_bytes > self.memory_limit:
                 raise EngineError(507, f"model {name!r} loaded but pushed the server over its memory limit "
                                        f"of {self.memory_limit / MB:.0f} MB; it was unloaded again")
         except BaseException:
