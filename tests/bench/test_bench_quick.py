@@ -31,3 +31,14 @@ def test_quick_run_produces_every_file_and_no_failed_request(tmp_path: Path) -> 
     assert done.returncode == 0, f"python -m bench --quick failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
     for name in ("results.json", "table.md", "throughput.png", "p99.png", "memory.png", "load_time.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+@pytest.mark.timeout(300)
+def test_http_floor_measures_both_servers() -> None:
+    if shutil.which("wrk") is None:
+        pytest.fail("SERVEKIT_BENCH=1 but wrk is missing: apt-get install -y wrk (or ./build.sh bench)")
+    done = subprocess.run([sys.executable, "-m", "bench.http_floor", "--seconds", "1", "--rounds", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [line.split("|")[1].strip() for line in done.stdout.splitlines()[2:]]
+    assert rows == ["raw", "uvicorn"], done.stdout
