@@ -65,7 +65,7 @@ def run_native(settings: Settings) -> int:
 
     from serve.app import create_app
     from serve.engine import Engine
-    from serve.http import protocol_options
+    from serve.http import uvicorn_config
 
     state = {"exit_code": 0}
     server: uvicorn.Server | None = None
@@ -87,17 +87,7 @@ def run_native(settings: Settings) -> int:
     app = create_app(settings, on_fatal=on_fatal,
                      engine=Engine(settings, listener.dup() if listener is not None else None),
                      on_ready=(lambda: stop_accepting(server, settings)) if listener is not None else None)
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-        lifespan="on", log_level=settings.log_level,
-        # No proxy sits in front of the container and no route reads the client's address: skip
-        # uvicorn's X-Forwarded-For middleware on every request.
-        proxy_headers=False,
-        # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests well before that.
-        timeout_graceful_shutdown=int(min(settings.timeout_s, 20.0)),
-        **protocol_options(),  # bounds the request line and headers (431 beyond)
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings, host=settings.host, port=settings.port, lifespan="on"))
     # uvicorn re-raises the signal it caught once it has shut down; with a Python handler installed
     # that is a no-op, so a SIGTERM stop exits 0 as SageMaker expects instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)

@@ -230,7 +230,7 @@ class Engine:
         requests, as long as uvicorn's graceful shutdown allows (``serve.prefork``)."""
         if self.listener is None:
             return STOP_GRACE_S
-        return max(STOP_GRACE_S, min(self.settings.timeout_s, 20.0) + 1.0)
+        return max(STOP_GRACE_S, self.settings.drain_s + 1.0)
 
     # -- model lifecycle ------------------------------------------------------------------------
 

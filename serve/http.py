@@ -15,9 +15,14 @@ client twice. ``CoalescingTransport`` joins what one event-loop step writes into
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serve.shared import error_json
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from serve.settings import Settings
 
 #: Largest request head (request line plus headers) in bytes; beyond it 431. SageMaker's own headers
 #: are small (X-Amzn-SageMaker-Custom-Attributes is at most 1024 characters).
@@ -64,6 +69,21 @@ class CoalescingTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+def uvicorn_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the front and for prefork workers alike; ``extra`` adds the rest."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app, log_config=None, access_log=False, log_level=settings.log_level,
+        # No proxy sits in front of the container and no route reads the client's address: skip
+        # uvicorn's X-Forwarded-For middleware on every request.
+        proxy_headers=False,
+        timeout_graceful_shutdown=int(settings.drain_s),
+        **protocol_options(),  # bounds the request line and headers (431 beyond)
+        **extra,
+    )
 
 
 def protocol_options() -> dict[str, Any]:

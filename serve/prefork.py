@@ -79,16 +79,12 @@ def serve_http(conn: WorkerChannel, served: ServedModel, model_name: str, servin
     import uvicorn
 
     from serve.app import create_worker_app
-    from serve.http import protocol_options
+    from serve.http import uvicorn_config
 
     settings = serving.settings
     model = InProcessModel(served, serving, stop=lambda: setattr(server, "should_exit", True))
-    config = uvicorn.Config(
-        create_worker_app(settings, serving.default_workers, model.invoke),
-        log_config=None, access_log=False, lifespan="off", proxy_headers=False,
-        log_level=settings.log_level, timeout_graceful_shutdown=int(min(settings.timeout_s, 20.0)),
-        **protocol_options(),
-    )
+    config = uvicorn_config(create_worker_app(settings, serving.default_workers, model.invoke), settings,
+                            lifespan="off")
     server = uvicorn.Server(config)
 
     def on_channel_readable() -> None:

@@ -72,6 +72,9 @@ def _optional_positive_float(value: str) -> float | None:
     return _positive_float(value) if value.strip() else None
 
 
+#: Longest SIGTERM drain of in-flight requests: SageMaker sends SIGKILL 30 s after SIGTERM
+#: (docs/sagemaker-contract.md), so both engines finish well before that.
+DRAIN_LIMIT_S = 20.0
 #: SageMaker's accepted MaxConcurrentTransforms (docs/sagemaker-contract.md §9).
 MAX_CONCURRENT_TRANSFORMS = 100
 #: CreateTransformJob's BatchStrategy values, as the container sees them (docs/sagemaker-contract.md §9).
@@ -267,6 +270,11 @@ class Settings:
         parsed: dict[str, Any] = {name: tuple(value) if isinstance(value, list) else value
                                   for name, value in values.items() if name in known}
         return cls(**parsed)
+
+    @property
+    def drain_s(self) -> float:
+        """How long a stopping server (or prefork worker) waits for its in-flight requests."""
+        return min(self.timeout_s, DRAIN_LIMIT_S)
 
     @property
     def max_payload_bytes(self) -> int:

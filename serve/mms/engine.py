@@ -25,7 +25,6 @@ from serve.settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 #: Longest wait for in-flight requests after SIGTERM (SageMaker kills the container 30 s after it).
-DRAIN_LIMIT_S = 20.0
 #: How often the supervisor refreshes its list of MMS's processes (a psutil walk from our child).
 _TREE_REFRESH_S = 2.0
 #: Poll interval of the supervising loop; shorter while a 507 leftover may appear, because
@@ -93,7 +92,7 @@ class MmsRun:
     def stop_on_signal(self, signum: int) -> int:
         """Like the native engine: let in-flight requests finish (bounded), then stop MMS; exit 0.
         SageMaker sends SIGKILL 30 s after SIGTERM."""
-        grace = min(self.settings.timeout_s, DRAIN_LIMIT_S)
+        grace = self.settings.drain_s
         log.info("signal %s: finishing in-flight requests (up to %.0f s), then stopping "
                  "multi-model-server", signal.Signals(signum).name, grace)
         if not drain(self.layout.busy_dir, grace):
