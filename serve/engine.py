@@ -25,7 +25,7 @@ from typing import Any
 from handlers.base import Request, Response
 from handlers.registry import handler_class, handler_module
 from serve.channel import FrontChannel
-from serve.memory import memory_limit_bytes, tree_pss_bytes
+from serve.memory import memory_budget
 from serve.settings import Settings
 from serve.shared import handler_options, workers_per_model
 from serve.worker import PreforkServing, WorkerInfo, request_fields, response_from, worker_main
@@ -135,7 +135,7 @@ class Engine:
         self.settings = settings
         self.listener = listener
         self.options = handler_options(settings)
-        self.memory_limit = memory_limit_bytes(settings.memory_limit_mb)
+        self.memory = memory_budget(settings.memory_limit_mb)
         self.models: dict[str, ModelEntry] = {}
         self._reserved: dict[str, int] = {}  # predicted memory of loads in progress
         self._observed: list[int] = []  # measured private memory per loaded model
@@ -248,17 +248,26 @@ class Engine:
         return what was in use or reserved by other loads."""
         # Walking a large artifact takes seconds: off the event loop, so /ping and invocations go on.
         predicted = await asyncio.to_thread(self._predicted_cost, url)
-        used = await asyncio.to_thread(tree_pss_bytes)
+        used = await asyncio.to_thread(self.memory.used)
         reserved = sum(self._reserved.values())
-        admissible = self.memory_limit * (1 - ADMISSION_HEADROOM)
+        admissible = self.memory.limit * (1 - ADMISSION_HEADROOM)
         if used + reserved + predicted > admissible:
             raise EngineError(
-                507, f"not enough memory to load model {name!r}: {used / MB:.0f} MB in use, "
+                507, f"not enough memory to load model {name!r}: {used / MB:.0f} MB in use ({self.memory.measure}), "
                      f"{reserved / MB:.0f} MB reserved by loads in progress, about {predicted / MB:.0f} MB "
-                     f"needed, loads may fill {admissible / MB:.0f} MB of the {self.memory_limit / MB:.0f} MB "
+                     f"needed, loads may fill {admissible / MB:.0f} MB of the {self.memory.limit / MB:.0f} MB "
                      "limit; unload a model first")
         self._reserved[name] = predicted
         return used + reserved
+
+    async def _used_after_load(self, others: int, entry: ModelEntry) -> int:
+        """Memory in use once ``entry`` loaded: measured again where that is cheap (a cgroup), else the
+        admission's figure with what the model's workers report in place of the prediction. Reading
+        every process's smaps twice per load made the 50th small model take 650 ms
+        (bench/results/2026-11-30-vm)."""
+        if self.memory.measured_cheaply:
+            return await asyncio.to_thread(self.memory.used)
+        return others + entry.memory_bytes
 
     async def load(self, name: str, url: str, workers: int | None = None) -> ModelEntry:
         """Load a model with ``workers`` processes (default: settings, else the framework default).
@@ -297,12 +306,9 @@ class Engine:
                 for result in more:
                     if isinstance(result, BaseException):
                         raise result
-            # The admission's figure with what the model really added in place of the prediction: no
-            # second read of every process's smaps, whose cost grows with the models loaded (twice
-            # per load it made the 50th small model take 650 ms; bench/results/2026-11-30-vm).
-            if others + entry.memory_bytes > self.memory_limit:
+            if await self._used_after_load(others, entry) > self.memory.limit:
                 raise EngineError(507, f"model {name!r} loaded but pushed the server over its memory limit "
-                                       f"of {self.memory_limit / MB:.0f} MB; it was unloaded again")
+                                       f"of {self.memory.limit / MB:.0f} MB; it was unloaded again")
         except BaseException:
             await self._stop_workers(entry)
             del self.models[name]
