@@ -261,8 +261,9 @@ class Engine:
         return used + reserved
 
     async def _used_after_load(self, others: int, entry: ModelEntry) -> int:
-        """Memory in use once ``entry`` loaded: measured again where that is cheap (a cgroup), else the
-        admission's figure with what the model's workers report in place of the prediction. Reading
+        """Memory in use once ``entry`` loaded: measured again where that is one file read (the cgroup's
+        or the machine's figure), else the admission's figure with what the model's workers report in
+        place of the prediction. Reading
         every process's smaps twice per load made the 50th small model take 650 ms
         (bench/results/2026-11-30-vm)."""
         if self.memory.measured_cheaply:

@@ -24,7 +24,6 @@ from serve.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
-#: Longest wait for in-flight requests after SIGTERM (SageMaker kills the container 30 s after it).
 #: How often the supervisor refreshes its list of MMS's processes (a psutil walk from our child).
 _TREE_REFRESH_S = 2.0
 #: Poll interval of the supervising loop; shorter while a 507 leftover may appear, because
