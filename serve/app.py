@@ -405,8 +405,14 @@ class HotPath:
         try:
             await response(scope, receive, send)
         finally:
-            log.info("POST %s model=%s %d %.2f ms", printable(scope["path"]), printable(name),
-                     response.status_code, (time.perf_counter() - started) * 1000)
+            # The answer's bytes leave in a callback queued by its write (serve/http.py,
+            # CoalescingTransport); queued behind it, the log line costs the client no latency.
+            asyncio.get_running_loop().call_soon(
+                log_invocation, scope["path"], name, response.status_code, (time.perf_counter() - started) * 1000)
+
+
+def log_invocation(path: str, name: str, status: int, elapsed_ms: float) -> None:
+    log.info("POST %s model=%s %d %.2f ms", printable(path), printable(name), status, elapsed_ms)
 
 
 def first_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

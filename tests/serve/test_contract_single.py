@@ -216,3 +216,18 @@ def test_readme_table_lists_exactly_the_declared_variables() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = re.findall(r"^\| `((?:SAGEMAKER|SERVE)_[A-Z_]+)` \|", readme, flags=re.MULTILINE)
     assert table == variable_names()
+
+
+@pytest.mark.parametrize("native_engine", ["native", "prefork"])
+def test_each_invocation_gets_one_access_log_line_after_its_answer(native_engine: str, iris: SklearnArtifact) -> None:
+    """The line is written once the answer has gone (serve/app.py, ``HotPath.invoke``): every answer,
+    error or not, still gets exactly one. (MMS writes its own access log: not this format.)"""
+    with run_server(single(native_engine, iris.path)) as server:
+        for content_type, status in [("text/csv", 200), ("image/png", 415), ("text/csv", 200)]:
+            answer = httpx.post(server.url + "/invocations", content=b"5.1,3.5,1.4,0.2",
+                                headers={"Content-Type": content_type})
+            assert answer.status_code == status, answer.text
+        deadline = time.monotonic() + 10
+        while len(lines := server.log_lines_containing("POST /invocations model=")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [line.split("model=")[1].split()[1] for line in lines] == ["200", "415", "200"], lines
