@@ -408,11 +408,12 @@ class HotPath:
             # The answer's bytes leave in a callback queued by its write (serve/http.py,
             # CoalescingTransport); queued behind it, the log line costs the client no latency.
             asyncio.get_running_loop().call_soon(
-                log_invocation, scope["path"], name, response.status_code, (time.perf_counter() - started) * 1000)
+                log_request, "POST", scope["path"], name, response.status_code, (time.perf_counter() - started) * 1000)
 
 
-def log_invocation(path: str, name: str, status: int, elapsed_ms: float) -> None:
-    log.info("POST %s model=%s %d %.2f ms", printable(path), printable(name), status, elapsed_ms)
+def log_request(method: str, path: str, model: str, status: int, elapsed_ms: float) -> None:
+    """The access log's one line per request (the invocation route's and every other route's)."""
+    log.info("%s %s model=%s %d %.2f ms", method, printable(path), printable(model), status, elapsed_ms)
 
 
 def first_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -471,8 +472,8 @@ class AccessLog:
         finally:
             path = scope["path"]
             if path != "/ping" or status["code"] != 200:
-                log.info("%s %s model=%s %d %.2f ms", scope["method"], printable(path), printable(model_of(path)),
-                         status["code"], (time.perf_counter() - started) * 1000)
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                log_request(scope["method"], path, model_of(path), status["code"], elapsed_ms)
 
 
 def printable(text: str) -> str:
