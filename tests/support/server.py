@@ -77,14 +77,15 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def log_lines_containing(self, text: str, deadline_s: float = 10.0) -> list[str]:
-        """The log's lines containing ``text``, polled until there is one or the deadline passes: the
-        engines' workers write through pipes (MMS relays them through its Java logger), so a line may
-        reach the file after the HTTP answer that it explains."""
+    def log_lines_containing(self, text: str, deadline_s: float = 10.0, count: int = 1) -> list[str]:
+        """The log's lines containing ``text``, polled until there are ``count`` or the deadline
+        passes: the engines' workers write through pipes (MMS relays them through its Java logger),
+        and the native engine writes its access line after the answer, so a line may reach the file
+        after the HTTP answer that it explains."""
         deadline = time.monotonic() + deadline_s
         while True:
             lines = [line for line in self.log().splitlines() if text in line]
-            if lines or time.monotonic() > deadline:
+            if len(lines) >= count or time.monotonic() > deadline:
                 return lines
             time.sleep(0.05)
 
@@ -108,6 +109,17 @@ class RunningServer:
         from serve.memory import tree_pss_bytes
 
         return tree_pss_bytes(self.process.pid)
+
+    def forked_workers(self) -> list[psutil.Process]:
+        """The native engine's worker processes: the children of its fork parent (the forkserver)."""
+        workers = []
+        for proc in self.tree():
+            try:
+                if "forkserver" in " ".join(proc.cmdline()):
+                    workers.extend(proc.children())
+            except psutil.NoSuchProcess:
+                continue
+        return workers
 
     def tree(self) -> list[psutil.Process]:
         """The server process and all its descendants."""
