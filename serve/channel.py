@@ -4,7 +4,8 @@ A frame is a fixed header (the lengths of the two parts), a JSON array of header
 body bytes, so a request or response costs one JSON array and no pickling of dataclasses; the body
 is never copied into an encoding. Messages (``meta`` is the JSON array):
 
-    front -> worker:  [content_type, accept, custom_attributes, target_model, model_name] + request body
+    front -> worker:  ["load", artifact_directory, model_name] (once, to a spare worker)
+                      | [content_type, accept, custom_attributes, target_model, model_name] + request body
     worker -> front:  ["ready", pid, uss_bytes, pss_bytes, load_seconds] | ["respawn", reason]
                       | ["ok", content_type, custom_attributes, headers] + response body
                       | ["error", status, message]

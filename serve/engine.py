@@ -2,9 +2,10 @@
 
 The front process (this module's caller) never imports a framework. Each model's workers are forked
 from the standard library's forkserver, which preloads the framework's handler module once, so a new
-worker starts warm and costs only the memory its model adds. Unloading a model ends its workers, so
-that memory really comes back. Where forking after the import is unsafe (the handler says so, or the
-fork parent runs threads) the engine falls back to spawning fresh interpreters and logs why.
+worker starts warm and costs only the memory its model adds; in MME mode one is forked ahead of the
+next load (the spare). Unloading a model ends its workers, so that memory really comes back. Where
+forking after the import is unsafe (the handler says so, or the fork parent runs threads) the engine
+falls back to spawning fresh interpreters and logs why.
 """
 
 from __future__ import annotations
@@ -119,6 +120,10 @@ class ModelEntry:
         }
 
 
+#: A started worker process, the front's channel to it and, with prefork, what it serves HTTP with.
+StartedProcess = tuple[BaseProcess, FrontChannel, PreforkServing | None]
+
+
 def drain(queue: asyncio.Queue[Worker]) -> list[Worker]:
     """Everything in ``queue`` now, removed from it."""
     items = []
@@ -139,6 +144,7 @@ class Engine:
         self.models: dict[str, ModelEntry] = {}
         self._reserved: dict[str, int] = {}  # predicted memory of loads in progress
         self._observed: list[int] = []  # measured private memory per loaded model
+        self._spare: asyncio.Task[StartedProcess] | None = None  # MME: see _keep_spare
         # Importing the handler module is cheap (frameworks are imported lazily); the class says what
         # the fork parent preloads, whether forking is safe and how many workers a model gets.
         self.handler = handler_class(settings.framework)
@@ -166,6 +172,7 @@ class Engine:
             await asyncio.to_thread(self._fork_once)
         if self.listener is not None:
             self._in_background(self._kill_stuck_workers())
+        self._keep_spare()
 
     def _fork_once(self) -> None:
         probe = self._ctx.Process(target=os.getpid, name="serve-fork-parent-probe")
@@ -178,29 +185,20 @@ class Engine:
         log.warning("forking workers is unsafe (%s); spawning fresh worker processes instead", reason)
         self._ctx = multiprocessing.get_context("spawn")
         self._forked = False
+        spare, self._spare = self._spare, None
+        if spare is not None:  # forked, so it would refuse too; the next load starts a spawned one
+            self._in_background(self._stop_spare(spare))
 
     async def _start_worker(self, name: str, url: str) -> Worker:
-        """Start one worker for model ``name`` and wait until it has loaded the artifact at ``url``."""
+        """Start one worker for model ``name`` (the spare, when one is ready) and wait until it has
+        loaded the artifact at ``url``."""
         for _attempt in range(2):
-            front_end, worker_end = socket.socketpair()
-            serving = None
-            if self.listener is not None:
-                serving = PreforkServing(self.listener, self.settings, self.handler.default_workers,
-                                         self._ctx.RawValue("d", 0.0))
-            process = self._ctx.Process(
-                target=worker_main,
-                args=(worker_end, self.settings.framework, self.options, url, name, self._forked,
-                      self.settings.log_level, serving),
-                name=f"serve-worker-{name}",
-            )
-            try:
-                await asyncio.to_thread(process.start)
-            finally:
-                worker_end.close()
-            channel = await FrontChannel.open(front_end)
+            started = await self._take_spare(name, url) or await self._start_process((url, name))
+            process, channel, serving = started
             try:
                 message, _ = await channel.receive(LOAD_TIMEOUT_S)
             except (TimeoutError, EOFError, OSError):
+                self._keep_spare()
                 await self._stop_process(process, channel, graceful=False)
                 raise EngineError(
                     500, f"the worker loading model {name!r} exited before it finished "
@@ -209,12 +207,80 @@ class Engine:
                 await self._stop_process(process, channel, graceful=True)
                 self._use_spawn(message[1])
                 continue
+            self._keep_spare()  # after the load, so forking it does not compete with the load
             if message[0] == "error":
                 await self._stop_process(process, channel, graceful=True)
                 raise EngineError(message[1], message[2])
             return Worker(process, channel, WorkerInfo(*message[1:]),
                           busy_since=serving.busy_since if serving is not None else None)
         raise EngineError(500, f"could not start a worker for model {name!r}")
+
+    async def _start_process(self, model: tuple[str, str] | None) -> StartedProcess:
+        """Start a worker process for ``model`` (artifact directory, name), or a spare for None."""
+        front_end, worker_end = socket.socketpair()
+        serving = None
+        if self.listener is not None:
+            serving = PreforkServing(self.listener, self.settings, self.handler.default_workers,
+                                     self._ctx.RawValue("d", 0.0))
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(worker_end, self.settings.framework, self.options, model, self._forked,
+                  self.settings.log_level, serving),
+            name=f"serve-worker-{model[1] if model is not None else '(spare)'}",
+        )
+        try:
+            await asyncio.to_thread(process.start)
+        except BaseException:
+            front_end.close()
+            raise
+        finally:
+            worker_end.close()
+        return process, await FrontChannel.open(front_end), serving
+
+    # -- the spare ------------------------------------------------------------------------------
+    # Forking from the framework-preloaded parent costs about 9 ms on its own (the kernel copies the
+    # page tables of ~1,500 mappings scikit-learn's libraries make) and the child's multiprocessing
+    # bootstrap ~6 ms more: most of a small MME model's load. So in MME mode one worker is forked
+    # ahead of need and handed the next model (docs/engines.md, "What limits goal 4").
+
+    def _keep_spare(self) -> None:
+        """MME mode: start forking a spare worker unless one exists (or is being started)."""
+        if (self.settings.multi_model and self.listener is None and not self._closing
+                and self._spare is None):
+            self._spare = asyncio.get_running_loop().create_task(self._start_process(None))
+
+    async def _take_spare(self, name: str, url: str) -> StartedProcess | None:
+        """The spare worker, told to load ``url`` as model ``name``; None when there is no live one
+        (a failed or dead spare is stopped and forgotten: the caller starts a worker afresh)."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        try:
+            process, channel, serving = await spare
+        except Exception as exc:
+            log.warning("the spare worker could not be started (%s); starting a worker for model %s", exc, name)
+            return None
+        try:
+            if not process.is_alive():
+                raise EOFError
+            channel.send(["load", url, name])
+        except (EOFError, OSError):
+            log.warning("the spare worker (exit code %s) is gone; starting a worker for model %s",
+                        process.exitcode, name)
+            await self._stop_process(process, channel, graceful=False)
+            return None
+        process.name = f"serve-worker-{name}"
+        return process, channel, serving
+
+    async def _stop_spare(self, spare: asyncio.Task[StartedProcess] | None) -> None:
+        """Stop a spare worker, if any (shutdown, or workers are spawned from now on)."""
+        if spare is None:
+            return
+        try:
+            process, channel, _ = await spare
+        except Exception:  # it never started: nothing to stop
+            return
+        await self._stop_process(process, channel, graceful=True)
 
     async def _stop_process(self, process: BaseProcess, channel: FrontChannel, graceful: bool) -> None:
         """End a worker: close its socket (it exits on EOF), then kill it if it lingers."""
@@ -512,5 +578,6 @@ class Engine:
         self._closing = True
         for task in list(self._background):
             task.cancel()
-        await asyncio.gather(*(self._stop_workers(e) for e in self.models.values()))
+        spare, self._spare = self._spare, None
+        await asyncio.gather(self._stop_spare(spare), *(self._stop_workers(e) for e in self.models.values()))
         self.models.clear()

@@ -67,20 +67,27 @@ def worker_main(
     sock: socket.socket,
     framework: str,
     options: HandlerOptions,
-    model_dir: str,
-    model_name: str,
+    model: tuple[str, str] | None,
     forked: bool,
     log_level: int = 20,
     serving: PreforkServing | None = None,
 ) -> None:
-    """Entry point of a worker process (a multiprocessing target)."""
+    """Entry point of a worker process (a multiprocessing target). ``model`` is (artifact directory,
+    model name); None starts a spare, which waits for a ``["load", directory, name]`` frame first."""
     from serve.memory import process_memory
 
     # Ctrl-C in a terminal reaches the whole process group; the front decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(message)s")
-    started = time.perf_counter()
     conn = WorkerChannel(sock)
+    if model is None:
+        try:
+            (_, model_dir, model_name), _ = conn.receive()
+        except (EOFError, OSError):  # the front closed the spare's socket (shutdown): stop
+            return
+    else:
+        model_dir, model_name = model
+    started = time.perf_counter()
     served = _load(conn, framework, options, model_dir, model_name, forked)
     if served is None:
         return

@@ -330,7 +330,7 @@ def tree_uss(pid: int) -> int:
 
 
 def worker_count(pid: int) -> int:
-    """Processes in the tree below the fork parent (model workers)."""
+    """Processes in the tree below the fork parent (model workers and the spare)."""
     count = 0
     for proc in psutil.Process(pid).children(recursive=True):
         try:

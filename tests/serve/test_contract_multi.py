@@ -189,3 +189,52 @@ def test_killed_server_leaves_no_processes(engine: str, models_dir: Path) -> Non
     finally:
         if server.process.poll() is None:
             server.process.kill()
+
+
+def wait_for_spare(server: RunningServer, model_pids: set[int], deadline_s: float = 30.0) -> psutil.Process:
+    """The native engine's spare worker: the one forked worker serving no model (polled: it is forked
+    in the background once the engine starts and after each load)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        spares = [p for p in server.forked_workers() if p.pid not in model_pids]
+        if len(spares) == 1:
+            return spares[0]
+        assert time.monotonic() < deadline, f"expected one spare worker, found {spares}\n{server.log()[-3000:]}"
+        time.sleep(0.05)
+
+
+def worker_pids(answer: httpx.Response) -> set[int]:
+    assert answer.status_code == 200, answer.text
+    return {worker["pid"] for worker in answer.json()["model"]["workers"]}
+
+
+def test_a_load_is_handed_the_spare_worker_and_another_is_forked(models_dir: Path) -> None:
+    """Native MME: a worker is forked ahead of need and the next load is handed to it, so the load
+    does not wait for a fork (serve/engine.py, ``_keep_spare``); another is forked once it loaded."""
+    first, second = (sklearn_artifact(models_dir / name / "model", seed=seed) for name, seed in [("a", 1), ("b", 2)])
+    with run_server(multi("native")) as server:
+        spare = wait_for_spare(server, set())
+        a_pids = worker_pids(load(server, "a", first.path))
+        assert spare.pid in a_pids
+        next_spare = wait_for_spare(server, a_pids)
+        b_pids = worker_pids(load(server, "b", second.path))
+        assert next_spare.pid in b_pids
+        for name, artifact in [("a", first), ("b", second)]:
+            answer = httpx.post(f"{server.url}/models/{name}/invoke", json=artifact.rows.tolist())
+            assert answer.status_code == 200, answer.text
+            predictions = answer.json()
+            predictions = predictions.get("predictions", predictions) if isinstance(predictions, dict) else predictions
+            assert [float(x) for x in predictions] == artifact.expected
+
+
+def test_a_dead_spare_is_replaced_and_the_load_still_succeeds(models_dir: Path) -> None:
+    artifact = sklearn_artifact(models_dir / "m" / "model")
+    with run_server(multi("native")) as server:
+        spare = wait_for_spare(server, set())
+        spare.kill()
+        spare.wait(10)
+        pids = worker_pids(load(server, "m", artifact.path))
+        assert spare.pid not in pids
+        assert server.log_lines_containing("the spare worker (exit code -9) is gone; starting a worker for model m")
+        wait_for_spare(server, pids)
+        assert httpx.post(server.url + "/models/m/invoke", json=artifact.rows.tolist()).status_code == 200
