@@ -32,6 +32,17 @@ def test_json_depth_limit_is_inclusive() -> None:
         codecs.decode(b"[" * 101 + b"]" * 101, codecs.JSON)
 
 
+def test_json_depth_counts_nesting_not_brackets() -> None:
+    """Bodies with more brackets than the limit but shallow nesting are scanned and accepted (the
+    bracket count only lets a body with few brackets skip the scan)."""
+    rows = [[i] for i in range(300)]
+    assert codecs.decode(json.dumps(rows).encode(), codecs.JSON) == rows
+    assert codecs.decode(json.dumps(["[" * 300, "{" * 300]).encode(), codecs.JSON) == ["[" * 300, "{" * 300]
+    with pytest.raises(BadRequestError, match="101 levels deep"):
+        codecs.decode(json.dumps(rows + [[[0]] * 5]).encode()[:-1] + b"," + b"[" * 100 + b"]" * 100 + b"]",
+                      codecs.JSON)
+
+
 def test_integer_digits_limit() -> None:
     assert codecs.decode(b"[" + b"9" * 4300 + b"]", codecs.JSON)[0] == int("9" * 4300)
     with pytest.raises(BadRequestError, match="4300"):
