@@ -37,6 +37,15 @@ class SpawnOnlyScaleHandler(ScaleHandler):
     fork_safe = False
 
 
+class ForkHazardScaleHandler(ScaleHandler):
+    """ScaleHandler that finds every forked worker unsafe at run time (as a CUDA context in the fork
+    parent would make it): the server must switch to spawning workers."""
+
+    @classmethod
+    def fork_hazard(cls) -> str | None:
+        return "the test's hazard"
+
+
 def write(path: Path, text: str) -> Path:
     """Write dedented ``text`` to ``path`` (creating parents)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,25 @@ def test_custom_handler_that_is_not_fork_safe_runs_on_spawned_workers(tmp_path: 
         assert "spawning fresh worker processes" in server.log()
 
 
+def test_mme_switches_to_spawned_workers_when_a_forked_one_finds_a_hazard(tmp_path: Path) -> None:
+    """The first load's worker (the spare forked ahead of it) reports the hazard; that load and every
+    later one are served by spawned workers, and the switch is logged once."""
+    for name, factor in [("a", 2), ("b", 5)]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scale.json").write_text(json.dumps({"factor": factor}))
+    env = {"SERVE_FRAMEWORK": "tests.handlers.helpers:ForkHazardScaleHandler", "SAGEMAKER_MULTI_MODEL": "true",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with run_server(env) as server:
+        for name, factor in [("a", 2), ("b", 5)]:
+            loaded = httpx.post(server.url + "/models", json={"model_name": name, "url": str(tmp_path / name)},
+                                timeout=120)
+            assert loaded.status_code == 200, loaded.text
+            answer = httpx.post(f"{server.url}/models/{name}/invoke", json=[[1, 2]], timeout=60)
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == [[1.0 * factor, 2.0 * factor]]
+        assert server.log().count("forking workers is unsafe (the test's hazard)") == 1, server.log()[-3000:]
+
+
 def test_unknown_custom_handler_is_a_one_line_start_error(tmp_path: Path) -> None:
     import subprocess
     import sys
