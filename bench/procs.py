@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -59,6 +60,25 @@ def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU spent between two snapshots; processes born in between count in full."""
     return sum(max(0.0, value - before.get(pid, 0.0)) for pid, value in after.items())
+
+
+def settled_tree(list_tree: Callable[[], list[psutil.Process]], quiet_s: float = 0.2,
+                 deadline_s: float = 5.0) -> list[psutil.Process]:
+    """The tree once its set of processes has stayed the same for ``quiet_s`` (or as it is at the
+    deadline). A server may still be starting a process after it answered: the native engine forks
+    its spare MME worker once a load has finished, and a PSS reading taken during that fork missed
+    the spare in one round of bench/results/2026-12-01-vm2 (149 MB at 1 model against 180 at 0)."""
+    deadline = time.monotonic() + deadline_s
+    procs = list_tree()
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        again = list_tree()
+        if {p.pid for p in again} != {p.pid for p in procs}:
+            procs, quiet_since = again, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+    return procs
 
 
 def pss_bytes(procs: list[psutil.Process]) -> int:

@@ -12,7 +12,7 @@ from bench.run import Run
 
 
 def _load_all(run: Run, server: contenders.Server, models: list[artifacts.Artifact], fmt_body: bytes) -> dict[str, Any]:
-    loads, firsts, pss = [], [], {0: procs.pss_bytes(server.tree())}
+    loads, firsts, pss = [], [], {0: procs.pss_bytes(procs.settled_tree(server.tree))}
     stopped_early = None
     for i, model in enumerate(models):
         if run.available_mb() < run.plan.min_available_mb:
@@ -30,7 +30,7 @@ def _load_all(run: Run, server: contenders.Server, models: list[artifacts.Artifa
         if status != 200:
             raise RuntimeError(f"first invoke of m{i}: {status} {answer[:300]!r}")
         if i + 1 in run.plan.mme_levels:
-            pss[i + 1] = procs.pss_bytes(server.tree())
+            pss[i + 1] = procs.pss_bytes(procs.settled_tree(server.tree))
     return {"load_ms": loads, "first_invoke_ms": firsts, "pss_bytes": pss, "stopped_early": stopped_early}
 
 
