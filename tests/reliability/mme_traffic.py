@@ -327,16 +327,3 @@ def tree_uss(pid: int) -> int:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total
-
-
-def worker_count(pid: int) -> int:
-    """Processes in the tree below the fork parent (model workers and the spare)."""
-    count = 0
-    for proc in psutil.Process(pid).children(recursive=True):
-        try:
-            parent = proc.parent()
-            if parent is not None and "forkserver" in " ".join(parent.cmdline()):
-                count += 1
-        except psutil.NoSuchProcess:
-            continue
-    return count

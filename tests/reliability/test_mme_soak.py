@@ -35,7 +35,6 @@ from tests.reliability.mme_traffic import (
     tree_uss,
     unload_all,
     uss_breakdown,
-    worker_count,
 )
 from tests.support.server import RunningServer, run_server
 
@@ -72,7 +71,7 @@ def check_consistent(server: RunningServer, models: dict[str, Path]) -> list[str
     # one worker per listed model, and the spare the engine forks ahead of the next load
     # (serve/engine.py, _keep_spare), which it may still be forking after the last load: polled
     deadline = time.monotonic() + 30
-    while (workers := worker_count(server.process.pid)) != len(listed) + 1 and time.monotonic() < deadline:
+    while (workers := len(server.forked_workers())) != len(listed) + 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert workers == len(listed) + 1, (listed, server.log()[-3000:])
     for name in models:
