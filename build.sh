@@ -17,7 +17,8 @@ Usage: ./build.sh COMMAND [OPTIONS]
 
 Commands:
   build [sklearn|pytorch|tensorflow|all ...]   build serving images (default: all)
-  build --dockerfile FILE --name NAME          build any Dockerfile (e.g. a custom framework)
+  build --dockerfile FILE --name NAME          build any Dockerfile (e.g. a custom framework); the
+        [--context DIR]                        build context is the Dockerfile's directory unless --context
   push IMAGE --to REGISTRY/REPO[:TAG]          tag and push; logs in to ECR first when the
                                                registry is *.dkr.ecr.*.amazonaws.com
   base [--force]                               make servekit/base:bookworm from Debian packages
@@ -202,8 +203,8 @@ stage_file() {
 
 SUMMARY=()
 build_one() {
-    # build_one NAME DOCKERFILE FRAMEWORK(or "") TAG BASE WITH_MMS
-    local name="$1" dockerfile="$2" framework="$3" tag="$4" base="$5" with_mms="$6"
+    # build_one NAME DOCKERFILE FRAMEWORK(or "") TAG BASE WITH_MMS CONTEXT
+    local name="$1" dockerfile="$2" framework="$3" tag="$4" base="$5" with_mms="$6" context="$7"
     local image="$name:$tag"
     local args=(build --network "$NETWORK" --progress "$PROGRESS" -f "$dockerfile" -t "$image"
         --build-arg "BASE_IMAGE=$base" --build-arg "WITH_MMS=$with_mms")
@@ -225,9 +226,9 @@ build_one() {
             args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
         fi
     fi
-    say "building $image from $dockerfile (base $base, mms $with_mms)"
+    say "building $image from $dockerfile (context $context, base $base, mms $with_mms)"
     local t0=$SECONDS rc=0
-    (cd "$REPO" && DOCKER_BUILDKIT=1 "${DOCKER[@]}" "${args[@]}" .) || rc=$?
+    (cd "$context" && DOCKER_BUILDKIT=1 "${DOCKER[@]}" "${args[@]}" .) || rc=$?
     local secs=$((SECONDS - t0))
     # The wheels are for this image only: the next image's build context must not carry them.
     rm -f "$REPO"/docker/wheels/*.whl
@@ -252,7 +253,7 @@ print_summary() {
 }
 
 cmd_build() {
-    local targets=() tag="" base="" ca="" with_mms=true dockerfile="" name=""
+    local targets=() tag="" base="" ca="" with_mms=true dockerfile="" name="" context=""
     NO_CACHE=0 NETWORK=host PROGRESS=plain TORCH_WHEELS="" TORCH_INDEX_URL="$TORCH_INDEX_URL_DEFAULT"
     local torch_source_given=0
     while (($#)); do
@@ -267,6 +268,7 @@ cmd_build() {
             --torch-index-url) TORCH_INDEX_URL="${2:?--torch-index-url needs a URL}"; torch_source_given=1; shift ;;
             --dockerfile) dockerfile="${2:?--dockerfile needs a file}"; shift ;;
             --name) name="${2:?--name needs an image name}"; shift ;;
+            --context) context="${2:?--context needs a directory}"; shift ;;
             --no-cache) NO_CACHE=1 ;;
             --network) NETWORK="${2:?--network needs a mode}"; shift ;;
             --progress) PROGRESS="${2:?--progress needs a mode}"; shift ;;
@@ -279,6 +281,18 @@ cmd_build() {
         [[ -n "$dockerfile" && -n "$name" ]] || die "build: --dockerfile and --name go together" 2
         ((${#targets[@]} == 0)) || die "build: give either framework names or --dockerfile/--name" 2
         [[ -f "$dockerfile" ]] || die "build: no such Dockerfile: $dockerfile" 2
+        # A team's Dockerfile lives in its own repository and COPYs files beside it.
+        [[ -n "$context" ]] || context="$(dirname "$dockerfile")"
+        [[ -d "$context" ]] || die "build: --context: no such directory: $context" 2
+        context="$(cd "$context" && pwd)"
+        dockerfile="$(cd "$(dirname "$dockerfile")" && pwd)/$(basename "$dockerfile")"
+        # docker/ca is staged in servekit's checkout; another context never sees it. An image FROM a
+        # servekit image already trusts the certificates that image was built with.
+        [[ -z "$ca" || "$context" == "$REPO" ]] || die "--ca-bundle stages docker/ca in servekit's checkout, \
+which is not the build context $context: build FROM a servekit image built with --ca-bundle (it trusts them), \
+COPY the certificates in your Dockerfile, or pass --context $REPO" 2
+    elif [[ -n "$context" ]]; then
+        die "build: --context goes with --dockerfile (servekit's own images build from the checkout)" 2
     elif ((${#targets[@]} == 0)); then
         targets=("${FRAMEWORKS[@]}")
     fi
@@ -315,10 +329,10 @@ cmd_build() {
 
     local t0=$SECONDS rc=0 fw
     if [[ -n "$dockerfile" ]]; then
-        build_one "$name" "$dockerfile" "" "$tag" "$base" "$with_mms" || rc=$?
+        build_one "$name" "$dockerfile" "" "$tag" "$base" "$with_mms" "$context" || rc=$?
     else
         for fw in "${targets[@]}"; do
-            build_one "servekit-$fw" "Dockerfile.$fw" "$fw" "$tag" "$base" "$with_mms" || { rc=$?; break; }
+            build_one "servekit-$fw" "Dockerfile.$fw" "$fw" "$tag" "$base" "$with_mms" "$REPO" || { rc=$?; break; }
         done
     fi
     cleanup_staged

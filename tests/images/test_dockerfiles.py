@@ -64,7 +64,8 @@ def run_build_sh(*args: str) -> subprocess.CompletedProcess[str]:
 def test_build_sh_help_lists_every_command() -> None:
     result = run_build_sh("--help")
     assert result.returncode == 0
-    for word in ("build", "push", "base", "test", "demo", "--tag", "--base-image", "--ca-bundle", "--no-mms"):
+    for word in ("build", "push", "base", "test", "demo", "--tag", "--base-image", "--ca-bundle", "--no-mms",
+                 "--context"):
         assert word in result.stdout
 
 
@@ -74,6 +75,11 @@ def test_build_sh_help_lists_every_command() -> None:
         (("frobnicate",), "unknown command frobnicate"),
         (("build", "caffe"), "unknown argument caffe"),
         (("build", "--dockerfile", "Dockerfile.sklearn"), "--dockerfile and --name go together"),
+        (("build", "sklearn", "--context", "docs"), "--context goes with --dockerfile"),
+        (("build", "--dockerfile", "examples/custom_framework/Dockerfile", "--name", "x", "--context", "nowhere"),
+         "--context: no such directory: nowhere"),
+        (("build", "--dockerfile", "examples/custom_framework/Dockerfile", "--name", "x", "--ca-bundle", "README.md"),
+         "which is not the build context"),
         (("push", "servekit-sklearn:latest"), "push: usage"),
         (("push", "servekit-sklearn:latest", "--to", "servekit-sklearn"), "must start with a registry host"),
     ],
