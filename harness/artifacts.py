@@ -26,7 +26,10 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.faults import Faults
 
 #: Bytes read per chunk while streaming a download; the bounds are checked after each.
 CHUNK = 1024 * 1024
@@ -153,11 +156,14 @@ def join_prefix(prefix: str, target_model: str) -> str:
 
 
 def fetch(url: str, work_dir: Path, *, region: str = "us-east-1", s3_endpoint_url: str | None = None,
-          budget: Budget | None = None) -> Path:
+          budget: Budget | None = None, faults: Faults | None = None) -> Path:
     """Make the artifact at ``url`` available locally; returns a local file or directory path.
 
     Local paths are used in place; remote objects are streamed into ``work_dir`` within ``budget``.
+    An artifact a test made vanish (``faults``) is missing, as a deleted S3 object is.
     """
+    if faults is not None and faults.vanished(url):
+        raise ArtifactNotFound(f"model artifact {url} does not exist (made to vanish by a test: harness.faults)")
     budget = budget or Budget()
     path = local_path(url)
     if path is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.backends.base import Backend, PortRanges
 from harness.config import HarnessConfig
 from harness.container_client import ContainerClient
+from harness.faults import Faults
 from harness.metrics import Metrics
 from harness.state import Store
 
@@ -27,6 +28,7 @@ class Platform:
         self.metrics = Metrics()
         self.ports = PortRanges()
         self.container_client = ContainerClient(config)
+        self.faults = Faults()  # test-only; inert until a test arms one (harness.faults)
 
     def log_dir(self, endpoint: str) -> Path:
         """Where an endpoint's container log streams go (like /aws/sagemaker/Endpoints/<name>)."""

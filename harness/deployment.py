@@ -55,7 +55,8 @@ def _prepare_single_model(platform: Platform, definition: ContainerDef, target: 
         if url and s3.get("CompressionType") == "None":
             fetched = artifacts.fetch(url, target.parent / f"download-{target.name}",
                                       region=platform.config.region,
-                                      s3_endpoint_url=platform.config.s3_endpoint_url, budget=budget)
+                                      s3_endpoint_url=platform.config.s3_endpoint_url, budget=budget,
+                                      faults=platform.faults)
             # S3Object: the file keeps its name under /opt/ml/model; a local directory is copied.
             if fetched.is_dir():
                 shutil.copytree(fetched, target, dirs_exist_ok=True)
@@ -66,7 +67,8 @@ def _prepare_single_model(platform: Platform, definition: ContainerDef, target: 
         return  # bring-your-own containers need no artifact
     download_dir = target.parent / f"download-{target.name}"
     fetched = artifacts.fetch(url, download_dir, region=platform.config.region,
-                              s3_endpoint_url=platform.config.s3_endpoint_url, budget=budget)
+                              s3_endpoint_url=platform.config.s3_endpoint_url, budget=budget,
+                              faults=platform.faults)
     artifacts.materialize(fetched, target, budget)
     shutil.rmtree(download_dir, ignore_errors=True)
 
@@ -131,6 +133,9 @@ async def _launch_container(platform: Platform, endpoint: str, running: VariantD
         limits=running.share,
         role_environment=platform.config.role_environment(),
     )
+    delay_s = platform.faults.start_delay_s(definition.image)
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)  # a fault a test armed (harness.faults): the start is held back
     try:
         started = await asyncio.to_thread(platform.backend.start, spec)
     except Exception:
@@ -140,7 +145,7 @@ async def _launch_container(platform: Platform, endpoint: str, running: VariantD
                                label="primary" if single else definition.hostname, log_stream=stream)
     if definition.multi_model:
         runtime.cache = ModelCache(
-            runtime, platform.container_client, platform.metrics, platform.config,
+            runtime, platform.container_client, platform.metrics, platform.config, platform.faults,
             variant=running.name, instance_id=instance.instance_id, models_dir=spec.model_dir,
             prefix=definition.model_data_url or "", cache_enabled=definition.cache_enabled,
         )

@@ -99,13 +99,14 @@ class LocalSageMaker:
         if self._own_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, **options: Any) -> Any:
         """A boto3 client for ``sagemaker`` or ``sagemaker-runtime`` pointed here, with dummy credentials
-        (the token as access key id when one is set)."""
+        (the token as access key id when one is set); ``options`` go to ``boto3.client`` (``config=``)."""
         import boto3
 
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.config.region,
-                            aws_access_key_id=self.config.token or "local", aws_secret_access_key="local")
+                            aws_access_key_id=self.config.token or "local", aws_secret_access_key="local",
+                            **options)
 
     def __enter__(self) -> LocalSageMaker:
         return self.start()

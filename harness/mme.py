@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import artifacts
+from harness.container_client import ContainerReply
 from harness.errors import InternalFailure, ModelNotReadyError, ValidationError
 
 if TYPE_CHECKING:
     from harness.config import HarnessConfig
     from harness.container_client import ContainerClient, ContainerTarget
+    from harness.faults import Faults
     from harness.metrics import Metrics
 
 
@@ -50,12 +52,13 @@ class ModelCache:
     """Loaded models of one MME container, in least-recently-used order."""
 
     def __init__(self, container: ContainerTarget, client: ContainerClient, metrics: Metrics,
-                 config: HarnessConfig, *, variant: str, instance_id: str, models_dir: Path,
+                 config: HarnessConfig, faults: Faults, *, variant: str, instance_id: str, models_dir: Path,
                  prefix: str, cache_enabled: bool) -> None:
         self.container = container
         self.client = client
         self.metrics = metrics
         self.config = config
+        self.faults = faults  # test-only (harness.faults): a vanished artifact, a load answered 507
         self.variant = variant
         self.instance_id = instance_id
         self.models_dir = models_dir
@@ -153,7 +156,8 @@ class ModelCache:
         try:
             budget = artifacts.Budget(self.config.artifact_limits)
             fetched = await asyncio.to_thread(artifacts.fetch, url, download, region=self.config.region,
-                                              s3_endpoint_url=self.config.s3_endpoint_url, budget=budget)
+                                              s3_endpoint_url=self.config.s3_endpoint_url, budget=budget,
+                                              faults=self.faults)
             self._metric("ModelDownloadingTime", (time.perf_counter() - started) * 1e6)
             await asyncio.to_thread(shutil.rmtree, staging, True)
             await asyncio.to_thread(artifacts.materialize, fetched, staging, budget)
@@ -175,7 +179,7 @@ class ModelCache:
         model_dir = await self._download(name, target, url)
         started = time.perf_counter()
         while True:
-            reply = await self.client.load(self.container, name, model_dir, target)
+            reply = await self._load_once(name, model_dir, target)
             if reply.status < 300 or reply.status == 409:
                 break  # 409: the container has it already
             victim = self._least_recently_used(exclude=name) if reply.status == 507 else None
@@ -185,6 +189,13 @@ class ModelCache:
         self._metric("ModelLoadingTime", (time.perf_counter() - started) * 1e6)
         self.loaded[name] = LoadedModel(last_used=time.monotonic())
         self._count_changed()
+
+    async def _load_once(self, name: str, model_dir: Path, target: str) -> ContainerReply:
+        """``POST /models``, unless a test armed a 507 for this load (harness.faults)."""
+        if self.faults.take_load_rejection():
+            return ContainerReply(status=507, body=b"insufficient memory (fault armed by a test)",
+                                  content_type="text/plain", custom_attributes=None, latency_us=0.0)
+        return await self.client.load(self.container, name, model_dir, target)
 
     def _least_recently_used(self, exclude: str) -> str | None:
         for name, entry in self.loaded.items():  # OrderedDict: oldest first

@@ -102,6 +102,11 @@ class RunningContainer(ABC):
         """SIGTERM, then SIGKILL after ``grace_s`` seconds (SageMaker waits 30 s); blocking."""
 
     @abstractmethod
+    def kill(self) -> None:
+        """SIGKILL the container now, as an instance that fails does (a fault for tests: harness.faults);
+        the harness notices at its next health check and replaces the instance."""
+
+    @abstractmethod
     def model_url(self, host_path: Path) -> str:
         """The path the container sees for a host path under ``spec.model_dir`` (for POST /models)."""
 

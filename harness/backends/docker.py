@@ -106,6 +106,9 @@ class DockerContainer(RunningContainer):
                 self.follower.kill()
         _docker("rm", "--force", self.container_id)
 
+    def kill(self) -> None:
+        _docker("kill", "--signal", "KILL", self.container_id, timeout=60)
+
     def model_url(self, host_path: Path) -> str:
         relative = host_path.relative_to(self.spec.model_dir)
         mount = self.spec.model_mount

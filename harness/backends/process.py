@@ -94,6 +94,9 @@ class ProcessContainer(RunningContainer):
         # Workers the server forked share its process group; make sure none outlives it.
         self._signal_group(signal.SIGKILL)
 
+    def kill(self) -> None:
+        self._signal_group(signal.SIGKILL)  # the server and every worker it forked, as a dead instance
+
     def model_url(self, host_path: Path) -> str:
         return str(host_path)
 
