@@ -39,18 +39,30 @@ class CodecRegistry:
         """Canonical media types, in registration order."""
         return [c.media_type for c in self._codecs]
 
+    def decodable_types(self) -> list[str]:
+        """Canonical media types a request may be sent in, in registration order."""
+        return [c.media_type for c in self._codecs if c.decodes]
+
+    def encodable_types(self) -> list[str]:
+        """Canonical media types a response may be answered in, in registration order."""
+        return [c.media_type for c in self._codecs if c.encodes]
+
+    def answerable_types(self, prediction: Any) -> list[str]:
+        """Canonical media types whose codec can carry ``prediction`` (what a 406 offers)."""
+        return [c.media_type for c in self._codecs if c.encodes and c.can_encode(prediction)]
+
     def decode(self, body: bytes, content_type: str | None, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
         """Decode ``body`` by its Content-Type (415 if none fits, 400 if the body is malformed, 413 if
         decoding it would exceed ``limits``)."""
         media_type, params = parse_media_type(content_type)
         if not media_type:
             raise UnsupportedContentTypeError(
-                f"the request has no Content-Type; send one of {', '.join(self.media_types())}"
+                f"the request has no Content-Type; send one of {', '.join(self.decodable_types())}"
             )
         codec = self._by_type.get(media_type)
-        if codec is None:
+        if codec is None or not codec.decodes:
             raise UnsupportedContentTypeError(
-                f"Content-Type {media_type!r} is not supported; send one of {', '.join(self.media_types())}"
+                f"Content-Type {media_type!r} is not supported; send one of {', '.join(self.decodable_types())}"
             )
         if not body:
             raise BadRequestError(f"the request body is empty (Content-Type {media_type})")
@@ -65,11 +77,11 @@ class CodecRegistry:
         out: list[str] = []
         for media_range in ranges:
             if media_range == ANY:
-                options = [default_type, *self.media_types()]
+                options = [default_type, *self.encodable_types()]
             elif media_range.endswith("/*"):
                 prefix = media_range[:-1]
                 options = [default_type] if default_type.startswith(prefix) else []
-                options += [mt for mt in self.media_types() if mt.startswith(prefix)]
+                options += [mt for mt in self.encodable_types() if mt.startswith(prefix)]
             else:
                 options = [media_range]
             out.extend(mt for mt in options if mt not in out)
@@ -78,26 +90,23 @@ class CodecRegistry:
     def encode(self, prediction: Any, accept: str | None, default_accept: str) -> tuple[bytes, str]:
         """Encode ``prediction`` for ``accept`` -> ``(body, content_type)``; 406 if no acceptable type fits.
 
-        The response Content-Type is the codec's canonical media type.
+        The response Content-Type is the codec's canonical media type. The 406 offers only the types
+        that can carry this prediction (``answerable_types``), never one that would fail again.
         """
-        candidates = self.candidates(accept, default_accept)
-        known = [mt for mt in candidates if mt in self._by_type]
+        known = [mt for mt in self.candidates(accept, default_accept) if mt in self._by_type]
+        failed: set[str] = set()
         for media_type in known:
             codec = self._by_type[media_type]
-            if not codec.can_encode(prediction):
+            if not (codec.encodes and codec.can_encode(prediction)):
                 continue
             try:
                 return codec.encode(prediction), codec.media_type
             except (TypeError, ValueError):
-                continue
-        if known:
-            raise UnsupportedAcceptError(
-                f"the prediction ({_describe(prediction)}) cannot be encoded as {', '.join(known)}; "
-                f"ask for one of {', '.join(self.media_types())}"
-            )
-        raise UnsupportedAcceptError(
-            f"Accept {accept!r} names no supported type; ask for one of {', '.join(self.media_types())}"
-        )
+                failed.add(codec.media_type)
+        offer = [mt for mt in self.answerable_types(prediction) if mt not in failed]
+        asked = f"cannot be encoded as {', '.join(known)}" if known else f"Accept {accept!r} names no supported type"
+        advice = f"ask for one of {', '.join(offer)}" if offer else "no response type can carry it"
+        raise UnsupportedAcceptError(f"the prediction ({_describe(prediction)}) {asked}; {advice}")
 
 
 def _takes_limits(codec: Codec) -> bool:

@@ -10,6 +10,7 @@ import pytest
 
 from handlers import codecs
 from handlers.errors import BadRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
+from handlers.limits import DEFAULT_LIMITS
 from tests.handlers.helpers import npy, npz
 
 # ---- media types and Accept -------------------------------------------------------------------------
@@ -284,3 +285,74 @@ def test_custom_codec_registry() -> None:
     # The default registry is untouched.
     with pytest.raises(UnsupportedContentTypeError):
         codecs.decode(b"hi", "text/plain")
+
+
+# ---- a 406 offers only what can be answered ----------------------------------------------------------
+
+
+def _offered(message: str) -> list[str]:
+    """The types a 406 message offers ("...; ask for one of a, b")."""
+    assert "ask for one of " in message, message
+    return message.split("ask for one of ", 1)[1].split(", ")
+
+
+def test_406_offers_only_types_that_can_carry_the_prediction() -> None:
+    # A mapping of outputs: CSV and NPY cannot carry it, so they are not offered.
+    with pytest.raises(UnsupportedAcceptError) as info:
+        codecs.encode({"label": [0, 1], "p": [0.2, 0.8]}, "text/csv", "application/json")
+    assert _offered(info.value.message) == ["application/json", "application/x-npz", "application/jsonlines"]
+    # A 3-D array cannot be CSV either.
+    with pytest.raises(UnsupportedAcceptError) as info:
+        codecs.encode(np.zeros((2, 2, 2)), "image/png", "application/json")
+    assert "text/csv" not in _offered(info.value.message)
+
+
+class _RequestOnly(codecs.Codec):
+    """A codec a team adds to read images: requests may use it, responses never can."""
+
+    media_type = "image/png"
+    encodes = False
+
+    def decode(self, body, params, limits=DEFAULT_LIMITS):  # type: ignore[no-untyped-def]
+        return len(body)
+
+
+class _ResponseOnly(codecs.Codec):
+    media_type = "text/html"
+    decodes = False
+
+    def encode(self, prediction):  # type: ignore[no-untyped-def]
+        return f"<p>{prediction}</p>".encode()
+
+
+def test_a_request_only_codec_is_never_offered_or_answered() -> None:
+    registry = codecs.CodecRegistry([codecs.JSONCodec(), _RequestOnly()])
+    assert registry.decode(b"\x89PNG", "image/png") == 4
+    with pytest.raises(UnsupportedAcceptError) as info:
+        registry.encode([1], "image/png", "application/json")
+    assert _offered(info.value.message) == ["application/json"]
+    # */* and image/* never pick it.
+    assert registry.encode([1], "*/*", "application/json")[1] == "application/json"
+    with pytest.raises(UnsupportedAcceptError):
+        registry.encode([1], "image/*", "application/json")
+    assert registry.encodable_types() == ["application/json"]
+
+
+def test_a_response_only_codec_refuses_requests_and_is_not_suggested_to_senders() -> None:
+    registry = codecs.CodecRegistry([codecs.JSONCodec(), _ResponseOnly()])
+    assert registry.encode(3, "text/html", "application/json") == (b"<p>3</p>", "text/html")
+    with pytest.raises(UnsupportedContentTypeError) as info:
+        registry.decode(b"<p>", "text/html")
+    assert info.value.message.endswith("send one of application/json")
+    assert registry.decodable_types() == ["application/json"]
+
+
+def test_a_type_whose_encoder_failed_is_not_offered_again() -> None:
+    class Fails(codecs.JSONCodec):
+        def encode(self, prediction):  # type: ignore[no-untyped-def]
+            raise ValueError("too large")
+
+    registry = codecs.CodecRegistry([Fails(), codecs.JSONLinesCodec()])
+    with pytest.raises(UnsupportedAcceptError) as info:
+        registry.encode([1], "application/json", "application/json")
+    assert _offered(info.value.message) == ["application/jsonlines"]
