@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.doctor.cli import add_parser as add_doctor
 from harness.security import ADMIN_HEADER, TOKEN_ENV
 from harness.state import default_state_dir, read_state_file, remove_state_file, write_state_file
 
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("endpoint")
     metrics.add_argument("--json", action="store_true", help="raw JSON")
     metrics.set_defaults(func=cmd_metrics)
+    add_doctor(top)
     return parser
 
 
