@@ -13,16 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from handlers.limits import DEFAULT_MAX_DECODED_BYTES, DecodeLimits
+
+if TYPE_CHECKING:
+    from handlers.codecs.registry import CodecRegistry
 
 
 @dataclass(frozen=True)
 class HandlerOptions:
     """Settings a handler needs, passed in by the server (handlers read no environment variables)."""
 
-    default_accept: str = "application/json"
+    # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT as the user set it; None: the handler's own ``default_accept``.
+    # The user's explicit setting wins over the handler's default (``Handler.default_response_type``).
+    default_accept: str | None = None
     # SAGEMAKER_PROGRAM: the user module inside the code directory (".py" optional); None: inference.py
     # when present. A configured program must exist (handlers.model.find_script).
     program: str | None = None
@@ -88,6 +93,13 @@ class Handler(ABC):
     fork_safe: ClassVar[bool] = True
     #: Single-model mode's default number of worker processes (SAGEMAKER_MODEL_SERVER_WORKERS overrides).
     default_workers: ClassVar[int] = 1
+    #: The response type for a request whose Accept is missing or ``*/*``. SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
+    #: when the user sets it, wins. AWS's first-party algorithm containers answer ``text/csv`` here
+    #: (docs/sagemaker-contract.md §1.8). Must be a type the handler's codecs can answer (checked at load).
+    default_accept: ClassVar[str] = "application/json"
+    #: What a request without a Content-Type is read as; None: such a request is refused with 415.
+    #: Must be a type the handler's codecs can read (checked at load).
+    default_content_type: ClassVar[str | None] = None
 
     @classmethod
     def fork_hazard(cls) -> str | None:
@@ -100,6 +112,19 @@ class Handler(ABC):
 
     def __init__(self, options: HandlerOptions | None = None) -> None:
         self.options = options or HandlerOptions()
+
+    @property
+    def default_response_type(self) -> str:
+        """The type a missing or ``*/*`` Accept means: the user's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
+        else this handler's ``default_accept``."""
+        return self.options.default_accept or self.default_accept
+
+    def codec_registry(self) -> CodecRegistry:
+        """The codecs ``decode`` / ``encode`` use (default: ``handlers.codecs.REGISTRY``). A handler whose
+        ``decode`` / ``encode`` use other codecs returns those, so its declared defaults can be checked."""
+        from handlers import codecs
+
+        return codecs.REGISTRY
 
     @abstractmethod
     def load(self, model_dir: str) -> Any:
@@ -132,13 +157,10 @@ class Handler(ABC):
         """Release what ``model`` holds (files, sessions, device memory)."""
 
     def decode(self, body: bytes, content_type: str | None) -> Any:
-        """Request bytes + Content-Type -> model input (default: the codec registry)."""
-        from handlers import codecs
-
-        return codecs.decode(body, content_type, self.options.decode_limits())
+        """Request bytes + Content-Type -> model input (default: ``codec_registry()``). A missing
+        Content-Type arrives here already replaced by ``default_content_type`` when one is declared."""
+        return self.codec_registry().decode(body, content_type, self.options.decode_limits())
 
     def encode(self, prediction: Any, accept: str | None) -> tuple[bytes, str]:
-        """Prediction + Accept -> (bytes, Content-Type) (default: the codec registry)."""
-        from handlers import codecs
-
-        return codecs.encode(prediction, accept, default_accept=self.options.default_accept)
+        """Prediction + Accept -> (bytes, Content-Type) (default: ``codec_registry()``)."""
+        return self.codec_registry().encode(prediction, accept, self.default_response_type)

@@ -24,6 +24,7 @@ swap holds a process-wide lock, so such calls are serialized, not mixed up).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import importlib
@@ -345,6 +346,33 @@ def _script_invoker(handler: Handler, script: UserScript, functions: _UserFuncti
     return invoker
 
 
+def check_media_defaults(handler: Handler, functions: _UserFunctions | None, invoker: ScriptInvoker | None) -> None:
+    """No silent fallback: a default type the handler's codecs cannot answer (``default_accept`` or the
+    user's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT) or read (``default_content_type``) fails the load with
+    one line, unless the user script answers (``output_fn`` / ``transform_fn``) or reads (``input_fn``
+    / ``transform_fn``) requests itself, or the framework's own script contract serves them."""
+    if invoker is not None:
+        return
+    user = set(functions.fns) if functions is not None else set()
+    registry = handler.codec_registry()
+    if not user & {"output_fn", "transform_fn"}:
+        accept = handler.default_response_type
+        codec = registry.get(codecs.parse_media_type(accept)[0])
+        if codec is None or not codec.encodes:
+            where = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT" if handler.options.default_accept else (
+                f"{type(handler).__name__}.default_accept")
+            raise ModelLoadError(
+                f"{where}={accept}: the {handler.name} handler's codecs cannot answer it; use one of "
+                f"{', '.join(registry.encodable_types())}, or answer it with an output_fn")
+    content_type = handler.default_content_type
+    if content_type is not None and not user & {"input_fn", "transform_fn"}:
+        codec = registry.get(codecs.parse_media_type(content_type)[0])
+        if codec is None or not codec.decodes:
+            raise ModelLoadError(
+                f"{type(handler).__name__}.default_content_type={content_type}: the {handler.name} handler's "
+                f"codecs cannot read it; use one of {', '.join(registry.decodable_types())}")
+
+
 # ---------------------------------------------------------------------------------------------------
 # The served model
 # ---------------------------------------------------------------------------------------------------
@@ -395,6 +423,7 @@ class ServedModel:
             script.import_module()
             functions = _UserFunctions(script)
             invoker = _script_invoker(handler, script, functions)
+        check_media_defaults(handler, functions, invoker)
         context = Context(model_name, model_dir, gpu_id=getattr(handler, "gpu_id", None))
         scope = script.scope() if script is not None else contextlib.nullcontext()
         step = "loading the model"
@@ -458,6 +487,7 @@ class ServedModel:
         """Decode -> predict -> encode one request (user functions first, handler defaults otherwise)."""
         if not self._loaded:
             raise HandlerError(f"model {self.model_name!r} is unloaded", status=404)
+        request = self._with_content_type(request)
         if self._invoker is not None:
             return self._invoke_script_contract(self._invoker, request)
         fns = self._fns
@@ -517,6 +547,14 @@ class ServedModel:
             raise self._wrap(exc, f"{self.script.path.name} handler") from exc
 
     # ---- helpers -----------------------------------------------------------------------------------
+    def _with_content_type(self, request: Request) -> Request:
+        """``request`` with the handler's ``default_content_type`` in place of a missing Content-Type,
+        so the handler's ``decode``, the user's ``input_fn`` and ``context`` all see the same type."""
+        default = self.handler.default_content_type
+        if default is None or (request.content_type or "").strip():
+            return request
+        return dataclasses.replace(request, content_type=default)
+
     def _request_context(self, request: Request) -> Context:
         headers: dict[str, str] = {}
         if request.content_type is not None:
@@ -545,7 +583,7 @@ class ServedModel:
         """The Accept handed to user code: the header verbatim, or the default for missing / ``*/*``."""
         accept = (request.accept or "").strip()
         if not accept or accept == codecs.ANY:
-            return self.handler.options.default_accept
+            return self.handler.default_response_type
         return accept
 
     def _user_response(self, result: Any, request: Request, context: Context | None) -> Response:
@@ -571,7 +609,7 @@ class ServedModel:
             content_type = context.get_response_content_type(0)
         if not content_type:
             ranges = [mt for mt in codecs.parse_accept(self._user_accept(request)) if "*" not in mt]
-            content_type = ranges[0] if ranges else self.handler.options.default_accept
+            content_type = ranges[0] if ranges else self.handler.default_response_type
         return Response(body=data, content_type=str(content_type))
 
     def _apply_context(self, context: Context, response: Response) -> None:

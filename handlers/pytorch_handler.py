@@ -166,7 +166,7 @@ class PyTorchHandler(Handler):
     # ---- codecs ------------------------------------------------------------------------------------
     def decode(self, body: bytes, content_type: str | None) -> Any:
         """Codec output -> tensor(s) on the device (JSON/CSV/JSON Lines as float32, NPY/NPZ keep dtype)."""
-        data = codecs.decode(body, content_type, self.options.decode_limits())
+        data = super().decode(body, content_type)
         media_type, _ = codecs.parse_media_type(content_type)
         as_float = media_type in (codecs.JSON, codecs.CSV, codecs.JSONLINES)
         return self.to_tensors(data, as_float)
@@ -196,7 +196,7 @@ class PyTorchHandler(Handler):
 
     def encode(self, prediction: Any, accept: str | None) -> tuple[bytes, str]:
         """Tensors -> NumPy, then the codec registry."""
-        return codecs.encode(to_numpy(prediction), accept, default_accept=self.options.default_accept)
+        return super().encode(to_numpy(prediction), accept)
 
     # ---- predict / unload --------------------------------------------------------------------------
     def predict(self, model: Any, data: Any) -> Any:

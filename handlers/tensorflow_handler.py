@@ -229,15 +229,16 @@ class TensorFlowHandler(Handler):
         return tfs_contract.ContractInvoker(functions, path, self.servable, self.predict,
                                             self.options.safe_port_range)
 
-    def decode(self, body: bytes, content_type: str | None) -> Any:
-        """Parsed JSON (any TF Serving shape), or arrays from CSV / NPY / NPZ / JSON Lines."""
-        return TF_CODECS.decode(body, content_type, self.options.decode_limits())
+    def codec_registry(self) -> codecs.CodecRegistry:
+        """Parsed JSON (any TF Serving shape), or arrays from CSV / NPY / NPZ / JSON Lines; JSON answers
+        as ``{"predictions": ...}``."""
+        return TF_CODECS
 
     def encode(self, prediction: Any, accept: str | None) -> tuple[bytes, str]:
         """Tensors -> arrays; JSON as ``{"predictions": ...}``, other types the bare arrays."""
         if isinstance(prediction, TFSResult):
-            return _encode_result(prediction, accept, self.options.default_accept)
-        return TF_CODECS.encode(to_numpy(prediction), accept, default_accept=self.options.default_accept)
+            return _encode_result(prediction, accept, self.default_response_type)
+        return super().encode(to_numpy(prediction), accept)
 
     def predict(self, model: Any, data: Any) -> Any:
         """Run the signature (or Keras model) on ``data``; input errors -> 400."""

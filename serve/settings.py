@@ -123,8 +123,10 @@ def _framework(value: str) -> str:
     return framework
 
 
-def _media_type(value: str) -> str:
+def _optional_media_type(value: str) -> str | None:
     media = value.strip()
+    if not media:
+        return None
     if "/" not in media:
         raise ValueError("expected a media type such as application/json")
     return media
@@ -170,9 +172,10 @@ class Settings:
     timeout_s: float = variable(
         "SAGEMAKER_MODEL_SERVER_TIMEOUT", _positive_float, 60.0,
         "Seconds a request may take before it fails with 504 (seconds, not minutes).")
-    default_accept: str = variable(
-        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", _media_type, "application/json",
-        "Response type when Accept is missing or */*.")
+    default_accept: str | None = variable(
+        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", _optional_media_type, None,
+        "Response type when Accept is missing or */*; set, it wins over the framework handler's "
+        "default_accept (unset: the handler's, application/json for the built-in frameworks).")
     max_payload_mb: float = variable(
         "SAGEMAKER_MAX_PAYLOAD_IN_MB", _positive_float, 6.0,
         "Largest request body in MiB; larger bodies get 413.")

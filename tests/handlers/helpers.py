@@ -46,6 +46,26 @@ class ForkHazardScaleHandler(ScaleHandler):
         return "the test's hazard"
 
 
+class CSVScaleHandler(ScaleHandler):
+    """ScaleHandler declaring the defaults of AWS's first-party algorithm containers: CSV answers a
+    missing or ``*/*`` Accept, and a request without Content-Type is read as CSV."""
+
+    default_accept = "text/csv"
+    default_content_type = "text/csv"
+
+
+class PngAnswering(ScaleHandler):
+    """Declares a default Accept none of its codecs can answer: refused at load."""
+
+    default_accept = "image/png"
+
+
+class PngReading(ScaleHandler):
+    """Declares a default Content-Type none of its codecs can read: refused at load."""
+
+    default_content_type = "image/png"
+
+
 def write(path: Path, text: str) -> Path:
     """Write dedented ``text`` to ``path`` (creating parents)."""
     path.parent.mkdir(parents=True, exist_ok=True)
