@@ -641,7 +641,7 @@ class ServedModel:
             step in ("predict", "predict_fn", "transform_fn") and isinstance(exc, ValueError)
         )
         if input_fault:
-            logger.info("model %s: %s rejected the input: %s", self.model_name, step, _describe_exception(exc))
+            # Not logged here: the server logs every 4xx once, with the model and this message.
             return BadRequestError(f"model {self.model_name!r}: {step} rejected the input: {_describe_exception(exc)}")
         logger.error("model %s: %s failed", self.model_name, step, exc_info=exc)
         return PredictionError(f"model {self.model_name!r}: {step} failed: {_describe_exception(exc)}")

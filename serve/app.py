@@ -34,6 +34,8 @@ from serve.shared import (
     SINGLE_MODEL_NAME,
     TARGET_MODEL_HEADER,
     error_json,
+    error_message,
+    reason_field,
     workers_per_model,
 )
 
@@ -408,12 +410,20 @@ class HotPath:
             # The answer's bytes leave in a callback queued by its write (serve/http.py,
             # CoalescingTransport); queued behind it, the log line costs the client no latency.
             asyncio.get_running_loop().call_soon(
-                log_request, "POST", scope["path"], name, response.status_code, (time.perf_counter() - started) * 1000)
+                log_request, "POST", scope["path"], name, response.status_code, (time.perf_counter() - started) * 1000,
+                error_message(bytes(response.body)) if response.status_code >= 400 else None)
 
 
-def log_request(method: str, path: str, model: str, status: int, elapsed_ms: float) -> None:
-    """The access log's one line per request (the invocation route's and every other route's)."""
-    log.info("%s %s model=%s %d %.2f ms", method, printable(path), printable(model), status, elapsed_ms)
+def log_request(method: str, path: str, model: str, status: int, elapsed_ms: float,
+                reason: str | None = None) -> None:
+    """The access log's one line per request (the invocation route's and every other route's). An error
+    answer's line ends with its ``reason`` (what the client was told): the container log's only line
+    about a 4xx, so no other layer logs one."""
+    if reason is None:
+        log.info("%s %s model=%s %d %.2f ms", method, printable(path), printable(model), status, elapsed_ms)
+        return
+    log.info("%s %s model=%s %d %.2f ms %s", method, printable(path), printable(model), status, elapsed_ms,
+             reason_field(reason))
 
 
 def first_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -449,8 +459,14 @@ async def receive_body(receive: Receive, declared: str | None, limit: int) -> by
 # -- access log -----------------------------------------------------------------------------------
 
 
+#: Most bytes of an error answer's body the access log keeps to find its reason (error bodies are one
+#: short JSON object; the rest of a longer body is not needed for one log line).
+ERROR_BODY_KEPT = 4096
+
+
 class AccessLog:
-    """ASGI middleware: one INFO line per request with method, path, status and latency."""
+    """ASGI middleware: one INFO line per request with method, path, status and latency, and for an
+    error answer its reason (read from the error body as it is sent)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -461,10 +477,13 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = {"code": 500}
+        error_body: list[bytes] = []
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+            elif message["type"] == "http.response.body" and status["code"] >= 400:
+                error_body.append(message.get("body", b"")[:ERROR_BODY_KEPT])
             await send(message)
 
         try:
@@ -473,7 +492,8 @@ class AccessLog:
             path = scope["path"]
             if path != "/ping" or status["code"] != 200:
                 elapsed_ms = (time.perf_counter() - started) * 1000
-                log_request(scope["method"], path, model_of(path), status["code"], elapsed_ms)
+                reason = error_message(b"".join(error_body)[:ERROR_BODY_KEPT]) if status["code"] >= 400 else None
+                log_request(scope["method"], path, model_of(path), status["code"], elapsed_ms, reason)
 
 
 def printable(text: str) -> str:

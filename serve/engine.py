@@ -339,13 +339,13 @@ class Engine:
     async def load(self, name: str, url: str, workers: int | None = None) -> ModelEntry:
         """Load a model with ``workers`` processes (default: settings, else the framework default).
 
-        A refusal or failure is logged here, once, with the model's name and the reason the client
-        gets (the HTTP access line alone would say only "500")."""
+        A failure (5xx) is logged here, once, with the model's name and the reason the client gets; a
+        refusal (4xx) is logged by the access line, which carries the reason (``serve.app.log_request``)."""
         try:
             return await self._load(name, url, workers)
         except EngineError as exc:
-            level = logging.ERROR if exc.status >= 500 else logging.WARNING
-            log.log(level, "loading model %s from %s failed (%d): %s", name, url, exc.status, exc.message)
+            if exc.status >= 500:
+                log.error("loading model %s from %s failed (%d): %s", name, url, exc.status, exc.message)
             raise
 
     async def _load(self, name: str, url: str, workers: int | None) -> ModelEntry:

@@ -20,7 +20,8 @@ from serve.settings import Settings
 
 __all__ = [
     "CUSTOM_ATTRIBUTES_HEADER", "TARGET_MODEL_HEADER", "SINGLE_MODEL_NAME", "error_body", "error_json",
-    "handler_options", "set_parent_death_signal", "unexpected_error", "workers_per_model",
+    "error_message", "handler_options", "reason_field", "set_parent_death_signal", "unexpected_error",
+    "workers_per_model",
 ]
 
 #: The name the single model of single-model mode is served under (what /invocations routes to).
@@ -54,6 +55,24 @@ def error_json(status: int, message: str) -> bytes:
     for byte."""
     body = error_body(status, message)
     return json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+
+
+def error_message(body: bytes) -> str:
+    """The message of an error answer: ``error_json``'s ``message``, else the body as text (Starlette's
+    own "Not Found" / "Method Not Allowed"), for the one log line every 4xx gets."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text.strip()
+    message = parsed.get("message") if isinstance(parsed, dict) else None
+    return message if isinstance(message, str) else text.strip()
+
+
+def reason_field(message: str) -> str:
+    """An error answer's reason as both engines write it into the container log, once per 4xx:
+    ``reason="..."``, JSON-quoted so that no client-supplied text can break or forge a line."""
+    return "reason=" + json.dumps(message)
 
 
 def handler_options(settings: Settings) -> HandlerOptions:

@@ -44,6 +44,7 @@ from serve.shared import (
     TARGET_MODEL_HEADER,
     error_json,
     handler_options,
+    reason_field,
     set_parent_death_signal,
     unexpected_error,
 )
@@ -260,8 +261,12 @@ def _header(headers: dict[str, Any], name: str) -> str | None:
 def _error(context: Any, idx: int, status: int, message: str) -> bytes:
     """Set an error status on request ``idx`` and return the body the native engine also sends.
 
-    The body is ``serve.shared.error_json``, byte for byte what the native engine sends.
+    The body is ``serve.shared.error_json``, byte for byte what the native engine sends. A 4xx gets the
+    container log's one line about it here, with the model and the reason (MMS's own access log has
+    neither), in the native engine's ``reason="..."`` form.
     """
+    if 400 <= status < 500:
+        log.info("model=%s %d %s", context.model_name, status, reason_field(message))
     context.set_response_status(status, _phrase(status), idx)
     context.set_response_content_type(idx, "application/json")
     return error_json(status, message)
