@@ -48,9 +48,16 @@ def _requested_backend(config: pytest.Config) -> str:
 
 
 def _say(config: pytest.Config, line: str) -> None:
-    """One line on the terminal, past output capture."""
+    """One line on the terminal while a fixture sets up: output capture is suspended for it, as
+    pytest's own live logging does (``CaptureManager.global_and_fixture_disabled``)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.write_line(line)
+        return
+    with capture.global_and_fixture_disabled():
         reporter.write_line(line)
 
 

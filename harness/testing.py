@@ -136,6 +136,12 @@ class Endpoint:
         (Invocations, ModelLatency, ModelCacheHit, ModelUnloadingTime, ...; docs/harness.md)."""
         return self.sagemaker.platform.metrics.snapshot(self.name)
 
+    def metric(self, name: str, variant: str = "AllTraffic") -> dict[str, float]:
+        """One endpoint-level metric's statistics (SampleCount, Sum, Minimum, Maximum, Average); {} before
+        its first sample."""
+        stats: dict[str, float] = self.metrics().get(variant, {}).get("metrics", {}).get(name, {})
+        return stats
+
     # -- faults (harness.faults) ------------------------------------------------------------------------------
     def instance_ids(self) -> list[str]:
         """The ids of the instances serving now (a replaced instance gets a new id)."""
