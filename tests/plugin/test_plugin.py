@@ -18,12 +18,15 @@ from tests.harness.conftest import missing_prerequisite
 from tests.images.conftest import ensure_image
 
 TEAM_TESTS = Path(__file__).with_name("team_image_tests.py")
+DOCTOR_TESTS = Path(__file__).with_name("team_doctor_tests.py")
 REPO = Path(__file__).resolve().parents[2]
 TEAM_TEST_COUNT = 8
 
 
-def run_team_tests(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+def run_team_tests(pytester: pytest.Pytester, *args: str, doctor: bool = False) -> pytest.RunResult:
     pytester.makepyfile(test_team=TEAM_TESTS.read_text())
+    if doctor:
+        pytester.makepyfile(test_team_doctor=DOCTOR_TESTS.read_text())
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", *args, timeout=240)
 
 
@@ -44,8 +47,8 @@ def test_team_tests_pass_on_the_docker_backend(pytester: pytest.Pytester, monkey
     if not docker_available():
         missing_prerequisite("no Docker engine answers `docker info`")
     monkeypatch.setenv("TEAM_IMAGE", ensure_image("sklearn"))
-    result = run_team_tests(pytester)  # auto: docker, since an engine answers
-    result.assert_outcomes(passed=TEAM_TEST_COUNT)
+    result = run_team_tests(pytester, doctor=True)  # auto: docker, since an engine answers
+    result.assert_outcomes(passed=TEAM_TEST_COUNT + 2)
     result.stdout.fnmatch_lines(["servekit: local SageMaker on *, backend docker (a Docker engine answers)"])
 
 
