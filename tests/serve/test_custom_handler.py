@@ -53,3 +53,40 @@ def test_unknown_custom_handler_is_a_one_line_start_error(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-m", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "SERVE_FRAMEWORK" in done.stderr, done.stderr
+
+
+def _scale_env(tmp_path: Path, framework: str, **extra: str) -> dict[str, str]:
+    (tmp_path / "model").mkdir(exist_ok=True)
+    (tmp_path / "model" / "scale.json").write_text(json.dumps({"factor": 2}))
+    return {"SERVE_FRAMEWORK": framework, "SERVE_MODEL_DIR": str(tmp_path / "model"),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **extra}
+
+
+def test_a_handlers_csv_defaults_answer_a_request_without_content_type_or_accept(tmp_path: Path) -> None:
+    """As AWS's first-party algorithm containers do: no Content-Type reads CSV, no Accept answers CSV;
+    the user's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT still wins over the handler's default."""
+    with run_server(_scale_env(tmp_path, "tests.handlers.helpers:CSVScaleHandler")) as server:
+        # httpx sends no Content-Type for raw content and Accept */* by default.
+        answer = httpx.post(server.url + "/invocations", content=b"1,2\n", timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert (answer.text, answer.headers["content-type"]) == ("2.0,4.0\n", "text/csv; charset=utf-8")
+    env = _scale_env(tmp_path, "tests.handlers.helpers:CSVScaleHandler",
+                     SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="application/json")
+    with run_server(env) as server:
+        answer = httpx.post(server.url + "/invocations", content=b"1,2\n", timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == [[2.0, 4.0]]
+
+
+def test_a_default_accept_no_codec_can_answer_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.server import free_port
+
+    env = {**os.environ, **_scale_env(tmp_path, "tests.handlers.helpers:PngAnswering"),
+           "SERVE_HOST": "127.0.0.1", "SAGEMAKER_BIND_TO_PORT": str(free_port())}
+    done = subprocess.run([sys.executable, "-m", "serve"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-3000:]
+    refusal = "PngAnswering.default_accept=image/png: the scale handler's codecs cannot answer it"
+    assert done.stderr.count(refusal) == 1, done.stderr[-3000:]
