@@ -1,8 +1,9 @@
 """servekit's pytest plugin: test a SageMaker serving image against a local SageMaker (docs/testing.md).
 
 Registered by the ``pytest11`` entry point, so ``pip install servekit[harness]`` loads it. Importing
-this module imports only pytest; the harness is imported when a fixture is first used, so a run that
-uses none of the fixtures below pays nothing and sees no change.
+this module imports only pytest and ``harness.testing`` (standard library only at import); the harness
+itself is imported when a fixture is first used, so a run that uses none of the fixtures below pays
+nothing and sees no change.
 
 Fixtures (all named ``servekit_*``):
 
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.testing import BACKENDS
+
 if TYPE_CHECKING:
     from harness.faults import Faults
     from harness.local import LocalSageMaker
@@ -37,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """``--servekit-backend`` and its ini twin ``servekit_backend``."""
     help_text = ("servekit: the local SageMaker's container backend: docker, process, or auto (docker when a "
                  "Docker engine answers, else process)")
-    parser.getgroup("servekit").addoption("--servekit-backend", choices=("auto", "docker", "process"),
+    parser.getgroup("servekit").addoption("--servekit-backend", choices=BACKENDS,
                                           default=None, help=help_text + "; default: the servekit_backend ini "
                                           "setting, else auto")
     parser.addini("servekit_backend", help=help_text, default="auto")
