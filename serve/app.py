@@ -147,8 +147,10 @@ async def load_single_model(state: ServerState) -> None:
         await state.engine.load(SINGLE_MODEL_NAME, state.settings.model_dir)
     except EngineError as exc:
         state.load_error = exc.message
-        log.error("cannot serve: the model in %s did not load (the reason is logged above)",
-                  state.settings.model_dir)
+        # The engine logs a failed load (5xx); a refusal (4xx) is left to its request's access line,
+        # and this load has no request, so its reason is written here.
+        reason = exc.message if exc.status < 500 else "the reason is logged above"
+        log.error("cannot serve: the model in %s did not load (%s)", state.settings.model_dir, reason)
         if state.on_fatal is not None:
             state.on_fatal(exc.message)
         return

@@ -5,6 +5,7 @@ endpoint that answers 4xx can see why without the client's side."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -60,3 +61,19 @@ def test_mme_refusals_are_logged_once_with_model_and_reason(tmp_path: Path, iris
             assert answer.status_code == status, answer.text
             if status >= 400:
                 assert_logged_once(server, model, status, answer.json()["message"])
+
+
+def test_a_single_model_refused_at_start_logs_its_reason(tmp_path: Path) -> None:
+    """A load refused with a 4xx has no request, hence no access line: the start's own error line
+    carries the reason (the engine logs only failed loads, 5xx)."""
+    import subprocess
+    import sys
+
+    from tests.support.server import free_port
+
+    env = {**os.environ, "SERVE_ENGINE": "native", "SERVE_FRAMEWORK": "sklearn",
+           "SERVE_MODEL_DIR": str(tmp_path / "absent"), "SERVE_HOST": "127.0.0.1",
+           "SAGEMAKER_BIND_TO_PORT": str(free_port())}
+    done = subprocess.run([sys.executable, "-m", "serve"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"model directory {str(tmp_path / 'absent')!r} does not exist" in done.stderr, done.stderr[-3000:]
