@@ -56,6 +56,8 @@ def add_parser(top: Any) -> None:
                    help="ContainerStartupHealthCheckTimeoutInSeconds (default: %(default)g, SageMaker's)")
     p.add_argument("--stop-grace", type=float, default=facts.STOP_GRACE_S,
                    help="seconds the container has to exit after SIGTERM (default: %(default)g, SageMaker's)")
+    p.add_argument("--invocation-timeout", type=float, default=facts.INVOCATION_TIMEOUT_S,
+                   help="seconds one invocation may take (default: %(default)g, SageMaker's)")
     p.add_argument("--check-oom", action="store_true", help="with --mme: load copies of the model until 507 "
                    "(pass) or an OOM kill (fail)")
     p.set_defaults(func=cmd_doctor)
@@ -66,7 +68,7 @@ def options_from(args: argparse.Namespace) -> DoctorOptions:
     return DoctorOptions(model_data=args.model_data, instance_type=args.instance_type, env=dict(args.env),
                          mme=args.mme, sample=args.sample, image_size_limit_gb=args.image_size_limit_gb,
                          startup_timeout_s=args.startup_timeout, check_oom=args.check_oom,
-                         stop_grace_s=args.stop_grace,
+                         stop_grace_s=args.stop_grace, invocation_timeout_s=args.invocation_timeout,
                          progress=lambda line: print(f"[doctor] {line}", file=sys.stderr, flush=True))
 
 

@@ -47,20 +47,20 @@ def check_list_empty(container: DoctorContainer) -> CheckResult:
                        'answer GET /models with 200 and {"models": []} from the moment the server listens')
 
 
-def _load_invoke_unload(container: DoctorContainer, options: DoctorOptions, listing: bool) -> str | None:
-    """Why the load / list / invoke / unload round failed, or None when it passed (the listing is left to
-    mme-list-empty when that failed: ``listing`` False)."""
+def _load_invoke_unload(container: DoctorContainer, options: DoctorOptions, listing: bool) -> tuple[bool, str | None]:
+    """Whether the model loaded, and why the load / list / invoke round failed (None: it passed). The
+    listing is left to mme-list-empty when that failed (``listing`` False)."""
     loaded = _load(container, MME_MODEL)
     if not loaded.ok():
-        return f"POST /models (load {MME_MODEL} from {_MODEL_URL}) answered {loaded.describe()}"
+        return False, f"POST /models (load {MME_MODEL} from {_MODEL_URL}) answered {loaded.describe()}"
     listed = request("GET", container.url + "/models")
     if listing and MME_MODEL not in (_listed(listed) or []):
-        return f"after the load, GET /models answered {listed.describe()} without {MME_MODEL}"
+        return True, f"after the load, GET /models answered {listed.describe()} without {MME_MODEL}"
     if options.sample is not None:
         answer = invoke(container, options, MME_MODEL)
         if not answer.ok():
-            return f"POST /models/{MME_MODEL}/invoke answered {answer.describe()}"
-    return None
+            return True, f"POST /models/{MME_MODEL}/invoke answered {answer.describe()}"
+    return True, None
 
 
 def _unload(container: DoctorContainer) -> str | None:
@@ -127,11 +127,10 @@ def mme_checks(container: DoctorContainer, options: DoctorOptions, startup: Star
     if options.model_data is None:
         results += [CheckResult(name, SKIPPED, "no --model-data to load") for name in names[1:4]]
     else:
-        problem = _load_invoke_unload(container, options, listing=results[0].verdict == PASS)
-        loaded = problem is None
+        loaded, problem = _load_invoke_unload(container, options, listing=results[0].verdict == PASS)
         results += [check_duplicate(container) if loaded else CheckResult("mme-duplicate-409", SKIPPED, "no load")]
         results.append(check_payload(container, options, startup, MME_MODEL if loaded else ""))
-        problem = problem or _unload(container)
+        problem = problem or (_unload(container) if loaded else None)
         results.insert(1, _round_verdict(problem, options))
     results.append(check_unknown(container, options))
     if not options.check_oom:

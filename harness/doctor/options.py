@@ -28,6 +28,8 @@ class DoctorOptions:
     check_oom: bool = False
     #: SIGTERM -> SIGKILL delay (SageMaker: 30 s); smaller only to make tests of broken images fast.
     stop_grace_s: float = facts.STOP_GRACE_S
+    #: How long one invocation may take (SageMaker: 60 s); smaller only to make tests of broken images fast.
+    invocation_timeout_s: float = facts.INVOCATION_TIMEOUT_S
     #: How long after /ping turns 200 a sample invocation may keep failing before the model is said
     #: not to load (servekit's choice: SageMaker's per-request budget).
     load_window_s: float = facts.INVOCATION_TIMEOUT_S

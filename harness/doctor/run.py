@@ -9,7 +9,7 @@ from harness.doctor import mme, runtime
 from harness.doctor.container import DoctorContainer, remove_work_dir, stage_model_data, start_container, work_dir
 from harness.doctor.image import ImageInfo, host_architecture, metadata_checks
 from harness.doctor.options import DoctorOptions
-from harness.doctor.report import SKIPPED, CheckResult, DoctorReport
+from harness.doctor.report import FAIL, SKIPPED, CheckResult, DoctorReport
 
 #: Every run-time check, in report order (MME runs replace the invocation checks with the mme-* ones).
 SINGLE_MODEL_CHECKS = ("starts", "ping-startup", "ping-latency", "ports", "ready-means-ready", "model-loads",
@@ -61,8 +61,9 @@ def _run_checks(container: DoctorContainer, options: DoctorOptions, say: Callabl
         results += mme.mme_checks(container, options, startup)
     else:
         say("invoking" if options.sample else "checking the payload limit")
-        results += runtime.check_invocations(container, options, startup)
-        results.append(runtime.check_payload(container, options, startup))
+        invocations = runtime.check_invocations(container, options, startup)
+        answering = invocations[-1].verdict != FAIL
+        results += invocations + [runtime.check_payload(container, options, startup, answering=answering)]
     results.append(runtime.check_memory(container, options, startup))
     say("sending SIGTERM")
     sigterm = runtime.check_sigterm(container, options, startup)
