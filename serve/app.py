@@ -413,14 +413,20 @@ class HotPath:
             # CoalescingTransport); queued behind it, the log line costs the client no latency.
             asyncio.get_running_loop().call_soon(
                 log_request, "POST", scope["path"], name, response.status_code, (time.perf_counter() - started) * 1000,
-                error_message(bytes(response.body)) if response.status_code >= 400 else None)
+                error_message(bytes(response.body)) if refused(response.status_code) else None)
+
+
+def refused(status: int) -> bool:
+    """A 4xx: the client's request was refused, and only the access line can say why. A failure (5xx)
+    is logged where it happens, with its traceback, so its access line stays short."""
+    return 400 <= status < 500
 
 
 def log_request(method: str, path: str, model: str, status: int, elapsed_ms: float,
                 reason: str | None = None) -> None:
-    """The access log's one line per request (the invocation route's and every other route's). An error
-    answer's line ends with its ``reason`` (what the client was told): the container log's only line
-    about a 4xx, so no other layer logs one."""
+    """The access log's one line per request (the invocation route's and every other route's). A 4xx's
+    line ends with its ``reason`` (what the client was told): the container log's only line about it,
+    so no other layer logs one."""
     if reason is None:
         log.info("%s %s model=%s %d %.2f ms", method, printable(path), printable(model), status, elapsed_ms)
         return
@@ -461,14 +467,14 @@ async def receive_body(receive: Receive, declared: str | None, limit: int) -> by
 # -- access log -----------------------------------------------------------------------------------
 
 
-#: Most bytes of an error answer's body the access log keeps to find its reason (error bodies are one
+#: Most bytes of a 4xx's body the access log keeps to find its reason (error bodies are one
 #: short JSON object; the rest of a longer body is not needed for one log line).
 ERROR_BODY_KEPT = 4096
 
 
 class AccessLog:
-    """ASGI middleware: one INFO line per request with method, path, status and latency, and for an
-    error answer its reason (read from the error body as it is sent)."""
+    """ASGI middleware: one INFO line per request with method, path, status and latency, and for a 4xx
+    its reason (read from the error body as it is sent)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -484,7 +490,7 @@ class AccessLog:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-            elif message["type"] == "http.response.body" and status["code"] >= 400:
+            elif message["type"] == "http.response.body" and refused(status["code"]):
                 error_body.append(message.get("body", b"")[:ERROR_BODY_KEPT])
             await send(message)
 
@@ -494,7 +500,7 @@ class AccessLog:
             path = scope["path"]
             if path != "/ping" or status["code"] != 200:
                 elapsed_ms = (time.perf_counter() - started) * 1000
-                reason = error_message(b"".join(error_body)[:ERROR_BODY_KEPT]) if status["code"] >= 400 else None
+                reason = error_message(b"".join(error_body)[:ERROR_BODY_KEPT]) if refused(status["code"]) else None
                 log_request(scope["method"], path, model_of(path), status["code"], elapsed_ms, reason)
 
 
