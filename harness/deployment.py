@@ -113,6 +113,9 @@ async def _launch_instance(platform: Platform, endpoint: str, running: VariantDe
 async def _launch_container(platform: Platform, endpoint: str, running: VariantDeployment, instance: Instance,
                             definition: ContainerDef) -> ContainerRuntime:
     """Start one container of ``instance``; an MME container gets its model cache."""
+    delay_s = platform.faults.start_delay_s(definition.image)
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)  # a fault a test armed (harness.faults): the start is held back
     single = len(running.model.containers) == 1
     if definition.multi_model:
         model_dir = running.variant_dir / instance.instance_id / f"models-{definition.hostname}"
@@ -133,9 +136,6 @@ async def _launch_container(platform: Platform, endpoint: str, running: VariantD
         limits=running.share,
         role_environment=platform.config.role_environment(),
     )
-    delay_s = platform.faults.start_delay_s(definition.image)
-    if delay_s > 0:
-        await asyncio.sleep(delay_s)  # a fault a test armed (harness.faults): the start is held back
     try:
         started = await asyncio.to_thread(platform.backend.start, spec)
     except Exception:
