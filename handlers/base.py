@@ -94,8 +94,8 @@ class Handler(ABC):
     #: Single-model mode's default number of worker processes (SAGEMAKER_MODEL_SERVER_WORKERS overrides).
     default_workers: ClassVar[int] = 1
     #: The response type for a request whose Accept is missing or ``*/*``. SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
-    #: when the user sets it, wins. AWS's first-party algorithm containers answer ``text/csv`` here
-    #: (docs/sagemaker-contract.md §1.8). Must be a type the handler's codecs can answer (checked at load).
+    #: when the user sets it, wins. AWS's first-party algorithm containers are reported to answer ``text/csv``
+    #: here (docs/sagemaker-contract.md §1.8). Must be a type the handler's codecs can answer (checked at load).
     default_accept: ClassVar[str] = "application/json"
     #: What a request without a Content-Type is read as; None: such a request is refused with 415.
     #: Must be a type the handler's codecs can read (checked at load).
