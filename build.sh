@@ -10,6 +10,9 @@ FRAMEWORKS=(sklearn pytorch tensorflow)
 # The only PyTorch release this project installs: its CPU wheel (no CUDA) is what the images ship.
 TORCH_VERSION_DEFAULT="2.13.0+cpu"
 TORCH_INDEX_URL_DEFAULT="https://download.pytorch.org/whl/cpu"
+# Platforms build.sh can build for; a machine of the other architecture needs QEMU emulation
+# (.ci/setup-emulation.sh registers it).
+PLATFORMS=(linux/amd64 linux/arm64)
 
 usage() {
     cat <<'EOF'
@@ -21,7 +24,8 @@ Commands:
         [--context DIR]                        build context is the Dockerfile's directory unless --context
   push IMAGE --to REGISTRY/REPO[:TAG]          tag and push; logs in to ECR first when the
                                                registry is *.dkr.ecr.*.amazonaws.com
-  base [--force]                               make servekit/base:bookworm from Debian packages
+  base [--force] [--platform P]                make servekit/base:bookworm (another platform's:
+                                               servekit/base:bookworm-ARCH) from Debian packages
                                                (debootstrap) for machines with no registry
   setup                                        install the Python environment, Docker engine, base and images
   test [PYTEST ARGS...]                        setup, then ruff, mypy and the whole test suite (python -m pytest)
@@ -36,6 +40,15 @@ build options:
   --ca-bundle FILE       extra CA certificates (PEM) trusted inside the image, at build time
                          (apt, pip) and at run time; for TLS-intercepting proxies
   --no-mms               leave the multi-model-server compatibility engine and Java out
+  --platform LIST        linux/amd64, linux/arm64 or both, comma-separated: one image per
+                         platform, tagged TAG-ARCH (e.g. latest-arm64); another architecture
+                         than the machine's runs under QEMU (.ci/setup-emulation.sh) and needs
+                         its base (./build.sh base --platform); a framework without wheels for
+                         a platform is refused. push --platform joins them under one tag
+  --gpu                  pytorch/tensorflow with CUDA (PyPI's CUDA builds; gigabytes), tag
+                         latest-gpu; linux/amd64 only
+  --user NAME[:UID]      run the image as this non-root user (uid default 1000), tag
+                         latest-nonroot; see docs/images.md for what changes
   --torch-wheels DIR     install PyTorch from the wheel(s) in DIR (bind-mounted, no layer
                          keeps them); default: $PIP_FIND_LINKS when it holds torch-*+cpu*.whl
   --torch-index-url URL  PyTorch index (default https://download.pytorch.org/whl/cpu)
@@ -46,6 +59,8 @@ build options:
 push options:
   --to REGISTRY/REPO[:TAG]   destination (TAG defaults to IMAGE's tag)
   --region REGION            ECR region (default: taken from the registry host)
+  --platform LIST            push IMAGE-ARCH for each platform as TAG-ARCH, then a manifest list
+                             TAG naming them all (docker manifest create/push)
 
 base options:
   --force                rebuild even if servekit/base:bookworm exists
@@ -114,14 +129,70 @@ human_size() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# platforms
+# ---------------------------------------------------------------------------------------------
+host_arch() {
+    case "$(uname -m)" in
+        x86_64 | amd64) echo amd64 ;;
+        aarch64 | arm64) echo arm64 ;;
+        *) uname -m ;;
+    esac
+}
+
+# platform_arch linux/arm64 -> arm64; anything build.sh cannot build is refused (exit 2).
+platform_arch() {
+    local p
+    for p in "${PLATFORMS[@]}"; do
+        [[ "$1" == "$p" ]] && { echo "${p#linux/}"; return 0; }
+    done
+    die "unsupported platform $1 (supported: ${PLATFORMS[*]})" 2
+}
+
+# The local base image for an architecture: the host's keeps its old name.
+local_base_for() {
+    if [[ "$1" == "$(host_arch)" ]]; then
+        echo "$LOCAL_BASE_IMAGE"
+    else
+        echo "$LOCAL_BASE_IMAGE-$1"
+    fi
+}
+
+# Running ARCH's binaries here: natively, or through a registered binfmt_misc QEMU interpreter.
+require_emulation() {
+    local arch="$1" entry
+    [[ "$arch" == "$(host_arch)" ]] && return 0
+    case "$arch" in
+        arm64) entry=/proc/sys/fs/binfmt_misc/qemu-aarch64 ;;
+        amd64) entry=/proc/sys/fs/binfmt_misc/qemu-x86_64 ;;
+        *) die "no emulator known for $arch" 2 ;;
+    esac
+    if ! { [[ -r "$entry" ]] && grep -q '^enabled' "$entry" && grep -q '^flags: .*F' "$entry"; }; then
+        die "linux/$arch on this $(host_arch) machine needs QEMU emulation, which is not registered ($entry): run bash .ci/setup-emulation.sh as root"
+    fi
+}
+
+image_arch() { docker image inspect -f '{{.Architecture}}' "$1" 2>/dev/null; }
+
+# ---------------------------------------------------------------------------------------------
 # base
 # ---------------------------------------------------------------------------------------------
+# Remove a debootstrap tree; a second stage that failed may leave /proc or /sys mounted in it,
+# and rm must never walk into those.
+remove_rootfs() {
+    local m
+    while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done < <(awk -v r="$1/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r)
+    rm -rf --one-file-system "$1"
+}
+
 cmd_base() {
     local force=0 if_no_registry=0 ca="/etc/ssl/certs/ca-certificates.crt"
-    local mirror="http://deb.debian.org/debian" name="$LOCAL_BASE_IMAGE"
+    local mirror="http://deb.debian.org/debian" name="" platform=""
     while (($#)); do
         case "$1" in
             --force) force=1 ;;
+            --platform) platform="${2:?--platform needs linux/amd64 or linux/arm64}"; shift ;;
             --if-no-registry) if_no_registry=1 ;;
             --ca-bundle) ca="${2:?--ca-bundle needs a file}"; shift ;;
             --mirror) mirror="${2:?--mirror needs a URL}"; shift ;;
@@ -131,40 +202,62 @@ cmd_base() {
         esac
         shift
     done
+    local arch
+    arch="$(host_arch)"
+    if [[ -n "$platform" ]]; then
+        [[ "$platform" != *,* ]] || die "base: one --platform at a time" 2
+        arch="$(platform_arch "$platform")"
+    fi
+    [[ -n "$name" ]] || name="$(local_base_for "$arch")"
     require_engine
     if ((!force)) && image_exists "$name"; then
         say "base image $name exists; skipping (use --force to remake it)"
         return 0
     fi
-    if ((if_no_registry)) && default_base_available; then
+    if ((if_no_registry)) && [[ "$arch" == "$(host_arch)" ]] && default_base_available; then
         say "registry reachable ($DEFAULT_BASE_IMAGE); no local base image needed"
         return 0
     fi
     command -v debootstrap >/dev/null 2>&1 \
         || die "debootstrap is missing: apt-get install -y debootstrap"
     [[ -r "$ca" ]] || die "CA bundle $ca not readable (pass --ca-bundle FILE)"
+    require_emulation "$arch"
+    local foreign=0
+    [[ "$arch" != "$(host_arch)" ]] && foreign=1
     local rootfs
     rootfs="$(mktemp -d /tmp/servekit-rootfs.XXXXXX)"
     # shellcheck disable=SC2064  # expand now: the path is fixed
-    trap "rm -rf '$rootfs'" EXIT
+    trap "remove_rootfs '$rootfs'" EXIT
     local t0=$SECONDS
-    say "debootstrap bookworm (minbase + python3, python3-venv, ca-certificates) into $rootfs"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-        bookworm "$rootfs" "$mirror" >/tmp/servekit-debootstrap.log 2>&1 \
-        || { tail -n 20 /tmp/servekit-debootstrap.log >&2; die "debootstrap failed (log /tmp/servekit-debootstrap.log)"; }
+    local log=/tmp/servekit-debootstrap-$arch.log
+    say "debootstrap bookworm $arch (minbase + python3, python3-venv, ca-certificates) into $rootfs"
+    # Another architecture: the first stage only unpacks (--foreign); the second runs the
+    # packages' scripts inside the tree, each arm64 binary through the registered QEMU
+    # interpreter (its F flag makes it usable inside the chroot without copying it there).
+    local stage1=(--variant=minbase "--arch=$arch" "--include=python3,python3-venv,ca-certificates")
+    ((foreign)) && stage1+=(--foreign)
+    debootstrap "${stage1[@]}" bookworm "$rootfs" "$mirror" >"$log" 2>&1 \
+        || { tail -n 20 "$log" >&2; die "debootstrap ($arch) failed (log $log)"; }
+    if ((foreign)); then
+        say "second stage under emulation (slow: every binary runs through QEMU)"
+        chroot "$rootfs" /debootstrap/debootstrap --second-stage >>"$log" 2>&1 \
+            || { tail -n 20 "$log" >&2; die "debootstrap second stage ($arch, emulated) failed (log $log)"; }
+    fi
     # The host's CA bundle: pip and apt inside builds go through the same TLS-intercepting proxy
     # the host trusts (see docs/images.md).
     cp "$ca" "$rootfs/etc/ssl/certs/ca-certificates.crt"
     # Keep the image small: package caches and lists are refetched by any build that needs them.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    say "importing as $name"
-    tar -C "$rootfs" -c . | docker import \
+    say "importing as $name (linux/$arch)"
+    tar -C "$rootfs" --one-file-system -c . | docker import --platform "linux/$arch" \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
         --change 'CMD ["/bin/bash"]' \
         - "$name" >/dev/null
-    rm -rf "$rootfs"
+    remove_rootfs "$rootfs"
     trap - EXIT
+    [[ "$(image_arch "$name")" == "$arch" ]] \
+        || die "base: $name was imported as $(image_arch "$name"), not $arch: this engine cannot label imports with a platform"
     say "base image $name made in $((SECONDS - t0)) s ($(human_size "$(docker image inspect -f '{{.Size}}' "$name")"))"
 }
 
@@ -178,18 +271,81 @@ cleanup_staged() {
     STAGED=()
 }
 
-# torch wheel dir: the explicit one, else $PIP_FIND_LINKS entries that hold a CPU wheel.
+# The wheel-file suffix of an architecture (manylinux tags).
+wheel_machine() { [[ "$1" == arm64 ]] && echo aarch64 || echo x86_64; }
+
+# torch wheel dir: the first $PIP_FIND_LINKS entry that holds the CPU wheel for ARCH.
 find_torch_wheel_dir() {
-    local d
+    local d arch="$1"
     local IFS=' '
     for d in ${PIP_FIND_LINKS:-}; do
         d="${d#file://}"
-        if [[ -d "$d" ]] && compgen -G "$d/torch-${TORCH_VERSION_DEFAULT}-*.whl" >/dev/null; then
-            printf '%s\n' "$d"
+        if [[ -d "$d" ]] && compgen -G "$d/torch-${TORCH_VERSION_DEFAULT}-*_$(wheel_machine "$arch").whl" >/dev/null; then
+            printf '%s
+' "$d"
             return 0
         fi
     done
     return 1
+}
+
+# pip on this machine, to ask an index which wheels exist for another platform.
+HOST_PIP=()
+host_pip() {
+    ((${#HOST_PIP[@]})) && return 0
+    local py
+    for py in "$REPO/.venv/bin/python" python3; do
+        if command -v "$py" >/dev/null 2>&1 && "$py" -m pip --version >/dev/null 2>&1; then
+            HOST_PIP=("$py" -m pip)
+            return 0
+        fi
+    done
+    die "cannot check which wheels exist for another platform: no pip on this machine (python3 -m pip)"
+}
+
+# The versions of a package the index offers as CPython 3.11 wheels for ARCH (blank: none).
+index_versions() {
+    local arch="$1" package="$2"
+    shift 2
+    local m
+    m="$(wheel_machine "$arch")"
+    host_pip
+    "${HOST_PIP[@]}" index versions "$package" "$@" --python-version 3.11 --implementation cp --abi cp311 \
+        --only-binary=:all: --platform "manylinux2014_$m" --platform "manylinux_2_28_$m" \
+        --platform "manylinux_2_17_$m" 2>/dev/null | sed -n 's/^Available versions: //p'
+}
+
+# Refuse, with one line, a framework whose wheels do not exist for ARCH (pip would otherwise build
+# from source, pick another package or version, or fail an hour later under emulation). Only
+# checked for a platform other than linux/amd64, where every image is known to build.
+check_framework_wheels() {
+    local fw="$1" arch="$2"
+    [[ "$arch" == amd64 ]] && return 0
+    case "$fw" in
+        sklearn)
+            [[ -n "$(index_versions "$arch" scikit-learn)" ]] \
+                || die "sklearn: no scikit-learn wheel for linux/$arch and CPython 3.11 on the package index: not building it"
+            ;;
+        tensorflow)
+            # pyproject.toml installs tensorflow-cpu on x86_64 only: it has no arm64 wheels, and the
+            # plain tensorflow wheel is the CPU build on aarch64.
+            [[ -n "$(index_versions "$arch" tensorflow)" ]] \
+                || die "tensorflow: no tensorflow wheel for linux/$arch and CPython 3.11 on the package index (tensorflow-cpu has none for arm64): not building it"
+            ;;
+        pytorch)
+            if [[ -n "$TORCH_WHEELS" ]]; then
+                compgen -G "$TORCH_WHEELS/torch-${TORCH_VERSION_DEFAULT}-*_$(wheel_machine "$arch").whl" >/dev/null \
+                    || die "pytorch: no torch-${TORCH_VERSION_DEFAULT}-*_$(wheel_machine "$arch").whl in $TORCH_WHEELS for linux/$arch: not building it"
+            else
+                [[ -n "$TORCH_INDEX_URL" ]] \
+                    || die "pytorch: linux/$arch needs a torch CPU wheel source: --torch-index-url URL or --torch-wheels DIR" 2
+                # PyPI's own torch $TORCH_VERSION_DEFAULT for aarch64 is a CUDA build: only the CPU
+                # index (or a local wheel) has the +cpu build, so the exact local version is asked for.
+                [[ " $(index_versions "$arch" torch --index-url "$TORCH_INDEX_URL" | tr -d ,) " == *" $TORCH_VERSION_DEFAULT "* ]] \
+                    || die "pytorch: torch $TORCH_VERSION_DEFAULT for linux/$arch is not offered by $TORCH_INDEX_URL (or it cannot be reached): not building it; pass --torch-wheels DIR holding torch-${TORCH_VERSION_DEFAULT}-*_$(wheel_machine "$arch").whl"
+            fi
+            ;;
+    esac
 }
 
 # Stage files into the build context (docker/ca, docker/wheels); hard links where possible.
@@ -207,18 +363,23 @@ build_one() {
     local name="$1" dockerfile="$2" framework="$3" tag="$4" base="$5" with_mms="$6" context="$7"
     local image="$name:$tag"
     local args=(build --network "$NETWORK" --progress "$PROGRESS" -f "$dockerfile" -t "$image"
-        --build-arg "BASE_IMAGE=$base" --build-arg "WITH_MMS=$with_mms")
+        --platform "linux/$BUILD_ARCH" --build-arg "BASE_IMAGE=$base" --build-arg "WITH_MMS=$with_mms"
+        --build-arg "SERVE_USER=$SERVE_USER" --build-arg "SERVE_UID=$SERVE_UID" --build-arg "ACCELERATOR=$ACCELERATOR")
     ((NO_CACHE)) && args+=(--no-cache)
-    if [[ "$framework" == pytorch ]]; then
+    if [[ "$framework" == pytorch && "$ACCELERATOR" == gpu ]]; then
+        # PyPI's torch of the same release is the CUDA build (with its nvidia-* wheels).
+        say "pytorch: installing torch ${TORCH_VERSION_DEFAULT%+cpu} from PyPI (the CUDA build)"
+        args+=(--build-arg "TORCH_VERSION=${TORCH_VERSION_DEFAULT%+cpu}" --build-arg "TORCH_INDEX_URL=")
+    elif [[ "$framework" == pytorch ]]; then
         args+=(--build-arg "TORCH_VERSION=$TORCH_VERSION_DEFAULT")
         if [[ -n "$TORCH_WHEELS" ]]; then
             local w n=0
-            for w in "$TORCH_WHEELS"/torch-*.whl; do
+            for w in "$TORCH_WHEELS"/torch-*_"$(wheel_machine "$BUILD_ARCH")".whl; do
                 [[ -e "$w" ]] || continue
                 stage_file "$w" "$REPO/docker/wheels/$(basename "$w")"
                 n=$((n + 1))
             done
-            ((n)) || die "no torch-*.whl in $TORCH_WHEELS"
+            ((n)) || die "no torch-*_$(wheel_machine "$BUILD_ARCH").whl (linux/$BUILD_ARCH) in $TORCH_WHEELS"
             say "pytorch: installing from local wheel(s) in $TORCH_WHEELS (bind mount, no layer)"
             args+=(--build-arg "TORCH_INDEX_URL=")
         else
@@ -226,7 +387,7 @@ build_one() {
             args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
         fi
     fi
-    say "building $image from $dockerfile (context $context, base $base, mms $with_mms)"
+    say "building $image for linux/$BUILD_ARCH from $dockerfile (context $context, base $base, mms $with_mms)"
     local t0=$SECONDS rc=0
     (cd "$context" && DOCKER_BUILDKIT=1 "${DOCKER[@]}" "${args[@]}" .) || rc=$?
     local secs=$((SECONDS - t0))
@@ -236,6 +397,9 @@ build_one() {
         SUMMARY+=("$image|FAILED|-|${secs}s")
         return "$rc"
     fi
+    # Never hand out an image of another architecture than the one asked for.
+    [[ "$(image_arch "$image")" == "$BUILD_ARCH" ]] \
+        || die "$image came out as $(image_arch "$image"), not $BUILD_ARCH (platform not honoured by this engine)"
     local bytes
     bytes="$(docker image inspect -f '{{.Size}}' "$image")"
     SUMMARY+=("$image|ok|$(human_size "$bytes")|${secs}s")
@@ -252,10 +416,41 @@ print_summary() {
     done
 }
 
+# The base image for ARCH: --base-image (its architecture checked), else for the host the public
+# slim image or the local debootstrap base, for another architecture the local base made by
+# ./build.sh base --platform (a registry's multi-arch tag would hold one architecture at a time here).
+pick_base() {
+    local arch="$1" base="$2" dockerfile="$3" local_base
+    local_base="$(local_base_for "$arch")"
+    if [[ -z "$base" ]]; then
+        if [[ "$arch" != "$(host_arch)" ]]; then
+            image_exists "$local_base" \
+                || die "no linux/$arch base image $local_base: run ./build.sh base --platform linux/$arch (or pass --base-image with a linux/$arch image)"
+            base="$local_base"
+        elif default_base_available; then
+            base="$DEFAULT_BASE_IMAGE"
+        elif image_exists "$local_base"; then
+            base="$local_base"
+            say "no registry reachable for $DEFAULT_BASE_IMAGE: using the local base $local_base"
+        elif [[ -n "$dockerfile" ]]; then
+            # Another Dockerfile may not use BASE_IMAGE at all (e.g. one built FROM a servekit image).
+            say "note: cannot pull $DEFAULT_BASE_IMAGE and no $local_base; passing BASE_IMAGE=$DEFAULT_BASE_IMAGE anyway"
+            echo "$DEFAULT_BASE_IMAGE"
+            return 0
+        else
+            die "cannot pull $DEFAULT_BASE_IMAGE and $local_base does not exist: run ./build.sh base first (or pass --base-image)"
+        fi
+    fi
+    if image_exists "$base" && [[ "$(image_arch "$base")" != "$arch" ]]; then
+        die "base image $base is $(image_arch "$base"), not $arch: pass a linux/$arch --base-image (./build.sh base --platform linux/$arch makes one)" 2
+    fi
+    echo "$base"
+}
+
 cmd_build() {
     local targets=() tag="" base="" ca="" with_mms=true dockerfile="" name="" context=""
     NO_CACHE=0 NETWORK=host PROGRESS=plain TORCH_WHEELS="" TORCH_INDEX_URL="$TORCH_INDEX_URL_DEFAULT"
-    local torch_source_given=0
+    local torch_source_given=0 platforms="" gpu=0 user=""
     while (($#)); do
         case "$1" in
             sklearn | pytorch | tensorflow) targets+=("$1") ;;
@@ -264,6 +459,9 @@ cmd_build() {
             --base-image) base="${2:?--base-image needs an image}"; shift ;;
             --ca-bundle) ca="${2:?--ca-bundle needs a file}"; shift ;;
             --no-mms) with_mms=false ;;
+            --platform) platforms="${2:?--platform needs linux/amd64, linux/arm64 or both, comma-separated}"; shift ;;
+            --gpu) gpu=1 ;;
+            --user) user="${2:?--user needs NAME[:UID]}"; shift ;;
             --torch-wheels) TORCH_WHEELS="${2:?--torch-wheels needs a directory}"; torch_source_given=1; shift ;;
             --torch-index-url) TORCH_INDEX_URL="${2:?--torch-index-url needs a URL}"; torch_source_given=1; shift ;;
             --dockerfile) dockerfile="${2:?--dockerfile needs a file}"; shift ;;
@@ -294,31 +492,77 @@ COPY the certificates in your Dockerfile, or pass --context $REPO" 2
     elif [[ -n "$context" ]]; then
         die "build: --context goes with --dockerfile (servekit's own images build from the checkout)" 2
     elif ((${#targets[@]} == 0)); then
-        targets=("${FRAMEWORKS[@]}")
+        # --gpu alone: the two frameworks that have a GPU build.
+        if ((gpu)); then targets=(pytorch tensorflow); else targets=("${FRAMEWORKS[@]}"); fi
     fi
-    [[ -z "$tag" ]] && { [[ "$with_mms" == true ]] && tag=latest || tag=latest-nomms; }
+    # --user NAME[:UID]: the image runs as that user (uid default 1000).
+    SERVE_USER="" SERVE_UID=0
+    if [[ -n "$user" ]]; then
+        SERVE_USER="${user%%:*}"
+        SERVE_UID=1000
+        [[ "$user" == *:* ]] && SERVE_UID="${user#*:}"
+        [[ "$SERVE_USER" =~ ^[a-z_][a-z0-9_-]{0,31}$ && "$SERVE_USER" != root ]] \
+            || die "build: --user $user: NAME must be a non-root user name ([a-z_][a-z0-9_-]*)" 2
+        if ! [[ "$SERVE_UID" =~ ^[0-9]{1,9}$ ]] || ((SERVE_UID < 1)); then
+            die "build: --user $user: UID must be a number from 1 (0 is root)" 2
+        fi
+    fi
+    # --gpu: the CUDA builds of PyTorch and TensorFlow from PyPI, linux/amd64 only.
+    ACCELERATOR=cpu
+    if ((gpu)); then
+        ACCELERATOR=gpu
+        [[ -z "$dockerfile" ]] || die "build: --gpu builds servekit's pytorch and tensorflow images, not --dockerfile" 2
+        local t
+        for t in "${targets[@]}"; do
+            [[ "$t" != sklearn ]] || die "build: --gpu: scikit-learn has no GPU build; build sklearn without --gpu" 2
+        done
+        ((!torch_source_given)) \
+            || die "build: --gpu installs PyPI's CUDA build of torch; --torch-wheels and --torch-index-url are for the CPU build" 2
+        [[ -z "$platforms" || "$platforms" == linux/amd64 ]] \
+            || die "build: --gpu builds for linux/amd64 only (the CUDA wheels it installs are x86_64 builds), not $platforms" 2
+    fi
+    if [[ -z "$tag" ]]; then
+        [[ "$with_mms" == true ]] && tag=latest || tag=latest-nomms
+        ((gpu)) && tag="$tag-gpu"
+        [[ -n "$SERVE_USER" ]] && tag="$tag-nonroot"
+    fi
     if [[ -n "$TORCH_WHEELS" ]]; then
         [[ -d "$TORCH_WHEELS" ]] || die "--torch-wheels: no such directory: $TORCH_WHEELS" 2
-    elif ((!torch_source_given)); then
-        TORCH_WHEELS="$(find_torch_wheel_dir || true)"
+    fi
+    # Architectures: the host's (tag unchanged) or each one of --platform (tag TAG-ARCH, so the
+    # images of one name never overwrite each other; push --platform joins them under one tag).
+    local archs=() suffix=0 p arch
+    if [[ -n "$platforms" ]]; then
+        suffix=1
+        local plist=()
+        IFS=, read -ra plist <<<"$platforms"
+        ((${#plist[@]})) || die "build: --platform needs at least one platform" 2
+        for p in "${plist[@]}"; do
+            arch="$(platform_arch "$p")" || exit 2
+            [[ " ${archs[*]} " == *" $arch "* ]] || archs+=("$arch")
+        done
+        ((${#archs[@]} == 1)) || [[ -z "$base" ]] \
+            || die "build: --base-image names one image, which has one architecture: build one --platform at a time with it" 2
+    else
+        archs=("$(host_arch)")
     fi
 
     pick_docker
     require_engine
-    if [[ -z "$base" ]]; then
-        if default_base_available; then
-            base="$DEFAULT_BASE_IMAGE"
-        elif image_exists "$LOCAL_BASE_IMAGE"; then
-            base="$LOCAL_BASE_IMAGE"
-            say "no registry reachable for $DEFAULT_BASE_IMAGE: using the local base $LOCAL_BASE_IMAGE"
-        elif [[ -n "$dockerfile" ]]; then
-            # Another Dockerfile may not use BASE_IMAGE at all (e.g. one built FROM a servekit image).
-            base="$DEFAULT_BASE_IMAGE"
-            say "note: cannot pull $DEFAULT_BASE_IMAGE and no $LOCAL_BASE_IMAGE; passing BASE_IMAGE=$base anyway"
-        else
-            die "cannot pull $DEFAULT_BASE_IMAGE and $LOCAL_BASE_IMAGE does not exist: run ./build.sh base first (or pass --base-image)"
-        fi
-    fi
+    for arch in "${archs[@]}"; do
+        require_emulation "$arch"
+    done
+    # Every framework's wheels for every platform, before anything is built.
+    local fw wheels
+    for arch in "${archs[@]}"; do
+        for fw in "${targets[@]}"; do
+            wheels="$TORCH_WHEELS"
+            if [[ "$fw" == pytorch && -z "$wheels" ]] && ((!torch_source_given && !gpu)); then
+                wheels="$(find_torch_wheel_dir "$arch" || true)"
+            fi
+            TORCH_WHEELS="$wheels" check_framework_wheels "$fw" "$arch"
+        done
+    done
 
     trap cleanup_staged EXIT
     if [[ -n "$ca" ]]; then
@@ -327,14 +571,24 @@ COPY the certificates in your Dockerfile, or pass --context $REPO" 2
         say "trusting the extra CA certificates in $ca"
     fi
 
-    local t0=$SECONDS rc=0 fw
-    if [[ -n "$dockerfile" ]]; then
-        build_one "$name" "$dockerfile" "" "$tag" "$base" "$with_mms" "$context" || rc=$?
-    else
-        for fw in "${targets[@]}"; do
-            build_one "servekit-$fw" "Dockerfile.$fw" "$fw" "$tag" "$base" "$with_mms" "$REPO" || { rc=$?; break; }
-        done
-    fi
+    local t0=$SECONDS rc=0 arch_base arch_tag torch_wheels_arg="$TORCH_WHEELS"
+    for arch in "${archs[@]}"; do
+        BUILD_ARCH="$arch"
+        arch_base="$(pick_base "$arch" "$base" "$dockerfile")" || exit $?
+        arch_tag="$tag"
+        ((suffix)) && arch_tag="$tag-$arch"
+        if [[ -n "$dockerfile" ]]; then
+            build_one "$name" "$dockerfile" "" "$arch_tag" "$arch_base" "$with_mms" "$context" || { rc=$?; break; }
+        else
+            for fw in "${targets[@]}"; do
+                TORCH_WHEELS="$torch_wheels_arg"
+                if [[ "$fw" == pytorch && -z "$TORCH_WHEELS" ]] && ((!torch_source_given && !gpu)); then
+                    TORCH_WHEELS="$(find_torch_wheel_dir "$arch" || true)"
+                fi
+                build_one "servekit-$fw" "Dockerfile.$fw" "$fw" "$arch_tag" "$arch_base" "$with_mms" "$REPO" || { rc=$?; break 2; }
+            done
+        fi
+    done
     cleanup_staged
     print_summary
     printf 'total build time: %ss\n' "$((SECONDS - t0))"
@@ -372,11 +626,12 @@ PY
 }
 
 cmd_push() {
-    local image="" dest="" region=""
+    local image="" dest="" region="" platforms=""
     while (($#)); do
         case "$1" in
             --to) dest="${2:?--to needs REGISTRY/REPO[:TAG]}"; shift ;;
             --region) region="${2:?--region needs a value}"; shift ;;
+            --platform) platforms="${2:?--platform needs linux/amd64, linux/arm64 or both, comma-separated}"; shift ;;
             -h | --help) usage; exit 0 ;;
             -*) die "push: unknown option $1 (see --help)" 2 ;;
             *) [[ -z "$image" ]] || die "push: one IMAGE at a time" 2; image="$1" ;;
@@ -388,7 +643,25 @@ cmd_push() {
     [[ "$registry" != "$dest" && ("$registry" == *.* || "$registry" == *:* || "$registry" == localhost) ]] \
         || die "push: --to must start with a registry host (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/servekit-sklearn)" 2
     require_engine
-    image_exists "$image" || die "push: no local image $image (build it first: ./build.sh build)"
+    local archs=() p arch
+    if [[ -n "$platforms" ]]; then
+        local plist=()
+        IFS=, read -ra plist <<<"$platforms"
+        for p in "${plist[@]}"; do
+            arch="$(platform_arch "$p")" || exit 2
+            [[ " ${archs[*]} " == *" $arch "* ]] || archs+=("$arch")
+        done
+        ((${#archs[@]})) || die "push: --platform needs at least one platform" 2
+        [[ "${image##*/}" == *:* ]] || image="$image:latest"
+        for arch in "${archs[@]}"; do
+            image_exists "$image-$arch" \
+                || die "push: no local image $image-$arch (build it: ./build.sh build ... --platform linux/$arch)"
+            [[ "$(image_arch "$image-$arch")" == "$arch" ]] \
+                || die "push: $image-$arch is $(image_arch "$image-$arch"), not $arch"
+        done
+    else
+        image_exists "$image" || die "push: no local image $image (build it first: ./build.sh build)"
+    fi
     # A tag is the part after the last ':' in the last path component.
     local last="${dest##*/}"
     if [[ "$last" != *:* ]]; then
@@ -399,10 +672,30 @@ cmd_push() {
     if [[ "$registry" =~ ^[0-9]{12}\.dkr\.ecr(-fips)?\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$ ]]; then
         ecr_login "$registry" "${region:-${BASH_REMATCH[2]}}"
     fi
-    say "pushing $image as $dest"
-    docker tag "$image" "$dest"
-    docker push "$dest"
-    say "pushed $dest"
+    if ((${#archs[@]} == 0)); then
+        say "pushing $image as $dest"
+        docker tag "$image" "$dest"
+        docker push "$dest"
+        say "pushed $dest"
+        return 0
+    fi
+    # Multi-arch: each architecture's image is pushed under DEST-ARCH, then a manifest list (an
+    # OCI image index) under DEST names them all; a client pulling DEST gets its own architecture.
+    local insecure=()
+    # A loopback registry speaks plain HTTP (the engine trusts 127.0.0.0/8; docker manifest must be told).
+    [[ "$registry" == localhost* || "$registry" == 127.* ]] && insecure=(--insecure)
+    local parts=()
+    for arch in "${archs[@]}"; do
+        say "pushing $image-$arch as $dest-$arch"
+        docker tag "$image-$arch" "$dest-$arch"
+        docker push "$dest-$arch"
+        parts+=("$dest-$arch")
+    done
+    say "manifest list $dest -> ${parts[*]}"
+    docker manifest create "${insecure[@]}" --amend "$dest" "${parts[@]}" >/dev/null \
+        || die "push: docker manifest create $dest failed"
+    docker manifest push "${insecure[@]}" --purge "$dest" >/dev/null || die "push: docker manifest push $dest failed"
+    say "pushed $dest (linux/${archs[*]})"
 }
 
 # ---------------------------------------------------------------------------------------------

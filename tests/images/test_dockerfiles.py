@@ -52,7 +52,10 @@ def test_dockerfile_declares_the_sagemaker_contract(framework: str) -> None:
     assert re.search(r'^ENTRYPOINT \["serve"\]$', text, re.M), "exec-form ENTRYPOINT"
     assert re.search(rf"^ENV SERVE_FRAMEWORK={framework}$", text, re.M)
     assert "ARG WITH_MMS=true" in text
-    assert not re.search(r"^USER ", text, re.M), "SageMaker expects root"
+    # SageMaker expects root: the only USER line is the build argument's, whose default is uid 0
+    # (./build.sh build --user NAME[:UID] sets it for clusters that forbid root).
+    assert re.findall(r"^USER .*$", text, re.M) == ["USER ${SERVE_UID}"]
+    assert re.search(r"^ARG SERVE_UID=0$", text, re.M), "root unless a user is asked for"
     assert "# syntax=" not in text, "a syntax line makes BuildKit pull a frontend image from a registry"
 
 
