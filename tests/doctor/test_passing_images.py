@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,8 @@ def test_servekit_sklearn_passes_as_a_multi_model_container(docker_engine: None,
 def aws_stack_image(docker_engine: None) -> str:
     """The AWS-stack test image (cold build about a minute; Docker's layer cache after that)."""
     started = time.monotonic()
-    docker("build", "--quiet", "--network", "host", "--tag", AWS_STACK, str(IMAGES / "aws-stack"), timeout=1800)
+    docker("build", "--quiet", "--network", "host", "--tag", AWS_STACK, "--build-arg",
+           f"SKLEARN_VERSION={version('scikit-learn')}", str(IMAGES / "aws-stack"), timeout=1800)
     print(f"AWS-stack image built in {time.monotonic() - started:.1f} s")
     return AWS_STACK
 
