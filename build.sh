@@ -186,6 +186,28 @@ remove_rootfs() {
     rm -rf --one-file-system "$1"
 }
 
+# An image of another architecture from a file-system tree. `docker import --platform` is ignored by
+# engines without experimental features (the image would say amd64), so the tree is added to an
+# empty image by a one-line build for that platform, which labels it correctly.
+image_from_tree() {
+    local tree="$1" name="$2" arch="$3" ctx
+    ctx="$(mktemp -d /tmp/servekit-base-ctx.XXXXXX)"
+    say "making $name (linux/$arch) from the tree"
+    tar -C "$tree" --one-file-system -cf "$ctx/rootfs.tar" .
+    cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+ADD rootfs.tar /
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
+CMD ["/bin/bash"]
+DOCKERFILE
+    pick_docker
+    local rc=0
+    DOCKER_BUILDKIT=1 "${DOCKER[@]}" build --network host --quiet --platform "linux/$arch" \
+        -t "$name" "$ctx" >/dev/null || rc=$?
+    rm -rf "$ctx"
+    ((rc == 0)) || die "base: building $name from the $arch tree failed"
+}
+
 cmd_base() {
     local force=0 if_no_registry=0 ca="/etc/ssl/certs/ca-certificates.crt"
     local mirror="http://deb.debian.org/debian" name="" platform=""
@@ -248,16 +270,24 @@ cmd_base() {
     cp "$ca" "$rootfs/etc/ssl/certs/ca-certificates.crt"
     # Keep the image small: package caches and lists are refetched by any build that needs them.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    say "importing as $name (linux/$arch)"
-    tar -C "$rootfs" --one-file-system -c . | docker import --platform "linux/$arch" \
-        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'ENV LANG=C.UTF-8' \
-        --change 'CMD ["/bin/bash"]' \
-        - "$name" >/dev/null
+    if ((foreign)); then
+        image_from_tree "$rootfs" "$name" "$arch"
+    else
+        say "importing as $name"
+        tar -C "$rootfs" --one-file-system -c . | docker import \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'ENV LANG=C.UTF-8' \
+            --change 'CMD ["/bin/bash"]' \
+            - "$name" >/dev/null
+    fi
     remove_rootfs "$rootfs"
     trap - EXIT
-    [[ "$(image_arch "$name")" == "$arch" ]] \
-        || die "base: $name was imported as $(image_arch "$name"), not $arch: this engine cannot label imports with a platform"
+    if [[ "$(image_arch "$name")" != "$arch" ]]; then
+        local wrong
+        wrong="$(image_arch "$name")"
+        docker rmi "$name" >/dev/null 2>&1 || true
+        die "base: $name came out as $wrong, not $arch; removed it"
+    fi
     say "base image $name made in $((SECONDS - t0)) s ($(human_size "$(docker image inspect -f '{{.Size}}' "$name")"))"
 }
 
