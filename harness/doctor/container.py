@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from harness import artifacts
 from harness.backends.base import MULTI_MODEL_MOUNT, SINGLE_MODEL_MOUNT, PortRanges, free_port
-from harness.backends.docker import DockerBackend
+from harness.backends.docker import DockerBackend, process_identity
 from harness.doctor.image import DoctorError
 from harness.doctor.options import DoctorOptions
 from harness.instance_types import limits_for
@@ -61,7 +59,8 @@ class DoctorContainer:
     port: int
     safe_range: tuple[int, int]
     network: str
-    init_pids: set[int] = field(default_factory=set)
+    #: ``pid:start time`` of every process seen in the container (harness.backends.docker.process_identity).
+    seen: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -81,7 +80,7 @@ class DoctorContainer:
         if result.returncode != 0:
             return []
         pids = [int(word) for word in result.stdout.split() if word.isdigit()]
-        self.init_pids.update(pids)
+        self.seen.update(filter(None, map(process_identity, pids)))
         return pids
 
     def listening_ports(self) -> set[int]:
@@ -117,7 +116,8 @@ class DoctorContainer:
 
     def leftover_processes(self) -> list[int]:
         """Processes the container ever showed that still run (its PID namespace should take them all)."""
-        return [pid for pid in self.init_pids if psutil.pid_exists(pid)]
+        return sorted(int(ident.split(":")[0]) for ident in self.seen
+                      if process_identity(int(ident.split(":")[0])) == ident)
 
     def remove(self) -> None:
         _docker("rm", "--force", self.id, timeout=120)

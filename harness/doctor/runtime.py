@@ -128,6 +128,9 @@ def check_ports(container: DoctorContainer, startup: Startup) -> CheckResult:
     if startup.outcome != "ready":
         return CheckResult("ports", SKIPPED, "the server never answered /ping 200")
     listening = container.listening_ports()
+    if container.port not in listening:
+        return CheckResult("ports", SKIPPED, f"/ping answered on {container.port} but the container's sockets read "
+                           f"from /proc show {sorted(listening)}: run the doctor as root to map them")
     foreign = _outside(container, listening)
     if foreign:
         return CheckResult("ports", FAIL, f"given {given}, the container also listens on {sorted(foreign)}: in a "
