@@ -1,0 +1,91 @@
+"""The scikit-learn image built to run as a non-root user (``./build.sh build sklearn --user servekit``).
+
+For clusters that forbid root (Kubernetes ``runAsNonRoot``): the image's USER is a numeric uid, the
+server serves single-model and multi-model from read-only mounts, writes only where that user may,
+and can still pip-install a model's ``code/requirements.txt`` into the image's virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.images.conftest import REPO, docker, image_tag
+from tests.images.test_images import artifact, assert_prediction
+
+pytestmark = pytest.mark.images
+
+USER = "servekit"
+UID = 1000
+_ready: set[str] = set()
+
+
+@pytest.fixture
+def nonroot_image(docker_engine: None) -> str:
+    """``servekit-sklearn:<tag>-nonroot``, built through build.sh when missing (cached: ~20 s)."""
+    name = f"servekit-sklearn:{image_tag()}-nonroot"
+    if name not in _ready:
+        if docker("image", "inspect", name, check=False).returncode != 0:
+            args = [str(REPO / "build.sh"), "build", "sklearn", "--user", f"{USER}:{UID}",
+                    "--tag", f"{image_tag()}-nonroot"]
+            if image_tag().endswith("nomms"):
+                args.append("--no-mms")
+            result = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+            if result.returncode != 0:
+                tail = (result.stdout + result.stderr)[-4000:]
+                pytest.fail(f"{name} is missing and `{' '.join(args)}` failed:\n{tail}")
+        _ready.add(name)
+    return name
+
+
+def test_runs_as_a_numeric_non_root_user(nonroot_image: str) -> None:
+    config = json.loads(docker("inspect", "--format", "{{json .Config}}", nonroot_image).stdout)
+    assert config["User"] == str(UID), "numeric, so Kubernetes' runAsNonRoot can verify it"
+    ids = docker("run", "--rm", "--network", "host", "--entrypoint", "sh", nonroot_image, "-c",
+                 "id -u; id -un; test -w /opt/venv/lib/python3.11/site-packages && echo venv-writable; "
+                 "test -w /tmp && echo tmp-writable; test -w /opt/ml || echo opt-ml-not-writable").stdout.split()
+    assert ids == [str(UID), USER, "venv-writable", "tmp-writable", "opt-ml-not-writable"]
+
+
+def test_nonroot_single_model(nonroot_image: str, run_container: Any,
+                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    model = artifact(tmp_path_factory, "sklearn")
+    container = run_container(nonroot_image, mounts={model.path: "/opt/ml/model"})
+    assert_prediction(httpx.post(container.url + "/invocations", json=model.rows, timeout=60), model)
+    # Every process of the container (server and workers) runs as the user.
+    top = docker("top", container.id, "-o", "pid,uid,args").stdout.splitlines()[1:]
+    assert top and all(line.split()[1] == str(UID) for line in top), "\n".join(top)
+
+
+def test_nonroot_multi_model(nonroot_image: str, run_container: Any,
+                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    first = artifact(tmp_path_factory, "sklearn", "first", seed=1)
+    second = artifact(tmp_path_factory, "sklearn", "second", seed=2)
+    container = run_container(nonroot_image, env={"SAGEMAKER_MULTI_MODEL": "true"},
+                              mounts={first.path: "/opt/ml/models/first", second.path: "/opt/ml/models/second"})
+    for name in ("first", "second"):
+        loaded = httpx.post(container.url + "/models", timeout=120,
+                            json={"model_name": name, "url": f"/opt/ml/models/{name}"})
+        assert loaded.status_code == 200, f"load {name}: {loaded.status_code} {loaded.text[:500]}"
+    assert_prediction(httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=60), first)
+    assert_prediction(httpx.post(container.url + "/models/second/invoke", json=second.rows, timeout=60), second)
+    assert httpx.delete(container.url + "/models/first", timeout=60).status_code == 200
+    started = time.monotonic()
+    docker("stop", "-t", "30", container.id, timeout=60)
+    assert container.state()["ExitCode"] == 0, container.logs()
+    assert time.monotonic() - started < 30
+
+
+def test_nonroot_mms_engine(nonroot_image: str, run_container: Any,
+                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    """multi-model-server writes its config, logs and sockets under the temp directory, not /."""
+    if nonroot_image.split(":")[-1].startswith("latest-nomms") or "nomms" in image_tag():
+        pytest.skip(f"{nonroot_image} was built without the compatibility engine (--no-mms)")
+    model = artifact(tmp_path_factory, "sklearn")
+    container = run_container(nonroot_image, env={"SERVE_ENGINE": "mms"}, mounts={model.path: "/opt/ml/model"})
+    assert_prediction(httpx.post(container.url + "/invocations", json=model.rows, timeout=60), model)
