@@ -153,7 +153,10 @@ def start_container(image: str, options: DoctorOptions, mount: Path, ranges: Por
     for key, value in env.items():
         args += ["--env", f"{key}={value}"]
     limits = limits_for(options.instance_type)
-    args += ["--cpus", f"{limits.vcpus:g}", "--memory", f"{limits.memory_mib}m",
+    # No swap beyond the instance's memory (--memory-swap = --memory): an instance has no swap to fall
+    # back on [I], so a container over its memory is OOM-killed, as it would be there.
+    memory = f"{limits.memory_mib}m"
+    args += ["--cpus", f"{limits.vcpus:g}", "--memory", memory, "--memory-swap", memory,
              "--volume", f"{mount}:{MULTI_MODEL_MOUNT if options.mme else SINGLE_MODEL_MOUNT}:ro", image, "serve"]
     result = _docker(*args, timeout=120)
     if result.returncode != 0:

@@ -64,9 +64,16 @@ def _run_checks(container: DoctorContainer, options: DoctorOptions, say: Callabl
         invocations = runtime.check_invocations(container, options, startup)
         answering = invocations[-1].verdict != FAIL
         results += invocations + [runtime.check_payload(container, options, startup, answering=answering)]
-    results.append(runtime.check_memory(container, options, startup))
-    say("sending SIGTERM")
-    sigterm = runtime.check_sigterm(container, options, startup)
+    if startup.outcome != "exited" and not container.running():
+        state = container.state()
+        killed = "OOM-killed" if state.get("OOMKilled") else f"exit code {state.get('ExitCode')}"
+        reason = f"the container stopped during the checks ({killed}); see the failures above"
+        results.append(CheckResult("idle-memory", SKIPPED, reason))
+        sigterm = CheckResult("sigterm", SKIPPED, reason)
+    else:
+        results.append(runtime.check_memory(container, options, startup))
+        say("sending SIGTERM")
+        sigterm = runtime.check_sigterm(container, options, startup)
     logs = container.logs()
     head = [runtime.check_starts(startup, logs), runtime.check_ping_startup(startup, options)]
     return head + results + [runtime.check_read_only(logs, options), sigterm]

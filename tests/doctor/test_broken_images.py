@@ -43,6 +43,9 @@ CASES = {
     "exits at start": Broken("exit", ("starts",), "cannot find the model configuration"),
     "image over the size limit": Broken("oversize", ("image-size",), "is greater than supported size"),
     "write into the read-only /opt/ml/model": Broken("write_model", ("read-only-model",), "Read-only file system"),
+    "MME loads until OOM-killed, no 507": Broken("no_507", ("mme-507",), "OOM-killed without answering 507",
+                                                 {"mme": True, "check_oom": True, "instance_type": "ml.t2.medium",
+                                                  "env": {"DOCTOR_MODEL_MB": "512"}}),
 }
 
 
@@ -84,6 +87,13 @@ def test_broken_image_fails_its_own_check(test_images: dict[str, str], tmp_path:
     assert all(c.fix for c in report.checks if c.verdict == FAIL), _explain(report)
 
 
+def test_control_image_answers_507_before_the_oom_killer(test_images: dict[str, str], tmp_path: Path) -> None:
+    options = options_for(tmp_path, mme=True, check_oom=True, instance_type="ml.t2.medium",
+                          env={"DOCTOR_MODEL_MB": "512"})
+    report = run_doctor(test_images["good"], options)
+    assert report.ok and report.verdict_of("mme-507") == PASS, _explain(report)
+
+
 def test_arm64_image_is_not_run_on_an_x86_host(test_images: dict[str, str], tmp_path: Path) -> None:
     report = run_doctor(test_images["arm64"], options_for(tmp_path))
     runtime = [c for c in report.checks if c.name not in ("architecture", "image-size", "entrypoint", "labels")]
@@ -93,3 +103,12 @@ def test_arm64_image_is_not_run_on_an_x86_host(test_images: dict[str, str], tmp_
 def test_arm64_image_passes_architecture_for_a_graviton_instance(test_images: dict[str, str], tmp_path: Path) -> None:
     report = run_doctor(test_images["arm64"], options_for(tmp_path, instance_type="ml.c7g.large"))
     assert report.verdict_of("architecture") == PASS, _explain(report)
+
+
+def test_checks_after_an_oom_kill_are_skipped_not_passed(test_images: dict[str, str], tmp_path: Path) -> None:
+    options = options_for(tmp_path, mme=True, check_oom=True, instance_type="ml.t2.medium",
+                          env={"DOCTOR_MODEL_MB": "512"})
+    report = run_doctor(test_images["no_507"], options)
+    for name in ("idle-memory", "sigterm"):
+        assert report.verdict_of(name) == SKIPPED, _explain(report)
+    assert "OOM-killed" in next(c.why for c in report.checks if c.name == "sigterm"), _explain(report)

@@ -4,7 +4,9 @@ DOCTOR_FLAW names (each broken test image sets it; see the Dockerfiles beside th
 Flaws: port (hard-coded port), ping_early (/ping 200 before the model loads), load_fails (the
 handler fails at load, /ping still 200), slow_ping (/ping takes 2.5 s), exit (exits at start),
 write_model (writes into /opt/ml/model), models_404 (GET /models answers 404), ignore_sigterm
-(SIGTERM ignored).
+(SIGTERM ignored), no_507 (loads until the OOM killer comes instead of answering 507).
+
+DOCTOR_MODEL_MB (default 0) makes each MME load hold that much memory, for the doctor's --check-oom.
 """
 
 import json
@@ -18,8 +20,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 FLAW = os.environ.get("DOCTOR_FLAW", "")
 HARD_CODED_PORT = 19080
 LOAD_SECONDS = 3.0
+MODEL_BYTES = int(os.environ.get("DOCTOR_MODEL_MB", "0")) * 2**20
 loaded = threading.Event()
 models = {}
+memory = []  # what loaded models hold
+
+
+def _cgroup(*names):
+    for name in names:
+        try:
+            text = open(name).read().strip()
+        except OSError:
+            continue
+        return int(text) if text.isdigit() else None
+    return None
+
+
+def room_for_a_model():
+    """Whether one more model fits in 90% of the container's memory limit."""
+    limit = _cgroup("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    used = _cgroup("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
+    return limit is None or used is None or used + MODEL_BYTES <= 0.9 * limit
 
 
 def load_model():
@@ -68,6 +89,9 @@ class Handler(BaseHTTPRequestHandler):
             request = json.loads(data)
             if request["model_name"] in models:
                 return self.reply(409, {"message": "already loaded"})
+            if FLAW != "no_507" and not room_for_a_model():
+                return self.reply(507, {"message": "not enough memory to load the model"})
+            memory.append(b"\x01" * MODEL_BYTES)
             models[request["model_name"]] = request["url"]
             return self.reply(200, {"status": "loaded"})
         name = self.path.removeprefix("/models/").removesuffix("/invoke")
