@@ -68,7 +68,8 @@ base options:
   --ca-bundle FILE       CA bundle copied into the base (default /etc/ssl/certs/ca-certificates.crt)
   --mirror URL           Debian mirror (default http://deb.debian.org/debian)
 
-Environment: SERVEKIT_DOCKER (docker client to use), SERVEKIT_PULL_TIMEOUT_S (registry probe, 20).
+Environment: SERVEKIT_DOCKER (docker client to use), SERVEKIT_PULL_TIMEOUT_S (registry probe, 20),
+SERVEKIT_ARM64=sklearn|all (test: also set up emulation and build and test the arm64 images).
 EOF
 }
 
@@ -789,6 +790,22 @@ cmd_test() {
             # Images first: the image tests use them (and build any that is missing, slower).
             phase "build: the three images (./build.sh build all)" "$REPO/build.sh" build all \
                 || die "building the images failed (see above)"
+            # SERVEKIT_ARM64=sklearn|all: the arm64 images, built under emulation for tests/images/test_arm64.py.
+            if [[ -n "${SERVEKIT_ARM64:-}" ]]; then
+                local arm64_targets=()
+                case "$SERVEKIT_ARM64" in
+                    sklearn) arm64_targets=(sklearn) ;;
+                    all) arm64_targets=(all) ;;
+                    *) die "SERVEKIT_ARM64=$SERVEKIT_ARM64: expected sklearn or all" 2 ;;
+                esac
+                phase "setup: arm64 emulation (.ci/setup-emulation.sh)" bash "$REPO/.ci/setup-emulation.sh" \
+                    || die "SERVEKIT_ARM64 is set but arm64 emulation could not be set up (see above)"
+                phase "build: arm64 base (./build.sh base --platform linux/arm64)" \
+                    "$REPO/build.sh" base --platform linux/arm64 || die "building the arm64 base failed (see above)"
+                phase "build: arm64 images (${arm64_targets[*]})" \
+                    "$REPO/build.sh" build "${arm64_targets[@]}" --platform linux/arm64 \
+                    || die "building the arm64 images failed (see above)"
+            fi
             # Bound the build cache that repeated CI runs on one machine accumulate; the most
             # recently used entries (these builds' layers and pip cache) are kept.
             docker builder prune -f --keep-storage "${SERVEKIT_BUILD_CACHE_KEEP:-30GB}" >/dev/null \
