@@ -19,7 +19,7 @@ IMAGES = Path(__file__).parent / "images"
 PREFIX = "servekit-doctor-test"
 #: Broken images built from flaw.Dockerfile, by server.py's DOCTOR_FLAW.
 FLAWS = ("port", "ping_early", "load_fails", "slow_ping", "exit", "write_model", "models_404", "ignore_sigterm",
-         "no_507")
+         "side_port", "no_507")
 #: Images with a Dockerfile of their own.
 DOCKERFILES = ("good", "shell-form", "no-mme-label", "oversize")
 

@@ -32,6 +32,7 @@ CASES = {
     "shell-form entrypoint swallows SIGTERM": Broken("shell-form", ("entrypoint", "sigterm"), "shell-form ENTRYPOINT"),
     "exec form, SIGTERM ignored": Broken("ignore_sigterm", ("sigterm",), "SIGKILLs it 30 s after SIGTERM"),
     "hard-coded port": Broken("port", ("ports",), "listens on [19080]"),
+    "a second port outside the safe range": Broken("side_port", ("ports",), "also listens on [19081]"),
     "/ping 200 before the model loads": Broken("ping_early", ("ready-means-ready",), "Received server error (503)"),
     "handler fails at load, /ping 200": Broken("load_fails", ("model-loads",), "Received server error (500)"),
     "missing MME label": Broken("no-mme-label", ("labels",),

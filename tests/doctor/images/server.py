@@ -4,7 +4,7 @@ DOCTOR_FLAW names (each broken test image sets it; see the Dockerfiles beside th
 Flaws: port (hard-coded port), ping_early (/ping 200 before the model loads), load_fails (the
 handler fails at load, /ping still 200), slow_ping (/ping takes 2.5 s), exit (exits at start),
 write_model (writes into /opt/ml/model), models_404 (GET /models answers 404), ignore_sigterm
-(SIGTERM ignored), no_507 (loads until the OOM killer comes instead of answering 507).
+(SIGTERM ignored), side_port (also listens on a port outside SAGEMAKER_SAFE_PORT_RANGE), no_507 (loads until the OOM killer comes instead of answering 507).
 
 DOCTOR_MODEL_MB (default 0) makes each MME load hold that much memory, for the doctor's --check-oom.
 """
@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FLAW = os.environ.get("DOCTOR_FLAW", "")
 HARD_CODED_PORT = 19080
+SIDE_PORT = 19081
 LOAD_SECONDS = 3.0
 MODEL_BYTES = int(os.environ.get("DOCTOR_MODEL_MB", "0")) * 2**20
 loaded = threading.Event()
@@ -121,6 +122,9 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    if FLAW == "side_port":  # a metrics listener on a fixed port
+        side = ThreadingHTTPServer((os.environ.get("SERVE_HOST", "0.0.0.0"), SIDE_PORT), Handler)
+        threading.Thread(target=side.serve_forever, daemon=True).start()
     threading.Thread(target=load_model, daemon=True).start()
     if FLAW not in ("ping_early", "load_fails"):
         loaded.wait()  # a correct server answers only once its model is loaded
