@@ -4,7 +4,8 @@ DOCTOR_FLAW names (each broken test image sets it; see the Dockerfiles beside th
 Flaws: port (hard-coded port), ping_early (/ping 200 before the model loads), load_fails (the
 handler fails at load, /ping still 200), slow_ping (/ping takes 2.5 s), exit (exits at start),
 write_model (writes into /opt/ml/model), models_404 (GET /models answers 404), ignore_sigterm
-(SIGTERM ignored), side_port (also listens on a port outside SAGEMAKER_SAFE_PORT_RANGE), no_507 (loads until the OOM killer comes instead of answering 507).
+(SIGTERM ignored), side_port (also listens on a port outside SAGEMAKER_SAFE_PORT_RANGE), no_507
+(loads until the OOM killer comes instead of answering 507).
 
 DOCTOR_MODEL_MB (default 0) makes each MME load hold that much memory, for the doctor's --check-oom.
 """
