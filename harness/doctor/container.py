@@ -138,11 +138,12 @@ def _listening(pid: int, inodes: set[str]) -> set[int]:
 
 
 def start_container(image: str, options: DoctorOptions, mount: Path, ranges: PortRanges) -> DoctorContainer:
-    """``docker run -d ... IMAGE serve``; DoctorError with docker's reason when it cannot start."""
+    """``docker create ... IMAGE serve`` then ``docker start`` (so a start that fails leaves no container:
+    it is removed by its ID); DoctorError with docker's reason when it cannot start."""
     port, safe = free_port(), ranges.acquire()
     network = DockerBackend().network
     env = {**options.env, "SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_SAFE_PORT_RANGE": f"{safe[0]}-{safe[1]}"}
-    args = ["run", "--detach", "--name", f"servekit-doctor-{uuid.uuid4().hex[:10]}", "--label", f"{DOCTOR_LABEL}=1"]
+    args = ["create", "--name", f"servekit-doctor-{uuid.uuid4().hex[:10]}", "--label", f"{DOCTOR_LABEL}=1"]
     if network == "host":
         args += ["--network", "host"]
         env.setdefault("SERVE_HOST", "127.0.0.1")  # servekit's images; others bind where they bind
@@ -158,10 +159,15 @@ def start_container(image: str, options: DoctorOptions, mount: Path, ranges: Por
     memory = f"{limits.memory_mib}m"
     args += ["--cpus", f"{limits.vcpus:g}", "--memory", memory, "--memory-swap", memory,
              "--volume", f"{mount}:{MULTI_MODEL_MOUNT if options.mme else SINGLE_MODEL_MOUNT}:ro", image, "serve"]
-    result = _docker(*args, timeout=120)
-    if result.returncode != 0:
-        raise DoctorError(f"docker run {image} failed: {result.stderr.strip()}")
-    return DoctorContainer(result.stdout.strip(), port, safe, network)
+    created = _docker(*args, timeout=120)
+    if created.returncode != 0:
+        raise DoctorError(f"docker create {image} failed: {created.stderr.strip()}")
+    container = DoctorContainer(created.stdout.strip(), port, safe, network)
+    started = _docker("start", container.id, timeout=120)
+    if started.returncode != 0:
+        container.remove()  # created but never started: nothing to check
+        raise DoctorError(f"docker start {image} failed: {started.stderr.strip()}")
+    return container
 
 
 def work_dir() -> Path:

@@ -4,15 +4,17 @@ needed, except the CLI run on the control image, marked ``images``)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
+from harness.backends.base import PortRanges
 from harness.cli import main
 from harness.doctor import FAIL, PASS, SKIPPED, CheckResult, DoctorOptions, DoctorReport
-from harness.doctor.container import MME_MODEL, stage_model_data
+from harness.doctor.container import MME_MODEL, stage_model_data, start_container
 from harness.doctor.image import DoctorError, instance_architecture
 
 REPORT = DoctorReport("img:1", [CheckResult("architecture", PASS, "amd64"),
@@ -120,3 +122,18 @@ def test_model_data_archive_is_extracted_and_mme_gets_a_models_root(tmp_path: Pa
 def test_missing_model_data_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(DoctorError, match="--model-data /nonexistent/model.tar.gz"):
         stage_model_data(DoctorOptions(model_data="/nonexistent/model.tar.gz"), tmp_path / "w")
+
+
+@pytest.mark.images
+def test_an_image_docker_cannot_start_is_refused_and_leaves_no_container(test_images: dict[str, str]) -> None:
+    # The arm64 test image is FROM scratch: no python3 to exec on any host, so `docker start` fails.
+    before = docker_ids()
+    with pytest.raises(DoctorError, match="docker start .* failed"):
+        start_container(test_images["arm64"], DoctorOptions(), Path("/tmp"), PortRanges())
+    assert docker_ids() == before
+
+
+def docker_ids() -> set[str]:
+    out = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", "label=servekit.doctor=1"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return set(out.split())
