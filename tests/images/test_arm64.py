@@ -6,7 +6,8 @@ starts the PyTorch and TensorFlow arm64 images and sends each one request. Unset
 SKIPS, saying so; set, a machine that cannot run arm64 binaries FAILS (run
 ``bash .ci/setup-emulation.sh`` as root), so the option can never pass without running them.
 
-Images: ``servekit-<framework>:<tag>-arm64`` (``SERVEKIT_IMAGE_TAG``, default ``latest``), built
+Images: ``servekit-<framework>:<tag>-arm64`` (tag ``SERVEKIT_ARM64_TAG``, else ``SERVEKIT_IMAGE_TAG``,
+default ``latest``; ``./build.sh test`` builds and sets ``latest-nomms``: no Java under QEMU), built
 here with ``./build.sh base --platform linux/arm64`` and ``./build.sh build FRAMEWORK --platform
 linux/arm64`` when missing (tens of minutes). Every container runs with ``--platform linux/arm64``.
 """
@@ -81,15 +82,20 @@ def require(framework: str) -> None:
 _ready: set[str] = set()
 
 
+def arm64_tag() -> str:
+    """The tag of the arm64 images under test, without the ``-arm64`` suffix."""
+    return os.environ.get("SERVEKIT_ARM64_TAG") or image_tag()
+
+
 def arm64_image(framework: str) -> str:
     """``servekit-<framework>:<tag>-arm64``, built (with its base) through build.sh when missing."""
-    name = f"servekit-{framework}:{image_tag()}-arm64"
+    name = f"servekit-{framework}:{arm64_tag()}-arm64"
     if name in _ready:
         return name
     if docker("image", "inspect", name, check=False).returncode != 0:
         steps = [[str(REPO / "build.sh"), "base", "--platform", PLATFORM]]
-        build = [str(REPO / "build.sh"), "build", framework, "--platform", PLATFORM, "--tag", image_tag()]
-        if image_tag().endswith("nomms"):
+        build = [str(REPO / "build.sh"), "build", framework, "--platform", PLATFORM, "--tag", arm64_tag()]
+        if arm64_tag().endswith("nomms"):
             build.append("--no-mms")
         steps.append(build)
         for step in steps:
