@@ -338,12 +338,15 @@ host_pip() {
 index_versions() {
     local arch="$1" package="$2"
     shift 2
-    local m
+    local m g tags=()
     m="$(wheel_machine "$arch")"
+    # Every manylinux tag the images' Debian bookworm (glibc 2.36) can install: pip takes the
+    # --platform tags literally.
+    for g in $(seq 17 36); do tags+=(--platform "manylinux_2_${g}_$m"); done
     host_pip
     "${HOST_PIP[@]}" index versions "$package" "$@" --python-version 3.11 --implementation cp --abi cp311 \
-        --only-binary=:all: --platform "manylinux2014_$m" --platform "manylinux_2_28_$m" \
-        --platform "manylinux_2_17_$m" 2>/dev/null | sed -n 's/^Available versions: //p'
+        --only-binary=:all: --platform "manylinux2014_$m" "${tags[@]}" 2>/dev/null \
+        | sed -n 's/^Available versions: //p'
 }
 
 # Refuse, with one line, a framework whose wheels do not exist for ARCH (pip would otherwise build
