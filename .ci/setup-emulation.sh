@@ -6,7 +6,7 @@
 #   2. mounts binfmt_misc at /proc/sys/fs/binfmt_misc when it is not mounted,
 #   3. registers qemu-aarch64 with the F (fix binary) flag, so the kernel keeps the emulator open
 #      and containers, whose file systems do not contain it, can still use it,
-#   4. checks that an aarch64 binary really runs.
+#   4. checks that the entry is enabled (build.sh and tests/images/test_arm64.py then run arm64 code).
 # Exits non-zero with one line when any step fails: nothing is built for arm64 without it.
 #
 # Needs root (apt-get, mount, writing /proc/sys/fs/binfmt_misc/register).
