@@ -52,6 +52,10 @@ build options:
   --torch-wheels DIR     install PyTorch from the wheel(s) in DIR (bind-mounted, no layer
                          keeps them); default: $PIP_FIND_LINKS when it holds torch-*+cpu*.whl
   --torch-index-url URL  PyTorch index (default https://download.pytorch.org/whl/cpu)
+  --no-doctor            skip the smoke check: servekit doctor (docs/doctor.md) runs every image
+                         built here as SageMaker runs it, with a tiny model made inside the image
+  --model-data PATH      with --dockerfile: the model doctor runs the image with (without it,
+  --sample CT:FILE       doctor is not run on it and build.sh says so); --sample: one request body
   --no-cache             build without the layer cache
   --network MODE         build network (default host: works with or without a bridge)
   --progress MODE        BuildKit progress output: plain (default), auto, tty, quiet
@@ -436,8 +440,53 @@ build_one() {
         || die "$image came out as $(image_arch "$image"), not $BUILD_ARCH (platform not honoured by this engine)"
     local bytes
     bytes="$(docker image inspect -f '{{.Size}}' "$image")"
-    SUMMARY+=("$image|ok|$(human_size "$bytes")|${secs}s")
     say "built $image in ${secs}s ($(human_size "$bytes"))"
+    if ! doctor_smoke "$image" "$framework"; then
+        SUMMARY+=("$image|DOCTOR|$(human_size "$bytes")|${secs}s")
+        return 1
+    fi
+    SUMMARY+=("$image|ok|$(human_size "$bytes")|${secs}s")
+}
+
+# doctor_smoke IMAGE FRAMEWORK(or ""): run the image as SageMaker would (servekit doctor,
+# docs/doctor.md) with a tiny model made inside it by docker/smoke_model.py; sklearn also as an MME
+# container. Returns non-zero when a check fails; says so, loudly, when it cannot run.
+doctor_smoke() {
+    local image="$1" framework="$2" doctor="$REPO/.venv/bin/servekit"
+    ((DOCTOR)) || { say "doctor: not run on $image (--no-doctor)"; return 0; }
+    if [[ "$BUILD_ARCH" != "$(host_arch)" ]]; then
+        say "doctor: NOT RUN on $image (linux/$BUILD_ARCH under emulation): run servekit doctor $image --instance-type ml.c7g.large ..."
+        return 0
+    fi
+    [[ -x "$doctor" ]] || { say "doctor: NOT RUN on $image: no $doctor (./build.sh setup makes it)"; return 0; }
+    local instance=ml.m5.large
+    [[ "$ACCELERATOR" == gpu ]] && instance=ml.g5.xlarge
+    if [[ -z "$framework" ]]; then
+        if [[ -z "$DOCTOR_MODEL_DATA" ]]; then
+            say "doctor: not run on $image: give --model-data DIR|model.tar.gz [--sample CONTENT_TYPE:FILE] to check it as SageMaker runs it"
+            return 0
+        fi
+        local extra=()
+        [[ -n "$DOCTOR_SAMPLE" ]] && extra=(--sample "$DOCTOR_SAMPLE")
+        "$doctor" doctor "$image" --instance-type "$instance" --model-data "$DOCTOR_MODEL_DATA" "${extra[@]}"
+        return
+    fi
+    local work rc=0
+    work="$(mktemp -d)"
+    chmod 755 "$work"
+    cp "$REPO/docker/smoke_model.py" "$work/"
+    "${DOCKER[@]}" run --rm --network host --user 0 --entrypoint python -v "$work:/smoke" "$image" \
+        /smoke/smoke_model.py "$framework" /smoke >"$work/model.log" 2>&1 \
+        || { tail -n 20 "$work/model.log" >&2; rm -rf "$work"; die "doctor: could not make a $framework model inside $image"; }
+    say "doctor: $image as SageMaker runs it on $instance (single model$([[ "$framework" == sklearn ]] && echo ', then MME'))"
+    "$doctor" doctor "$image" --instance-type "$instance" --model-data "$work/model" \
+        --sample "application/json:$work/sample.json" || rc=$?
+    if ((rc == 0)) && [[ "$framework" == sklearn ]]; then
+        "$doctor" doctor "$image" --instance-type "$instance" --model-data "$work/model" \
+            --sample "application/json:$work/sample.json" --mme || rc=$?
+    fi
+    rm -rf "$work"
+    return "$rc"
 }
 
 print_summary() {
@@ -485,6 +534,7 @@ cmd_build() {
     local targets=() tag="" base="" ca="" with_mms=true dockerfile="" name="" context=""
     NO_CACHE=0 NETWORK=host PROGRESS=plain TORCH_WHEELS="" TORCH_INDEX_URL="$TORCH_INDEX_URL_DEFAULT"
     local torch_source_given=0 platforms="" gpu=0 user=""
+    DOCTOR=1 DOCTOR_MODEL_DATA="" DOCTOR_SAMPLE=""
     while (($#)); do
         case "$1" in
             sklearn | pytorch | tensorflow) targets+=("$1") ;;
@@ -501,6 +551,9 @@ cmd_build() {
             --dockerfile) dockerfile="${2:?--dockerfile needs a file}"; shift ;;
             --name) name="${2:?--name needs an image name}"; shift ;;
             --context) context="${2:?--context needs a directory}"; shift ;;
+            --no-doctor) DOCTOR=0 ;;
+            --model-data) DOCTOR_MODEL_DATA="${2:?--model-data needs a directory, model.tar.gz or s3:// URL}"; shift ;;
+            --sample) DOCTOR_SAMPLE="${2:?--sample needs CONTENT_TYPE:FILE}"; shift ;;
             --no-cache) NO_CACHE=1 ;;
             --network) NETWORK="${2:?--network needs a mode}"; shift ;;
             --progress) PROGRESS="${2:?--progress needs a mode}"; shift ;;
@@ -525,6 +578,8 @@ which is not the build context $context: build FROM a servekit image built with 
 COPY the certificates in your Dockerfile, or pass --context $REPO" 2
     elif [[ -n "$context" ]]; then
         die "build: --context goes with --dockerfile (servekit's own images build from the checkout)" 2
+    elif [[ -n "$DOCTOR_MODEL_DATA$DOCTOR_SAMPLE" ]]; then
+        die "build: --model-data and --sample go with --dockerfile (servekit's images are checked with a model of their own)" 2
     elif ((${#targets[@]} == 0)); then
         # --gpu alone: the two frameworks that have a GPU build.
         if ((gpu)); then targets=(pytorch tensorflow); else targets=("${FRAMEWORKS[@]}"); fi

@@ -7,13 +7,12 @@ servekit/base plus one small layer) and removed at its end.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.images.conftest import _engine_problem, docker
+from tests.images.conftest import docker, require_docker_engine
 
 IMAGES = Path(__file__).parent / "images"
 PREFIX = "servekit-doctor-test"
@@ -31,14 +30,7 @@ def image_name(name: str) -> str:
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """A Docker engine that answers, else a loud skip (a failure when SERVEKIT_REQUIRE_DOCKER=1)."""
-    problem = _engine_problem()
-    if problem is None:
-        return
-    message = (f"DOCTOR IMAGE TESTS NOT RUN: {problem}. Start an engine with `bash .ci/setup-docker.sh` "
-               "(SERVEKIT_REQUIRE_DOCKER=1 turns this skip into a failure)")
-    if os.environ.get("SERVEKIT_REQUIRE_DOCKER") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    require_docker_engine("DOCTOR IMAGE TESTS")
 
 
 def _build(tag: str, dockerfile: str, *args: str) -> None:

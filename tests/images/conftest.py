@@ -63,17 +63,23 @@ def _engine_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def docker_engine() -> None:
-    """A Docker engine that answers, else a loud skip (or a failure when CI demands Docker)."""
+def require_docker_engine(what: str) -> None:
+    """Return when a Docker engine answers; else skip loudly naming ``what`` was not run, or fail
+    when CI demands Docker (SERVEKIT_REQUIRE_DOCKER=1)."""
     problem = _engine_problem()
     if problem is None:
         return
-    message = (f"IMAGE TESTS NOT RUN: {problem}. Start an engine with `bash .ci/setup-docker.sh` "
+    message = (f"{what} NOT RUN: {problem}. Start an engine with `bash .ci/setup-docker.sh` "
                "(SERVEKIT_REQUIRE_DOCKER=1 turns this skip into a failure)")
     if os.environ.get("SERVEKIT_REQUIRE_DOCKER") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine that answers, else a loud skip (or a failure when CI demands Docker)."""
+    require_docker_engine("IMAGE TESTS")
 
 
 _built: dict[str, str] = {}
