@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from handlers.registry import handler_class
+from serve.accelerator import DEV_DIR, no_gpu_line
 from serve.settings import Settings, SettingsError, describe_variables
 
 if TYPE_CHECKING:
@@ -115,7 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"serve: error: SERVE_FRAMEWORK={settings.framework!r}: {exc}", file=sys.stderr)
         return 2
+    # Before any fork, and from /dev alone: importing the framework or touching CUDA here would break
+    # the forked workers (docs/handlers.md).
+    no_gpu = no_gpu_line(settings.accelerator, settings.require_gpu, DEV_DIR)
+    if no_gpu is not None and settings.require_gpu:
+        print(f"serve: error: {no_gpu}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
+    if no_gpu is not None:
+        logging.getLogger("serve").warning("%s", no_gpu)
     logging.getLogger("serve").info(
         "starting %s engine, framework %s, %s mode, on %s:%d", settings.engine, settings.framework,
         "multi-model" if settings.multi_model else "single-model", settings.host, settings.port)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
+from serve.accelerator import ACCELERATOR_VARIABLE, ACCELERATORS, GPU
+
 LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 
 
@@ -113,6 +115,15 @@ def _engine(value: str) -> str:
     if engine not in ("native", "mms"):
         raise ValueError("expected native or mms")
     return engine
+
+
+def _accelerator(value: str) -> str | None:
+    accelerator = value.strip().lower()
+    if not accelerator:
+        return None
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"expected {' or '.join(ACCELERATORS)} (set by the image's build)")
+    return accelerator
 
 
 def _framework(value: str) -> str:
@@ -224,10 +235,19 @@ class Settings:
     install_requirements: bool = variable(
         "SERVE_INSTALL_REQUIREMENTS", _bool, True,
         "pip-install code/requirements.txt when a model loads (false: pre-bake them into the image).")
+    accelerator: str | None = variable(
+        ACCELERATOR_VARIABLE, _accelerator, None,
+        "Set by the image: cpu or gpu (docs/images.md); gpu with no GPU visible logs one WARNING at start.")
+    require_gpu: bool = variable(
+        "SERVE_REQUIRE_GPU", _bool, False,
+        "true: a GPU image with no GPU visible refuses to start (exit 2) instead of running on the CPU.")
 
     def __post_init__(self) -> None:
         if self.prefork:
             self._check_prefork()
+        if self.require_gpu and self.accelerator != GPU:
+            raise SettingsError(f"SERVE_REQUIRE_GPU=true needs a GPU image ({ACCELERATOR_VARIABLE}={GPU}): "
+                                "this image's frameworks are built without CUDA")
 
     def _check_prefork(self) -> None:
         """SERVE_PREFORK=true cannot be honoured beside these settings: say so rather than ignore it."""

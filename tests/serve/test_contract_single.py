@@ -214,7 +214,7 @@ def test_readme_table_lists_exactly_the_declared_variables() -> None:
     from serve.settings import variable_names
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    table = re.findall(r"^\| `((?:SAGEMAKER|SERVE)_[A-Z_]+)` \|", readme, flags=re.MULTILINE)
+    table = re.findall(r"^\| `((?:SAGEMAKER|SERVE|SERVEKIT)_[A-Z_]+)` \|", readme, flags=re.MULTILINE)
     assert table == variable_names()
 
 
