@@ -8,6 +8,7 @@ gets the family-independent size guess in ``limits_for``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -56,3 +57,34 @@ def limits_for(instance_type: str) -> InstanceLimits:
         if vcpus is not None:
             return InstanceLimits(vcpus=vcpus, memory_mib=vcpus * 4096)
     return InstanceLimits(vcpus=2, memory_mib=8192)
+
+
+#: Hosting families with NVIDIA GPUs: SageMaker API reference, AIRecommendationInstanceDetail's
+#: InstanceType values (docs.aws.amazon.com/sagemaker/latest/APIReference/API_AIRecommendationInstanceDetail.html:
+#: g5, g6, g6e, g7e, p3, p4d, p4de, p5, p5e, p5en), plus g4dn (NVIDIA T4; EC2 "Accelerated computing"
+#: instances, aws.amazon.com/ec2/instance-types/g4/).
+NVIDIA_GPU_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "g7e", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en"})
+#: AWS Inferentia (inf1, inf2) and Trainium (trn1, trn1n, trn2): accelerators programmed through the
+#: Neuron SDK, not CUDA (aws.amazon.com/ai/machine-learning/neuron/).
+_NEURON_FAMILY = re.compile(r"^(inf|trn)\d")
+#: Named like an accelerated-computing family (g or p, then a generation: g7, p6-b200) but not listed above.
+_GPU_LIKE_FAMILY = re.compile(r"^[gp]\d")
+
+NVIDIA = "nvidia"
+NEURON = "neuron"
+NO_ACCELERATOR = "none"
+UNKNOWN_ACCELERATOR = "unknown"
+
+
+def accelerator_of(instance_type: str) -> str:
+    """``nvidia``, ``neuron`` (Inferentia/Trainium), ``none``, or ``unknown`` for a g/p family this
+    table does not list (a newer GPU family: add it above rather than guess)."""
+    parts = instance_type.split(".")
+    family = parts[1] if len(parts) == 3 else ""
+    if family in NVIDIA_GPU_FAMILIES:
+        return NVIDIA
+    if _NEURON_FAMILY.match(family):
+        return NEURON
+    if _GPU_LIKE_FAMILY.match(family):
+        return UNKNOWN_ACCELERATOR
+    return NO_ACCELERATOR

@@ -12,7 +12,9 @@ from typing import Any
 from harness.backends.base import BIND_TO_PORT_LABEL, MULTI_MODELS_LABEL
 from harness.doctor import facts
 from harness.doctor.options import DoctorOptions
-from harness.doctor.report import FAIL, PASS, CheckResult
+from harness.doctor.report import FAIL, PASS, SKIPPED, CheckResult
+from harness.instance_types import NEURON, NVIDIA, UNKNOWN_ACCELERATOR, accelerator_of
+from serve.accelerator import ACCELERATOR_LABEL, ACCELERATORS, CPU, GPU
 
 #: Graviton (arm64) families: a generation digit then "g" (c6g, c6gn, m7gd, r7g, t4g, x2gd, c8g, ...),
 #: per AWS's Graviton guide (aws/aws-graviton-getting-started; contract §1.9). GPU families (g4dn,
@@ -120,7 +122,52 @@ def check_labels(info: ImageInfo, options: DoctorOptions) -> CheckResult:
         "add to the Dockerfile: " + " ".join(f"LABEL {label}=true" for label in missing))
 
 
+#: A GPU image on an instance without an NVIDIA GPU: the fix (docs/doctor.md, `accelerator`).
+_GPU_FIX = ("deploy on a GPU instance type such as ml.g5.xlarge, or use the CPU image "
+            "(./build.sh build without --gpu)")
+
+
+def _gpu_image_on(instance_type: str, kind: str) -> CheckResult:
+    if kind == NVIDIA:
+        return CheckResult("accelerator", PASS, f"GPU image on {instance_type}, which has NVIDIA GPUs")
+    if kind == UNKNOWN_ACCELERATOR:
+        return CheckResult("accelerator", SKIPPED, f"GPU image; whether {instance_type} has an NVIDIA GPU is not "
+                           "known here (harness/instance_types.py lists the GPU families)")
+    has = ("AWS Inferentia/Trainium accelerators, which run the Neuron SDK, not CUDA" if kind == NEURON
+           else "no GPU")
+    return CheckResult(
+        "accelerator", FAIL,
+        f"GPU image ({ACCELERATOR_LABEL}={GPU}) on {instance_type}, which has {has}: the models run on the CPU "
+        "(the server says so in one WARNING line at start; with SERVE_REQUIRE_GPU=true it does not start "
+        "and the ping health check fails) in an image gigabytes bigger than the CPU one", _GPU_FIX)
+
+
+def _cpu_image_on(instance_type: str, kind: str) -> CheckResult:
+    if kind in (NVIDIA, NEURON):
+        return CheckResult("accelerator", PASS,
+                           f"CPU image on {instance_type}: it works, but the instance's "
+                           f"{'GPUs' if kind == NVIDIA else 'Neuron accelerators'} sit unused while paid for; "
+                           "note: a GPU image or a CPU instance type fits better")
+    return CheckResult("accelerator", PASS, f"CPU image on {instance_type}")
+
+
+def check_accelerator(info: ImageInfo, options: DoctorOptions) -> CheckResult:
+    """The image's ``com.servekit.accelerator`` label against the instance type's accelerator."""
+    declared = info.labels.get(ACCELERATOR_LABEL)
+    if declared is None:
+        return CheckResult("accelerator", PASS, f"not declared: no {ACCELERATOR_LABEL} label (not a servekit "
+                           "image); the image's CUDA needs are not judged")
+    kind = accelerator_of(options.instance_type)
+    if declared == GPU:
+        return _gpu_image_on(options.instance_type, kind)
+    if declared == CPU:
+        return _cpu_image_on(options.instance_type, kind)
+    return CheckResult("accelerator", FAIL,
+                       f"label {ACCELERATOR_LABEL}={declared!r} is neither {' nor '.join(ACCELERATORS)}",
+                       f"build with ACCELERATOR={' or '.join(ACCELERATORS)} (docs/images.md)")
+
+
 def metadata_checks(info: ImageInfo, options: DoctorOptions) -> list[CheckResult]:
     """The checks that need only ``docker image inspect``."""
     return [check_architecture(info, options), check_size(info, options), check_entrypoint(info),
-            check_labels(info, options)]
+            check_labels(info, options), check_accelerator(info, options)]

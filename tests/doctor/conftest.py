@@ -20,7 +20,7 @@ PREFIX = "servekit-doctor-test"
 FLAWS = ("port", "ping_early", "load_fails", "slow_ping", "exit", "write_model", "models_404", "ignore_sigterm",
          "side_port", "no_507")
 #: Images with a Dockerfile of their own.
-DOCKERFILES = ("good", "shell-form", "no-mme-label", "oversize")
+DOCKERFILES = ("good", "shell-form", "no-mme-label", "oversize", "gpu-label")
 
 
 def image_name(name: str) -> str:

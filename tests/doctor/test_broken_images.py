@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from harness.doctor import FAIL, PASS, SKIPPED, DoctorOptions, DoctorReport, run_doctor
+from harness.doctor.image import ImageInfo, check_accelerator
 from tests.images.conftest import docker
 
 pytestmark = pytest.mark.images
@@ -40,6 +41,7 @@ CASES = {
                                 {"mme": True}),
     "GET /models 404": Broken("models_404", ("mme-list-empty",), PING_FAILURE, {"mme": True}),
     "arm64 image for an x86 instance": Broken("arm64", ("architecture",), "exec format error"),
+    "GPU image for a CPU instance": Broken("gpu-label", ("accelerator",), "on ml.m5.large, which has no GPU"),
     "/ping slower than 2 s": Broken("slow_ping", ("ping-latency",), "gives each /ping 2 s"),
     "exits at start": Broken("exit", ("starts",), "cannot find the model configuration"),
     "image over the size limit": Broken("oversize", ("image-size",), "is greater than supported size"),
@@ -97,13 +99,21 @@ def test_control_image_answers_507_before_the_oom_killer(test_images: dict[str, 
 
 def test_arm64_image_is_not_run_on_an_x86_host(test_images: dict[str, str], tmp_path: Path) -> None:
     report = run_doctor(test_images["arm64"], options_for(tmp_path))
-    runtime = [c for c in report.checks if c.name not in ("architecture", "image-size", "entrypoint", "labels")]
+    metadata = ("architecture", "image-size", "entrypoint", "labels", "accelerator")
+    runtime = [c for c in report.checks if c.name not in metadata]
     assert runtime and all(c.verdict == SKIPPED and "arm64" in c.why for c in runtime), _explain(report)
 
 
 def test_arm64_image_passes_architecture_for_a_graviton_instance(test_images: dict[str, str], tmp_path: Path) -> None:
     report = run_doctor(test_images["arm64"], options_for(tmp_path, instance_type="ml.c7g.large"))
     assert report.verdict_of("architecture") == PASS, _explain(report)
+
+
+def test_gpu_image_passes_accelerator_for_a_gpu_instance(test_images: dict[str, str], tmp_path: Path) -> None:
+    # Metadata only: run_doctor would give the container ml.g5.xlarge's 4 vCPUs, more than a 2-core host has.
+    info = ImageInfo.inspect(test_images["gpu-label"])
+    result = check_accelerator(info, options_for(tmp_path, instance_type="ml.g5.xlarge"))
+    assert result.verdict == PASS and "NVIDIA GPUs" in result.why, result
 
 
 def test_checks_after_an_oom_kill_are_skipped_not_passed(test_images: dict[str, str], tmp_path: Path) -> None:
