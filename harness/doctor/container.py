@@ -10,6 +10,7 @@ harness/backends/docker.py runs containers). Every container is removed by its I
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -137,6 +138,17 @@ def _listening(pid: int, inodes: set[str]) -> set[int]:
     return ports
 
 
+def _cpus(vcpus: float, options: DoctorOptions) -> float:
+    """The instance's vCPUs, or this host's when it has fewer (docker refuses more CPUs than exist): the
+    checks then run on fewer CPUs than SageMaker gives, which is said in a progress line."""
+    host = os.cpu_count() or 1
+    if vcpus <= host:
+        return vcpus
+    if options.progress:
+        options.progress(f"{options.instance_type} has {vcpus:g} vCPUs, this host {host}: the container gets {host}")
+    return float(host)
+
+
 def start_container(image: str, options: DoctorOptions, mount: Path, ranges: PortRanges) -> DoctorContainer:
     """``docker create ... IMAGE serve`` then ``docker start`` (so a start that fails leaves no container:
     it is removed by its ID); DoctorError with docker's reason when it cannot start."""
@@ -157,7 +169,7 @@ def start_container(image: str, options: DoctorOptions, mount: Path, ranges: Por
     # No swap beyond the instance's memory (--memory-swap = --memory): an instance has no swap to fall
     # back on [I], so a container over its memory is OOM-killed, as it would be there.
     memory = f"{limits.memory_mib}m"
-    args += ["--cpus", f"{limits.vcpus:g}", "--memory", memory, "--memory-swap", memory,
+    args += ["--cpus", f"{_cpus(limits.vcpus, options):g}", "--memory", memory, "--memory-swap", memory,
              "--volume", f"{mount}:{MULTI_MODEL_MOUNT if options.mme else SINGLE_MODEL_MOUNT}:ro", image, "serve"]
     created = _docker(*args, timeout=120)
     if created.returncode != 0:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serve.accelerator import ACCELERATOR_LABEL
 from tests.images.conftest import docker
 from tests.images.test_images import artifact, assert_prediction
 
@@ -38,7 +39,7 @@ def gpu_image(request: pytest.FixtureRequest, docker_engine: None) -> tuple[str,
 def test_gpu_image_is_labelled_and_has_cuda(gpu_image: tuple[str, str]) -> None:
     framework, image = gpu_image
     config = json.loads(docker("inspect", "--format", "{{json .Config}}", image).stdout)
-    assert config["Labels"].get("com.servekit.accelerator") == "gpu"
+    assert config["Labels"].get(ACCELERATOR_LABEL) == "gpu"
     assert "SERVEKIT_ACCELERATOR=gpu" in config["Env"]
     assert config["Entrypoint"] == ["serve"]
     built_with_cuda = docker("run", "--rm", "--network", "host", "--entrypoint", "python", image, "-c",
