@@ -1,6 +1,8 @@
 """One HTTP server for both SageMaker APIs, plus a small admin API for the ``servekit local`` CLI.
 
 * ``POST /`` with ``X-Amz-Target: SageMaker.<Operation>``: the control plane (JSON 1.1);
+* ``POST /`` with ``X-Amz-Target: Logs_20140328.<Operation>``: CloudWatch Logs over the harness's own log
+  streams (harness.cloudwatch_logs);
 * ``POST /endpoints/{name}/invocations``: the runtime (rest-json);
 * ``GET /_servekit/endpoints``, ``.../{name}/logs``, ``.../{name}/metrics``, ``POST /_servekit/shutdown``.
 
@@ -14,6 +16,7 @@ The handlers are plain functions; what they share (platform, control plane, rout
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import re
@@ -29,6 +32,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from harness.async_inference import AsyncQueue, parse_request
+from harness.cloudwatch_logs import TARGET_PREFIX as LOGS_PREFIX
+from harness.cloudwatch_logs import LogStore
 from harness.control_plane import ControlPlane
 from harness.core import Platform
 from harness.errors import ACCOUNT_ID, ControlPlaneError, InternalFailure, RuntimeApiError, ValidationError
@@ -58,39 +63,53 @@ def _runtime_error(error: RuntimeApiError, request_id: str) -> Response:
 
 
 # -- control plane -------------------------------------------------------------------------------------------
+# X-Amz-Target prefix -> botocore service name (each service's model gives its ``targetPrefix``).
+SERVICES = {"SageMaker": "sagemaker", LOGS_PREFIX: "logs"}
+
+
+def _operations(request: Request, prefix: str) -> dict[str, Any]:
+    """The operations answered under ``prefix``: the control plane's or CloudWatch Logs'."""
+    if prefix == LOGS_PREFIX:
+        store: LogStore = request.app.state.logs
+        return store.operations
+    control: ControlPlane = request.app.state.control_plane
+    return control.operations if prefix == "SageMaker" else {}
+
+
 def _unknown_operation(target: str) -> ControlPlaneError:
     prefix, _, name = target.partition(".")
-    known = prefix == "SageMaker" and operation_model("sagemaker", name) is not None
+    known = prefix in SERVICES and operation_model(SERVICES[prefix], name) is not None
     message = f"Operation {name} is not supported by the local harness." if known else f"Unknown operation {target!r}."
     return ControlPlaneError(message, code="UnknownOperationException")
 
 
-async def _run_operation(control: ControlPlane, name: str, raw: bytes) -> dict[str, Any]:
+async def _run_operation(operations: dict[str, Any], service: str, name: str, raw: bytes) -> dict[str, Any]:
     """Parse, validate against botocore's model, run; ControlPlaneError for the client's mistakes."""
     try:
         params = json.loads(raw or b"{}")
     except ValueError:
         raise ControlPlaneError("The request body is not valid JSON.", code="SerializationException") from None
-    model = operation_model("sagemaker", name)
+    model = operation_model(service, name)
     if model is not None:
         validate_input(model, params)
-    return await control.operations[name](params)
+    result = operations[name](params)
+    return await result if inspect.isawaitable(result) else result
 
 
 async def control_plane(request: Request) -> Response:
-    """``POST /``: one SageMaker operation, named by ``X-Amz-Target``."""
+    """``POST /``: one SageMaker or CloudWatch Logs operation, named by ``X-Amz-Target``."""
     request_id = str(uuid.uuid4())
-    control: ControlPlane = request.app.state.control_plane
     target = request.headers.get("x-amz-target", "")
     prefix, _, name = target.partition(".")
-    if prefix != "SageMaker" or name not in control.operations:
+    operations = _operations(request, prefix)
+    if name not in operations:
         return _control_error(_unknown_operation(target), request_id)
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != JSON_11:
         return _control_error(ControlPlaneError(f"Content-Type must be {JSON_11} (AWS JSON 1.1 protocol).",
                                                 code="UnsupportedMediaTypeException", status=415), request_id)
     try:
-        result = await _run_operation(control, name, await request.body())
+        result = await _run_operation(operations, SERVICES[prefix], name, await request.body())
     except ControlPlaneError as error:
         return _control_error(error, request_id)
     except Exception as exc:  # never a traceback to the client; the log has it
@@ -259,5 +278,6 @@ def create_app(platform: Platform, request_exit: Callable[[], None] | None = Non
     app.state.platform = platform
     app.state.control_plane = ControlPlane(platform)
     app.state.router = Router(platform)
+    app.state.logs = LogStore(platform.config.state_dir, platform.config.region)
     app.state.request_exit = request_exit
     return app
