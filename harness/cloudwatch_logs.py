@@ -158,10 +158,11 @@ class LogStore:
     # -- operations ---------------------------------------------------------------------------------------
     def describe_log_groups(self, params: dict[str, Any]) -> dict[str, Any]:
         prefix = params.get("logGroupNamePrefix") or ""
-        names = [name for name in sorted(self.groups()) if name.startswith(prefix)]
+        found = self.groups()
+        names = [name for name in sorted(found) if name.startswith(prefix)]
         page, more = _paged(names, params, DEFAULT_LIST_LIMIT)
         groups = [{"logGroupName": name, "arn": self._arn(name), "logGroupClass": "STANDARD",
-                   "creationTime": int(self.groups()[name].stat().st_ctime * 1000), "storedBytes": 0}
+                   "creationTime": int(found[name].stat().st_ctime * 1000), "storedBytes": 0}
                   for name in page]
         return {"logGroups": groups, **more}
 
