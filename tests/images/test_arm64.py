@@ -18,7 +18,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import httpx
 import pytest
 
 from tests.images.conftest import REPO, Container, docker, image_tag
-from tests.images.test_images import artifact, assert_prediction
+from tests.images.test_images import artifact, assert_prediction, multi_model_round_trip
 from tests.support.server import free_port
 
 pytestmark = pytest.mark.images
@@ -159,20 +158,7 @@ def test_sklearn_arm64_multi_model(docker_engine: None, run_arm64: Any,
     second = artifact(tmp_path_factory, "sklearn", "second", seed=2)
     container = run_arm64(image, env={"SAGEMAKER_MULTI_MODEL": "true"},
                           mounts={first.path: "/opt/ml/models/first", second.path: "/opt/ml/models/second"})
-    for name in ("first", "second"):
-        loaded = httpx.post(container.url + "/models", timeout=300,
-                            json={"model_name": name, "url": f"/opt/ml/models/{name}"})
-        assert loaded.status_code == 200, f"load {name}: {loaded.status_code} {loaded.text[:500]}"
-    listed = httpx.get(container.url + "/models", timeout=30)
-    assert {m["modelName"] for m in listed.json()["models"]} == {"first", "second"}
-    assert_prediction(httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=120), first)
-    assert_prediction(httpx.post(container.url + "/models/second/invoke", json=second.rows, timeout=120), second)
-    assert httpx.delete(container.url + "/models/first", timeout=120).status_code == 200
-    assert httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=60).status_code == 404
-    started = time.monotonic()
-    docker("stop", "-t", "30", container.id, timeout=90)
-    assert container.state()["ExitCode"] == 0, container.logs()
-    assert time.monotonic() - started < 30
+    multi_model_round_trip(container, first, second, timeout=150)
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])

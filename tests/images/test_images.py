@@ -73,28 +73,34 @@ def test_single_model_ping_and_invocations(image: str, framework: str, run_conta
     assert_prediction(answer, model)
 
 
+def multi_model_round_trip(container: Any, first: Artifact, second: Artifact, timeout: float = 60) -> None:
+    """SageMaker's MME calls on a container started with SAGEMAKER_MULTI_MODEL=true and the two models
+    mounted under /opt/ml/models: load both, list, invoke each, unload one (then 404), and SIGTERM with a
+    model still loaded: its worker ends too and the server exits 0 within SageMaker's 30 s."""
+    for name in ("first", "second"):
+        loaded = httpx.post(container.url + "/models", timeout=2 * timeout,
+                            json={"model_name": name, "url": f"/opt/ml/models/{name}"})
+        assert loaded.status_code == 200, f"load {name}: {loaded.status_code} {loaded.text[:500]}"
+    listed = httpx.get(container.url + "/models", timeout=timeout)
+    assert listed.status_code == 200
+    assert {m["modelName"] for m in listed.json()["models"]} == {"first", "second"}
+    assert_prediction(httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=timeout), first)
+    assert_prediction(httpx.post(container.url + "/models/second/invoke", json=second.rows, timeout=timeout), second)
+    assert httpx.delete(container.url + "/models/first", timeout=timeout).status_code == 200
+    assert httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=timeout).status_code == 404
+    started = time.monotonic()
+    docker("stop", "-t", "30", container.id, timeout=90)
+    assert container.state()["ExitCode"] == 0, container.logs()
+    assert time.monotonic() - started < 30
+
+
 def test_multi_model_load_list_invoke_unload(image: str, framework: str, run_container: Any,
                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     first = artifact(tmp_path_factory, framework, "first", seed=1)
     second = artifact(tmp_path_factory, framework, "second", seed=2)
     container = run_container(image, env={"SAGEMAKER_MULTI_MODEL": "true"},
                               mounts={first.path: "/opt/ml/models/first", second.path: "/opt/ml/models/second"})
-    for name in ("first", "second"):
-        loaded = httpx.post(container.url + "/models", timeout=120,
-                            json={"model_name": name, "url": f"/opt/ml/models/{name}"})
-        assert loaded.status_code == 200, f"load {name}: {loaded.status_code} {loaded.text[:500]}"
-    listed = httpx.get(container.url + "/models", timeout=10)
-    assert listed.status_code == 200
-    assert {m["modelName"] for m in listed.json()["models"]} == {"first", "second"}
-    assert_prediction(httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=60), first)
-    assert_prediction(httpx.post(container.url + "/models/second/invoke", json=second.rows, timeout=60), second)
-    assert httpx.delete(container.url + "/models/first", timeout=60).status_code == 200
-    assert httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=60).status_code == 404
-    # SIGTERM with a model still loaded: its worker ends too and the server exits 0.
-    started = time.monotonic()
-    docker("stop", "-t", "30", container.id, timeout=60)
-    assert container.state()["ExitCode"] == 0, container.logs()
-    assert time.monotonic() - started < 30
+    multi_model_round_trip(container, first, second)
 
 
 def test_sigterm_stops_within_30s_with_exit_code_0(image: str, framework: str, run_container: Any,

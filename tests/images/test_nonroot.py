@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.images.conftest import REPO, docker, image_tag
-from tests.images.test_images import artifact, assert_prediction
+from tests.images.test_images import artifact, assert_prediction, multi_model_round_trip
 
 pytestmark = pytest.mark.images
 
@@ -68,17 +67,7 @@ def test_nonroot_multi_model(nonroot_image: str, run_container: Any,
     second = artifact(tmp_path_factory, "sklearn", "second", seed=2)
     container = run_container(nonroot_image, env={"SAGEMAKER_MULTI_MODEL": "true"},
                               mounts={first.path: "/opt/ml/models/first", second.path: "/opt/ml/models/second"})
-    for name in ("first", "second"):
-        loaded = httpx.post(container.url + "/models", timeout=120,
-                            json={"model_name": name, "url": f"/opt/ml/models/{name}"})
-        assert loaded.status_code == 200, f"load {name}: {loaded.status_code} {loaded.text[:500]}"
-    assert_prediction(httpx.post(container.url + "/models/first/invoke", json=first.rows, timeout=60), first)
-    assert_prediction(httpx.post(container.url + "/models/second/invoke", json=second.rows, timeout=60), second)
-    assert httpx.delete(container.url + "/models/first", timeout=60).status_code == 200
-    started = time.monotonic()
-    docker("stop", "-t", "30", container.id, timeout=60)
-    assert container.state()["ExitCode"] == 0, container.logs()
-    assert time.monotonic() - started < 30
+    multi_model_round_trip(container, first, second)
 
 
 def test_nonroot_mms_engine(nonroot_image: str, run_container: Any,
