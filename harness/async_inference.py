@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.cloudwatch_logs import ASYNC_ERRORS_STREAM, stream_file
 from harness.core import Platform
 from harness.errors import ModelError, ServiceUnavailable, ValidationError
 from harness.runtime import Invocation, Router
@@ -220,7 +221,7 @@ class AsyncQueue:
         """Write the error to FailureLocation (when configured) and to the endpoint's log."""
         line = f"[harness] asynchronous inference {request.inference_id} failed: {message}\n"
         with contextlib.suppress(OSError):
-            with open(self.platform.log_dir(self.record.name) / "async-inference-errors.log", "a") as out:
+            with open(stream_file(self.platform.log_dir(self.record.name), ASYNC_ERRORS_STREAM), "a") as out:
                 out.write(line)
         if request.failure_location is not None:
             try:

@@ -4,7 +4,9 @@ Read-only: DescribeLogGroups, DescribeLogStreams, GetLogEvents and FilterLogEven
 harness already writes (docs/harness.md "CloudWatch Logs"):
 
 * ``/aws/sagemaker/Endpoints/<endpoint>``: ``<state dir>/logs/<endpoint>/<variant>__<instance>[__<host>].log``,
-  stream ``<variant>/<instance>[/<host>]`` (docs/sagemaker-contract.md; SageMaker's names);
+  stream ``<variant>/<instance>[/<host>]`` (docs/sagemaker-contract.md; SageMaker's names), and
+  ``async-inference-errors.log``, stream ``async-inference-errors`` (the harness's name; docs/harness.md
+  "Asynchronous inference");
 * ``/aws/sagemaker/TransformJobs``: ``<state dir>/logs/_transform-jobs/<job>/<job>__<stream>.log``, stream
   ``<job>/<stream>`` (the SageMaker Python SDK lists them with ``logStreamNamePrefix=<job>/``).
 
@@ -27,6 +29,7 @@ TARGET_PREFIX = "Logs_20140328"
 ENDPOINT_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 TRANSFORM_GROUP = "/aws/sagemaker/TransformJobs"
 TRANSFORM_DIR = "_transform-jobs"
+ASYNC_ERRORS_STREAM = "async-inference-errors"  # harness.async_inference writes it, one per endpoint
 # Page sizes when the request gives no limit (CloudWatch Logs API reference: DescribeLogGroups and
 # DescribeLogStreams 50, GetLogEvents and FilterLogEvents up to 10,000 events).
 DEFAULT_LIST_LIMIT = 50
@@ -52,10 +55,16 @@ class _Seen:
     events: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _stream_files(directory: Path, prefix: str) -> dict[str, Path]:
-    """The ``*.log`` files of ``directory`` that are streams (``a__b.log``), by stream name."""
+def stream_file(directory: Path, stream: str) -> Path:
+    """The file that holds ``stream`` in a group's ``directory`` (``a/b`` is ``a__b.log``)."""
+    return directory / f"{stream.replace('/', '__')}.log"
+
+
+def _stream_files(directory: Path, prefix: str, singles: tuple[str, ...] = ()) -> dict[str, Path]:
+    """The ``*.log`` files of ``directory`` that are streams (``a__b.log``, or one of ``singles``), by name."""
     files = sorted(directory.glob("*.log")) if directory.is_dir() else []
-    return {prefix + path.stem.replace("__", "/"): path for path in files if "__" in path.stem}
+    return {prefix + path.stem.replace("__", "/"): path for path in files
+            if "__" in path.stem or path.stem in singles}
 
 
 def compile_filter(pattern: str) -> Callable[[str], bool]:
@@ -131,7 +140,7 @@ class LogStore:
         if directory is None:
             raise not_found("log group")
         if name != TRANSFORM_GROUP:
-            return _stream_files(directory, "")
+            return _stream_files(directory, "", singles=(ASYNC_ERRORS_STREAM,))
         streams: dict[str, Path] = {}
         for job_dir in sorted(d for d in directory.iterdir() if d.is_dir()):
             streams.update(_stream_files(job_dir, ""))

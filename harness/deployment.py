@@ -21,6 +21,7 @@ import psutil
 
 from harness import artifacts
 from harness.backends.base import ContainerSpec, free_port
+from harness.cloudwatch_logs import stream_file
 from harness.core import Platform
 from harness.instance_types import InstanceLimits, limits_for
 from harness.mme import ModelCache
@@ -131,7 +132,7 @@ async def _launch_container(platform: Platform, endpoint: str, running: VariantD
         safe_port_range=platform.ports.acquire(),
         multi_model=definition.multi_model,
         model_dir=model_dir.resolve(),
-        log_path=(running.log_dir or platform.log_dir(endpoint)) / f"{stream.replace('/', '__')}.log",
+        log_path=stream_file(running.log_dir or platform.log_dir(endpoint), stream),
         environment=dict(definition.environment),
         limits=running.share,
         role_environment=platform.config.role_environment(),
@@ -172,11 +173,13 @@ def _plan_variant(platform: Platform, deployment: Deployment, variant: dict[str,
     # An ml.m5.4xlarge on a 2-core laptop gets the laptop: docker refuses --cpus above the host's count.
     host_cpus = float(os.cpu_count() or 1)
     host_mib = psutil.virtual_memory().total // 2**20
+    weight = float(variant.get("InitialVariantWeight", 1.0))
     return VariantDeployment(
         name=variant["VariantName"],
-        weight=float(variant.get("InitialVariantWeight", 1.0)),
+        weight=weight,
         desired_count=int(variant.get("InitialInstanceCount", 1)),
         model=model,
+        desired_weight=weight,
         variant_dir=deployment.work_dir / variant["VariantName"],
         share=InstanceLimits(vcpus=round(min(limits.vcpus, host_cpus) / len(model.containers), 2),
                              memory_mib=min(limits.memory_mib, host_mib) // len(model.containers)),
@@ -259,7 +262,31 @@ async def replace_instance(platform: Platform, endpoint: str, variant: VariantDe
         raise DeploymentFailed(ping_failure(variant.model, variant.name, failed))
     if old in variant.instances:
         variant.instances[variant.instances.index(old)] = new
-    await _stop_instances(platform, endpoint, variant.name, [old])
+        await _stop_instances(platform, endpoint, variant.name, [old])
+    else:  # scale_variant took the old one out meanwhile (and stopped it): no replacement is wanted
+        await _stop_instances(platform, endpoint, variant.name, [new])
+
+
+async def scale_variant(platform: Platform, endpoint: str, variant: VariantDeployment, count: int) -> None:
+    """Start or stop instances until ``variant`` has ``count`` (UpdateEndpointWeightsAndCapacities).
+
+    New instances join the rotation only once all of them pass the ping health check; if one does not, they
+    are stopped and DeploymentFailed says why. Surplus instances (the newest) leave the rotation, then stop.
+    """
+    new: list[Instance] = []
+    try:
+        while len(variant.instances) + len(new) < count:
+            new.append(await _launch_instance(platform, endpoint, variant))
+        failed = await _unhealthy(platform, [c for i in new for c in i.containers], variant.startup_s)
+        if failed:
+            raise DeploymentFailed(ping_failure(variant.model, variant.name, failed))
+    except BaseException:
+        await _stop_instances(platform, endpoint, variant.name, new)
+        raise
+    variant.instances.extend(new)
+    surplus = variant.instances[count:]
+    del variant.instances[count:]
+    await _stop_instances(platform, endpoint, variant.name, surplus)
 
 
 async def monitor_deployment(platform: Platform, deployment: Deployment) -> None:

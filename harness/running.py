@@ -59,9 +59,10 @@ class VariantDeployment:
     """A production variant's running instances."""
 
     name: str
-    weight: float
+    weight: float  # CurrentWeight: what routing uses
     desired_count: int
     model: ModelRecord
+    desired_weight: float  # DesiredWeight: equal to weight except while UpdateEndpointWeightsAndCapacities runs
     instances: list[Instance] = field(default_factory=list)
     # How to launch more instances (replacements): where artifacts are, resources, startup window.
     variant_dir: Path = Path(".")

@@ -90,6 +90,17 @@ def test_errors_go_to_the_failure_location(fake_harness, s3):
     assert not exists(s3, answer["OutputLocation"])
     missing = rt.invoke_endpoint_async(EndpointName="failing", InputLocation="s3://data/async-in/nothing-here")
     assert "Cannot read s3://data/async-in/nothing-here" in wait_for_object(s3, missing["FailureLocation"]).decode()
+    # Both are in the endpoint's log group too, stream async-inference-errors (written before FailureLocation).
+    logs = boto3.client("logs", region_name="us-east-1", endpoint_url=fake_harness.endpoint_url,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    group = "/aws/sagemaker/Endpoints/failing"
+    streams = [s["logStreamName"] for s in logs.describe_log_streams(logGroupName=group)["logStreams"]]
+    assert "async-inference-errors" in streams
+    events = logs.get_log_events(logGroupName=group, logStreamName="async-inference-errors", startFromHead=True)
+    messages = [e["message"] for e in events["events"]]
+    assert len(messages) == 2
+    assert answer["InferenceId"] in messages[0] and "the model broke" in messages[0]
+    assert missing["InferenceId"] in messages[1] and "Cannot read s3://data/async-in/nothing-here" in messages[1]
 
 
 def test_backlog_is_reported_and_the_queue_is_bounded(tmp_path, s3):
