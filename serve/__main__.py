@@ -65,8 +65,9 @@ def run_native(settings: Settings) -> int:
     import uvicorn
 
     from serve.app import create_app
-    from serve.engine import Engine
+    from serve.engine import Engine, Prefork
     from serve.http import uvicorn_config
+    from serve.prefork import worker_main as prefork_worker_main
 
     state = {"exit_code": 0}
     server: uvicorn.Server | None = None
@@ -85,8 +86,8 @@ def run_native(settings: Settings) -> int:
             return 1
     # With SERVE_PREFORK the workers get their own descriptor of the listening socket: uvicorn's
     # closes when the front stops accepting.
-    app = create_app(settings, on_fatal=on_fatal,
-                     engine=Engine(settings, listener.dup() if listener is not None else None),
+    prefork = Prefork(listener.dup(), prefork_worker_main) if listener is not None else None
+    app = create_app(settings, on_fatal=on_fatal, engine=Engine(settings, prefork),
                      on_ready=(lambda: stop_accepting(server, settings)) if listener is not None else None)
     server = uvicorn.Server(uvicorn_config(app, settings, host=settings.host, port=settings.port, lifespan="on"))
     # uvicorn re-raises the signal it caught once it has shut down; with a Python handler installed

@@ -17,13 +17,13 @@ import os
 import socket
 import statistics
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from handlers.base import Request, Response
+from handlers.base import HandlerOptions, Request, Response
 from handlers.registry import handler_class, handler_module
 from serve.channel import FrontChannel
 from serve.memory import memory_budget
@@ -120,6 +120,22 @@ class ModelEntry:
         }
 
 
+#: A prefork worker process's entry point: ``serve.worker.worker_main``'s arguments, then its
+#: ``PreforkServing`` (``serve.prefork.worker_main``).
+PreforkMain = Callable[[socket.socket, str, HandlerOptions, tuple[str, str] | None, bool, int, PreforkServing], None]
+
+
+@dataclass(frozen=True)
+class Prefork:
+    """SERVE_PREFORK: the port's listening socket, handed to every worker, and the entry point of a
+    worker that serves HTTP on it. The caller hands the entry point over: it serves the front's
+    routes, which import this module, so the engine never imports it (docs/architecture.md,
+    "serve/: the container")."""
+
+    listener: socket.socket
+    main: PreforkMain
+
+
 #: A started worker process, the front's channel to it and, with prefork, what it serves HTTP with.
 StartedProcess = tuple[BaseProcess, FrontChannel, PreforkServing | None]
 
@@ -135,10 +151,10 @@ def drain(queue: asyncio.Queue[Worker]) -> list[Worker]:
 class Engine:
     """Loads, serves and unloads models on per-model worker processes."""
 
-    def __init__(self, settings: Settings, listener: socket.socket | None = None) -> None:
-        """``listener``: with SERVE_PREFORK, the port's listening socket, handed to every worker."""
+    def __init__(self, settings: Settings, prefork: Prefork | None = None) -> None:
+        """``prefork``: with SERVE_PREFORK, the listening socket and the entry point of its workers."""
         self.settings = settings
-        self.listener = listener
+        self.prefork = prefork
         self.options = handler_options(settings)
         self.memory = memory_budget(settings.memory_limit_mb)
         self.models: dict[str, ModelEntry] = {}
@@ -155,7 +171,7 @@ class Engine:
                 handler_module(settings.framework), *self.handler.preload_modules,
                 # what every worker imports on start, so it is shared rather than per worker
                 "serve.worker", "handlers.model", "serve.memory",
-                *(PREFORK_PRELOAD if listener is not None else []),
+                *(PREFORK_PRELOAD if prefork is not None else []),
             ])
         else:
             self._use_spawn(f"{self.handler.__name__} declares fork_safe = False")
@@ -170,7 +186,7 @@ class Engine:
         imported; the parent forks only after the import, so one no-op child proves it is done."""
         if self._forked:
             await asyncio.to_thread(self._fork_once)
-        if self.listener is not None:
+        if self.prefork is not None:
             self._in_background(self._kill_stuck_workers())
         self._keep_spare()
 
@@ -219,15 +235,15 @@ class Engine:
         """Start a worker process for ``model`` (artifact directory, name), or a spare for None."""
         front_end, worker_end = socket.socketpair()
         serving = None
-        if self.listener is not None:
-            serving = PreforkServing(self.listener, self.settings, self.handler.default_workers,
+        args: tuple[Any, ...] = (worker_end, self.settings.framework, self.options, model, self._forked,
+                                 self.settings.log_level)
+        target: Callable[..., None] = worker_main
+        if self.prefork is not None:
+            serving = PreforkServing(self.prefork.listener, self.settings, self.handler.default_workers,
                                      self._ctx.RawValue("d", 0.0))
+            target, args = self.prefork.main, (*args, serving)
         process = self._ctx.Process(
-            target=worker_main,
-            args=(worker_end, self.settings.framework, self.options, model, self._forked,
-                  self.settings.log_level, serving),
-            name=f"serve-worker-{model[1] if model is not None else '(spare)'}",
-        )
+            target=target, args=args, name=f"serve-worker-{model[1] if model is not None else '(spare)'}")
         try:
             await asyncio.to_thread(process.start)
         except BaseException:
@@ -245,7 +261,7 @@ class Engine:
 
     def _keep_spare(self) -> None:
         """MME mode: start forking a spare worker unless one exists (or is being started)."""
-        if (self.settings.multi_model and self.listener is None and not self._closing
+        if (self.settings.multi_model and self.prefork is None and not self._closing
                 and self._spare is None):
             self._spare = asyncio.get_running_loop().create_task(self._start_process(None))
 
@@ -294,7 +310,7 @@ class Engine:
     def _stop_grace_s(self) -> float:
         """How long a stopping worker may take: a prefork worker first finishes its in-flight
         requests, as long as uvicorn's graceful shutdown allows (``serve.prefork``)."""
-        if self.listener is None:
+        if self.prefork is None:
             return STOP_GRACE_S
         return max(STOP_GRACE_S, self.settings.drain_s + 1.0)
 

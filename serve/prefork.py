@@ -16,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from handlers.base import Request, Response
+from handlers.base import HandlerOptions, Request, Response
 from handlers.errors import HandlerError
+from serve.app import create_worker_app
 from serve.channel import WorkerChannel
 from serve.engine import EngineError, timed_out_message
-from serve.worker import PreforkServing, answer_frame, predict
+from serve.worker import PreforkServing, answer_frame, predict, run_worker
 
 if TYPE_CHECKING:
     from handlers.model import ServedModel
@@ -73,12 +75,20 @@ class InProcessModel:
             self.serving.busy_since.value = 0.0
 
 
+def worker_main(sock: socket.socket, framework: str, options: HandlerOptions, model: tuple[str, str] | None,
+                forked: bool, log_level: int, serving: PreforkServing) -> None:
+    """Entry point of a prefork worker process: ``serve.worker.worker_main``'s, then HTTP on
+    ``serving.listener``. The engine is handed it (``serve.engine.Prefork``): this module serves the
+    front's routes, which import the engine (docs/architecture.md, "serve/: the container")."""
+    run_worker(lambda conn, served, name: serve_http(conn, served, name, serving),
+               sock, framework, options, model, forked, log_level)
+
+
 def serve_http(conn: WorkerChannel, served: ServedModel, model_name: str, serving: PreforkServing) -> None:
     """Serve HTTP on ``serving.listener`` until the front closes ``conn`` (or SIGTERM/SIGINT);
     frames the front still sends over ``conn`` are answered too."""
     import uvicorn
 
-    from serve.app import create_worker_app
     from serve.http import uvicorn_config
 
     settings = serving.settings

@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,11 @@ def response_from(meta: list[Any], body: bytes) -> Response:
     return Response(body, meta[1], meta[2], meta[3])
 
 
+#: How a loaded worker answers until the front closes its socket: over the socket alone (``_serve``),
+#: or over HTTP too (``serve.prefork.serve_http``).
+Serve = Callable[[WorkerChannel, "ServedModel", str], None]
+
+
 def worker_main(
     sock: socket.socket,
     framework: str,
@@ -70,10 +76,17 @@ def worker_main(
     model: tuple[str, str] | None,
     forked: bool,
     log_level: int = 20,
-    serving: PreforkServing | None = None,
 ) -> None:
-    """Entry point of a worker process (a multiprocessing target). ``model`` is (artifact directory,
-    model name); None starts a spare, which waits for a ``["load", directory, name]`` frame first."""
+    """Entry point of a worker process (a multiprocessing target) that answers over its socket.
+    ``model`` is (artifact directory, model name); None starts a spare, which waits for a
+    ``["load", directory, name]`` frame first. A prefork worker's entry point is
+    ``serve.prefork.worker_main``."""
+    run_worker(_serve, sock, framework, options, model, forked, log_level)
+
+
+def run_worker(serve: Serve, sock: socket.socket, framework: str, options: HandlerOptions,
+               model: tuple[str, str] | None, forked: bool, log_level: int) -> None:
+    """Load the model, report it, then answer with ``serve`` until the front closes the socket."""
     from serve.memory import process_memory
 
     # Ctrl-C in a terminal reaches the whole process group; the front decides when workers stop.
@@ -94,12 +107,7 @@ def worker_main(
     uss, pss = process_memory()
     conn.send(["ready", *astuple(WorkerInfo(os.getpid(), uss, pss, time.perf_counter() - started))])
     try:
-        if serving is None:
-            _serve(conn, served, model_name)
-        else:
-            from serve.prefork import serve_http
-
-            serve_http(conn, served, model_name, serving)
+        serve(conn, served, model_name)
     finally:
         served.unload()
 
