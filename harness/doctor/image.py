@@ -60,7 +60,19 @@ def instance_architecture(instance_type: str) -> str:
     parts = instance_type.split(".")
     if len(parts) != 3 or parts[0] != "ml":
         raise DoctorError(f"instance type {instance_type!r} is not of the form ml.<family>.<size>")
+    require_hosting_instance_type(instance_type)
     return "arm64" if _GRAVITON_FAMILY.match(parts[1]) else "amd64"
+
+
+def require_hosting_instance_type(instance_type: str) -> None:
+    """DoctorError unless botocore's ``ProductionVariantInstanceType`` enum lists ``instance_type``, as
+    CreateEndpointConfig would refuse it: a misspelt type must not be checked against guessed limits."""
+    from harness.validation import service_model
+
+    hosting = service_model("sagemaker").shape_for("ProductionVariantInstanceType").enum
+    if instance_type not in hosting:
+        raise DoctorError(f"--instance-type {instance_type}: not a SageMaker hosting instance type "
+                          "(botocore's ProductionVariantInstanceType), e.g. ml.m5.large, ml.c7g.large, ml.g5.xlarge")
 
 
 def host_architecture() -> str:

@@ -52,7 +52,7 @@ def test_table_shows_verdicts_and_the_fix_of_failures_only() -> None:
 
 @pytest.mark.parametrize(("instance", "arch"), [
     ("ml.m5.large", "amd64"), ("ml.c7g.xlarge", "arm64"), ("ml.m6gd.large", "arm64"), ("ml.c6gn.large", "arm64"),
-    ("ml.r7g.2xlarge", "arm64"), ("ml.g5.xlarge", "amd64"), ("ml.g4dn.xlarge", "amd64"), ("ml.inf2.xlarge", "amd64"),
+    ("ml.r7gd.2xlarge", "arm64"), ("ml.g5.xlarge", "amd64"), ("ml.g4dn.xlarge", "amd64"), ("ml.inf2.xlarge", "amd64"),
 ])
 def test_graviton_families_are_arm64(instance: str, arch: str) -> None:
     assert instance_architecture(instance) == arch
@@ -61,6 +61,13 @@ def test_graviton_families_are_arm64(instance: str, arch: str) -> None:
 def test_a_malformed_instance_type_is_refused() -> None:
     with pytest.raises(DoctorError, match="ml.<family>.<size>"):
         instance_architecture("m5.large")
+
+
+@pytest.mark.parametrize("instance", ["ml.m5.larg", "ml.r7g.2xlarge"])
+def test_an_instance_type_sagemaker_does_not_host_on_is_refused(instance: str) -> None:
+    # Checking it would mean guessing its CPUs and memory (harness.instance_types.limits_for).
+    with pytest.raises(DoctorError, match=f"--instance-type {instance}: not a SageMaker hosting instance type"):
+        instance_architecture(instance)
 
 
 def test_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
