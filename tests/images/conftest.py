@@ -85,13 +85,15 @@ def docker_engine() -> None:
 _built: dict[str, str] = {}
 
 
-def ensure_image(framework: str) -> str:
-    """The image for ``framework``, built with build.sh when missing (once per session)."""
-    name = image_name(framework)
+def ensure_image(framework: str, *build_options: str, tag: str | None = None) -> str:
+    """``servekit-<framework>:<tag>`` (default: the tag under test), built once per session with
+    ``./build.sh build FRAMEWORK --tag TAG BUILD_OPTIONS`` when missing."""
+    tag = tag or image_tag()
+    name = f"servekit-{framework}:{tag}"
     if name in _built:
         return name
     if docker("image", "inspect", name, check=False).returncode != 0:
-        args = [str(REPO / "build.sh"), "build", framework, "--tag", image_tag()]
+        args = [str(REPO / "build.sh"), "build", framework, "--tag", tag, *build_options]
         if image_tag().endswith("nomms"):
             args.append("--no-mms")
         result = subprocess.run(args, capture_output=True, text=True, timeout=1800)

@@ -8,38 +8,24 @@ and can still pip-install a model's ``code/requirements.txt`` into the image's v
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.images.conftest import REPO, docker, image_tag
+from tests.images.conftest import docker, ensure_image, image_tag
 from tests.images.test_images import artifact, assert_prediction, multi_model_round_trip
 
 pytestmark = pytest.mark.images
 
 USER = "servekit"
 UID = 1000
-_ready: set[str] = set()
 
 
 @pytest.fixture
 def nonroot_image(docker_engine: None) -> str:
     """``servekit-sklearn:<tag>-nonroot``, built through build.sh when missing (cached: ~20 s)."""
-    name = f"servekit-sklearn:{image_tag()}-nonroot"
-    if name not in _ready:
-        if docker("image", "inspect", name, check=False).returncode != 0:
-            args = [str(REPO / "build.sh"), "build", "sklearn", "--user", f"{USER}:{UID}",
-                    "--tag", f"{image_tag()}-nonroot"]
-            if image_tag().endswith("nomms"):
-                args.append("--no-mms")
-            result = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-            if result.returncode != 0:
-                tail = (result.stdout + result.stderr)[-4000:]
-                pytest.fail(f"{name} is missing and `{' '.join(args)}` failed:\n{tail}")
-        _ready.add(name)
-    return name
+    return ensure_image("sklearn", "--user", f"{USER}:{UID}", tag=f"{image_tag()}-nonroot")
 
 
 def test_runs_as_a_numeric_non_root_user(nonroot_image: str) -> None:
