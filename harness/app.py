@@ -4,6 +4,8 @@
 * ``POST /`` with ``X-Amz-Target: Logs_20140328.<Operation>``: CloudWatch Logs over the harness's own log
   streams (harness.cloudwatch_logs);
 * ``POST /endpoints/{name}/invocations``: the runtime (rest-json);
+* ``POST /endpoints/{name}/invocations-response-stream``: the same, answered as an event stream
+  (harness.response_stream);
 * ``GET /_servekit/endpoints``, ``.../{name}/logs``, ``.../{name}/metrics``, ``POST /_servekit/shutdown``.
 
 Every route sits behind ``harness.security.RequestGuard`` (Host allow-list, Origin, admin header,
@@ -37,6 +39,7 @@ from harness.cloudwatch_logs import LogStore
 from harness.control_plane import ControlPlane
 from harness.core import Platform
 from harness.errors import ACCOUNT_ID, ControlPlaneError, InternalFailure, RuntimeApiError, ValidationError
+from harness.response_stream import EventStreamResponse, open_stream, parse_stream_invocation
 from harness.running import Deployment
 from harness.runtime import Router, parse_invocation
 from harness.security import RequestGuard
@@ -178,12 +181,20 @@ async def async_invocations(request: Request) -> Response:
     return JSONResponse({"InferenceId": accepted.inference_id}, status_code=202, headers=headers)
 
 
-async def unsupported_invocation(request: Request) -> Response:
-    """Streaming InvokeEndpoint: not emulated."""
-    return _runtime_error(
-        ValidationError("Streaming invocations are not supported by the local harness."),
-        str(uuid.uuid4()),
-    )
+async def invocations_response_stream(request: Request) -> Response:
+    """``POST /endpoints/{name}/invocations-response-stream``: InvokeEndpointWithResponseStream."""
+    name = request.path_params["name"]
+    request_id = str(uuid.uuid4())
+    try:
+        deployment = _serving_deployment(_platform(request), name)
+        invocation = parse_stream_invocation(name, request_id, request.headers, await request.body())
+        stream = await open_stream(request.app.state.router, deployment, invocation)
+    except RuntimeApiError as error:
+        return _runtime_error(error, request_id)
+    except Exception as exc:
+        log.exception("streaming invocation of %s failed", name)
+        return _runtime_error(InternalFailure(f"Internal error in the local harness: {exc}"), request_id)
+    return EventStreamResponse(stream, request_id)
 
 
 # -- admin API for the CLI -----------------------------------------------------------------------------------
@@ -263,7 +274,7 @@ ROUTES = [
     Route("/", control_plane, methods=["POST"]),
     Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
     Route("/endpoints/{name}/async-invocations", async_invocations, methods=["POST"]),
-    Route("/endpoints/{name}/invocations-response-stream", unsupported_invocation, methods=["POST"]),
+    Route("/endpoints/{name}/invocations-response-stream", invocations_response_stream, methods=["POST"]),
     Route("/_servekit/endpoints", list_endpoints, methods=["GET"]),
     Route("/_servekit/endpoints/{name}/logs", logs, methods=["GET"]),
     Route("/_servekit/endpoints/{name}/metrics", metrics, methods=["GET"]),

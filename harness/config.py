@@ -42,6 +42,17 @@ class HarnessConfig:
     health_check_interval_s: float = 5.0
     #: SIGTERM -> SIGKILL delay when containers stop (SageMaker: 30 s).
     stop_grace_s: float = 10.0
+    #: InvokeEndpointWithResponseStream: the whole stream must end within this long, else the client gets
+    #: ModelStreamError ModelInvocationTimeExceeded. SageMaker's figure is not in a public source found
+    #: (docs/harness.md "Streaming"); this is the harness's choice. The headers and each chunk must come
+    #: within invocation_timeout_s.
+    stream_timeout_s: float = 300.0
+    #: Opt-in: re-cut the container's streamed bytes at random places before they become PayloadParts,
+    #: as SageMaker may, so that a client's parser is tested against parts that are not the container's
+    #: chunks (harness.eventstream.Resplitter) ...
+    stream_resplit: bool = False
+    #: ... from this seed (None: a different cut every run).
+    stream_resplit_seed: int | None = None
     max_payload_bytes: int = 6291456
     #: Largest body passed between serial-pipeline containers (contract §4.3: 5 MB).
     pipeline_payload_bytes: int = 5 * 1024 * 1024

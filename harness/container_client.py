@@ -9,7 +9,9 @@ Target-Model.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -72,6 +74,44 @@ class ContainerReply:
         return self.body.decode("utf-8", errors="replace")
 
 
+class ContainerStream:
+    """A container's answer whose body is still arriving (InvokeEndpointWithResponseStream)."""
+
+    def __init__(self, response: httpx.Response, started: float) -> None:
+        self.response = response
+        self.started = started
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code
+
+    @property
+    def content_type(self) -> str | None:
+        return self.response.headers.get("content-type")
+
+    @property
+    def custom_attributes(self) -> str | None:
+        return self.response.headers.get(CUSTOM_ATTRIBUTES)
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive (raw: no content decoding is negotiated with containers).
+        httpx.RemoteProtocolError: the container closed the connection before the body's end (a chunked
+        body without its last, empty chunk); httpx.ReadTimeout: no bytes within the read timeout."""
+        return self.response.aiter_raw()
+
+    async def whole(self) -> ContainerReply:
+        """Read the rest at once (an error answer, which is short) and close."""
+        try:
+            await self.response.aread()
+        finally:
+            await self.response.aclose()
+        return _reply(self.response, self.started)
+
+    async def close(self) -> None:
+        """Close the connection to the container (it stops a container that is still sending)."""
+        await self.response.aclose()
+
+
 class ContainerClient:
     """Every call from the harness to a container goes through here."""
 
@@ -119,18 +159,36 @@ class ContainerClient:
     async def invoke(self, container: ContainerTarget, path: str, request: OutgoingRequest) -> ContainerReply:
         """POST ``request`` to ``path``; a timeout or an unreachable container raises ModelError."""
         started = time.perf_counter()
-        try:
+        with self._reaching(container):
             response = await self.http.post(
                 f"{container.running.base_url}{path}", content=request.body, headers=request.headers(),
                 timeout=self._timeout(request.timeout_s or self.config.invocation_timeout_s),
             )
+        return _reply(response, started)
+
+    async def open_stream(self, container: ContainerTarget, path: str, request: OutgoingRequest) -> ContainerStream:
+        """POST ``request`` to ``path`` and return once the status and headers are in; the body is read
+        chunk by chunk from the result. The read timeout applies to the headers and to each chunk."""
+        started = time.perf_counter()
+        outgoing = self.http.build_request(
+            "POST", f"{container.running.base_url}{path}", content=request.body, headers=request.headers(),
+            timeout=self._timeout(request.timeout_s or self.config.invocation_timeout_s),
+        )
+        with self._reaching(container):
+            response = await self.http.send(outgoing, stream=True)
+        return ContainerStream(response, started)
+
+    @contextlib.contextmanager
+    def _reaching(self, container: ContainerTarget) -> Iterator[None]:
+        """Until a container's status line is in: a timeout or an unreachable container is a ModelError."""
+        try:
+            yield
         except httpx.ConnectTimeout as exc:
             raise self.unreachable(container, exc) from None
         except httpx.TimeoutException:
             raise self._timed_out(container) from None
         except httpx.HTTPError as exc:
             raise self.unreachable(container, exc) from None
-        return _reply(response, started)
 
     async def execution_parameters(self, running: RunningContainer) -> dict[str, object] | None:
         """``GET /execution-parameters`` (batch transform): the container's JSON object, or None when it

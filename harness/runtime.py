@@ -100,20 +100,29 @@ class Router:
     # -- the entry point ---------------------------------------------------------------------------------
     async def invoke(self, deployment: Deployment, invocation: Invocation) -> Answer:
         """Route ``invocation`` through ``deployment``; raises RuntimeApiError subclasses."""
-        variant = self._variant(deployment, invocation)
-        self._check(invocation, variant.model)
-        self.metrics.record(invocation.endpoint, variant.name, "Invocations", 1.0)
+        variant = self.target(deployment, invocation)
         try:
             answer = await self._route(invocation, variant)
         except ModelError as error:
-            status = int(error.members.get("OriginalStatusCode") or 0)
-            self._record_outcome(invocation.endpoint, variant.name, client_error=400 <= status < 500,
-                                 server_error=not 400 <= status < 500)
+            self.record_model_error(invocation.endpoint, variant.name, error)
             raise
-        self._record_outcome(invocation.endpoint, variant.name, client_error=False, server_error=False)
+        self.record_outcome(invocation.endpoint, variant.name, client_error=False, server_error=False)
         return answer
 
-    def _record_outcome(self, endpoint: str, variant: str, *, client_error: bool, server_error: bool) -> None:
+    def target(self, deployment: Deployment, invocation: Invocation) -> VariantDeployment:
+        """The variant that answers ``invocation``, once the request is checked against its model; the
+        request counts in ``Invocations`` from here on."""
+        variant = self._variant(deployment, invocation)
+        self._check(invocation, variant.model)
+        self.metrics.record(invocation.endpoint, variant.name, "Invocations", 1.0)
+        return variant
+
+    def record_model_error(self, endpoint: str, variant: str, error: ModelError) -> None:
+        """A container's 4xx counts as a client error, anything else (5xx, unreachable) as a server error."""
+        status = int(error.members.get("OriginalStatusCode") or 0)
+        self.record_outcome(endpoint, variant, client_error=400 <= status < 500, server_error=not 400 <= status < 500)
+
+    def record_outcome(self, endpoint: str, variant: str, *, client_error: bool, server_error: bool) -> None:
         # CloudWatch semantics: one 0/1 sample per request, so Sum counts errors and Average is a rate.
         self.metrics.record(endpoint, variant, "Invocation4XXErrors", float(client_error))
         self.metrics.record(endpoint, variant, "Invocation5XXErrors", float(server_error))
@@ -191,6 +200,12 @@ class Router:
     async def _direct(self, invocation: Invocation, variant: VariantDeployment,
                       instance: Instance) -> tuple[ContainerRuntime, ContainerReply]:
         """Direct multi-container: TargetContainerHostname picks the one container."""
+        container = self.direct_container(invocation, instance)
+        return container, await self._invoke_container(variant, container, invocation.outgoing())
+
+    @staticmethod
+    def direct_container(invocation: Invocation, instance: Instance) -> ContainerRuntime:
+        """The container TargetContainerHostname names; ValidationError when there is none by that name."""
         assert invocation.target_container is not None
         container = instance.container(invocation.target_container)
         if container is None:
@@ -198,7 +213,7 @@ class Router:
                 f"Container {invocation.target_container} does not exist in endpoint {invocation.endpoint}; "
                 f"use one of: {', '.join(c.hostname for c in instance.containers)}."
             )
-        return container, await self._invoke_container(variant, container, invocation.outgoing())
+        return container
 
     async def _serial(self, invocation: Invocation, variant: VariantDeployment,
                       instance: Instance) -> tuple[ContainerRuntime, ContainerReply, float]:

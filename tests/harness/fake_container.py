@@ -13,6 +13,15 @@ platform variables plus FAKE_* switches so tests can make it misbehave on purpos
   ``FAKE_BATCH_DELAY_S=<s>`` makes each request take that long. Each request logs
   ``batch-request records=N in_flight=K``.
 
+Streaming (InvokeEndpointWithResponseStream), answered with ``Transfer-Encoding: chunked``, each chunk
+flushed as written:
+
+* ``stream:<n>``: n chunks ``part-<i>\n``, then the terminating empty chunk;
+* ``stream-break:<n>``: n chunks, then the connection is closed without the terminating chunk;
+* ``stream-gated:<seconds>``: chunk ``first\n``, then waits until ``POST /release`` (sent by the test
+  once it holds the first part) or the deadline, then ``released\n`` or ``deadline\n`` and the end.
+  A write that fails because the reader went away logs ``stream-reader-gone``.
+
 A request body ``status:<code>:<text>`` makes the invocation answer ``<code>`` with ``<text>``;
 ``sleep:<seconds>`` answers 200 after that long (a request to be in flight when a test kills the
 container). Any other body is answered with JSON describing what the container saw (body, headers, its model files).
@@ -31,6 +40,7 @@ from pathlib import Path
 LOADED: dict[str, str] = {}
 LOCK = threading.Lock()
 IN_FLIGHT = [0]
+RELEASE = threading.Event()
 
 
 def _numbers(value: object) -> list[float]:
@@ -88,6 +98,50 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, kind: str, message: str) -> None:
         self._json(status, {"code": status, "type": kind, "message": message})
 
+    def _chunked(self, chunks: list[bytes], *, end: bool = True) -> None:
+        """A chunked 200 answer; without ``end`` the connection closes with no terminating chunk."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for chunk in chunks:
+            self._chunk(chunk)
+        if end:
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.close_connection = True
+
+    def _chunk(self, chunk: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.flush()
+
+    def _gated(self, deadline_s: float) -> None:
+        self._chunked([b"first\n"], end=False)
+        self.close_connection = False
+        released = RELEASE.wait(deadline_s)
+        RELEASE.clear()
+        try:
+            self._chunk(b"released\n" if released else b"deadline\n")
+            for _ in range(100):  # until the harness's closed connection makes a write fail
+                self._chunk(b"more\n")
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            print("fake-container: stream-reader-gone", flush=True)
+            self.close_connection = True
+
+    def _stream(self, body: bytes) -> bool:
+        """The streaming answers; False when ``body`` asks for none."""
+        command, _, argument = body.decode(errors="replace").partition(":")
+        if command == "stream":
+            self._chunked([b"part-%d\n" % i for i in range(int(argument))])
+        elif command == "stream-break":
+            self._chunked([b"part-%d\n" % i for i in range(int(argument))], end=False)
+        elif command == "stream-gated":
+            self._gated(float(argument))
+        else:
+            return False
+        return True
+
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
@@ -135,6 +189,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = self._body()
+        if self.path == "/release":
+            RELEASE.set()
+            self._send(200, b"released", "text/plain")
+            return
         if self.path == "/models":
             request = json.loads(body)
             name, url = request["model_name"], request["url"]
@@ -166,6 +224,8 @@ class Handler(BaseHTTPRequestHandler):
                     model_dir = LOADED[name]
             if os.environ.get("FAKE_BATCH") == "1":
                 self._batch(body)
+                return
+            if self._stream(body):
                 return
             if body.startswith(b"sleep:"):
                 time.sleep(float(body.decode().split(":", 1)[1]))
