@@ -160,7 +160,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     backend = _choose_backend(args)
     _sweep_orphans(backend)
     config = HarnessConfig(state_dir=state_dir, region=args.region, startup_timeout_s=args.startup_timeout,
-                           allowed_hosts=tuple(args.allow_host), token=args.token or None)
+                           allowed_hosts=tuple(args.allow_host), token=args.token or None,
+                           stream_resplit=args.stream_resplit,
+                           **({} if args.stream_timeout is None else {"stream_timeout_s": args.stream_timeout}))
     try:
         sock = listen_on_loopback(args.port)
     except OSError as exc:
@@ -314,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                     help="also accept requests whose Host header names HOST (repeatable); loopback names "
                          "always pass")
+    up.add_argument("--stream-resplit", action="store_true",
+                    help="InvokeEndpointWithResponseStream: re-cut the container's bytes at random places "
+                         "into PayloadParts, as SageMaker may, to test a client's parser")
+    up.add_argument("--stream-timeout", type=float,
+                    help="seconds a response stream may last (default: HarnessConfig.stream_timeout_s)")
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     up.set_defaults(func=cmd_up)
 
