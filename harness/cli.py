@@ -288,6 +288,15 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_stream_options(up: argparse.ArgumentParser) -> None:
+    """``up``'s InvokeEndpointWithResponseStream settings (docs/harness.md "Streaming")."""
+    up.add_argument("--stream-resplit", action="store_true",
+                    help="InvokeEndpointWithResponseStream: re-cut the container's bytes at random places "
+                         "into PayloadParts, as SageMaker may, to test a client's parser")
+    up.add_argument("--stream-timeout", type=float,
+                    help="seconds a response stream may last (default: HarnessConfig.stream_timeout_s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``servekit`` argument parser."""
     parser = argparse.ArgumentParser(prog="servekit", description="servekit tools")
@@ -316,11 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                     help="also accept requests whose Host header names HOST (repeatable); loopback names "
                          "always pass")
-    up.add_argument("--stream-resplit", action="store_true",
-                    help="InvokeEndpointWithResponseStream: re-cut the container's bytes at random places "
-                         "into PayloadParts, as SageMaker may, to test a client's parser")
-    up.add_argument("--stream-timeout", type=float,
-                    help="seconds a response stream may last (default: HarnessConfig.stream_timeout_s)")
+    add_stream_options(up)
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     up.set_defaults(func=cmd_up)
 

@@ -194,3 +194,12 @@ def test_direct_multi_container_streams_from_the_named_container(fake_harness):
     with pytest.raises(rt.exceptions.ValidationError) as caught:
         rt.invoke_endpoint_with_response_stream(EndpointName="pipe", Body=b"x")
     assert "serial inference pipeline" in caught.value.response["Error"]["Message"]
+
+
+def test_cli_stream_options():
+    from harness.cli import build_parser
+
+    args = build_parser().parse_args(["local", "up", "--stream-resplit", "--stream-timeout", "5"])
+    assert (args.stream_resplit, args.stream_timeout) == (True, 5.0)
+    args = build_parser().parse_args(["local", "up"])
+    assert (args.stream_resplit, args.stream_timeout) == (False, None)  # None: HarnessConfig's default
