@@ -128,10 +128,16 @@ def test_mid_stream_break_and_timeout_are_model_stream_errors(fake_harness):
     assert json.loads(payload)["ErrorCode"] == "StreamBroken"
     assert metric(fake_harness, "ep", "Invocation5XXErrors")["Sum"] == 2
 
-    fake_harness.config.stream_timeout_s = 0.5  # the container waits 20 s for a release that never comes
-    *_, (headers, payload) = raw_events(fake_harness.endpoint_url, "ep", b"stream-gated:20")
-    assert json.loads(payload) == {"ErrorCode": "ModelInvocationTimeExceeded", "Message": (
+    # The container waits 20 s for a release that never comes: past the whole stream's limit, and past
+    # the limit between two chunks.
+    timed_out = {"ErrorCode": "ModelInvocationTimeExceeded", "Message": (
         "Your model primary did not complete sending the inference response in the allotted time.")}
+    fake_harness.config.stream_timeout_s = 0.5
+    *_, (headers, payload) = raw_events(fake_harness.endpoint_url, "ep", b"stream-gated:20")
+    assert json.loads(payload) == timed_out
+    fake_harness.config.stream_timeout_s, fake_harness.config.invocation_timeout_s = 300, 0.5
+    first, *_, (headers, payload) = raw_events(fake_harness.endpoint_url, "ep", b"stream-gated:20")
+    assert first[1] == b"first\n" and json.loads(payload) == timed_out
 
 
 def test_client_that_goes_away_closes_the_container_connection(fake_harness):
