@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from handlers.limits import DEFAULT_MAX_DECODED_BYTES, DecodeLimits
 
@@ -60,14 +60,29 @@ class Request:
     model_name: str = "model"
 
 
+class ChunkStream(Protocol):
+    """The chunks of a streamed answer after its first: non-empty bytes, each produced when pulled."""
+
+    def __next__(self) -> bytes:
+        """The next chunk; StopIteration at the end, ``StreamError`` when producing it failed."""
+
+    def close(self) -> None:
+        """Stop producing (the user's generator runs its ``finally`` blocks)."""
+
+
 @dataclass
 class Response:
-    """The encoded prediction; ``custom_attributes`` is set by user code when it wants one returned."""
+    """The encoded prediction; ``custom_attributes`` is set by user code when it wants one returned.
+
+    A streamed answer (the user script or handler returned an iterator, docs/handlers.md "Streaming")
+    carries its first chunk as ``body`` and the rest as ``chunks``: non-empty ``bytes``, produced as
+    they are pulled; ``StreamError`` when producing one fails. Whoever holds it must close it."""
 
     body: bytes
     content_type: str
     custom_attributes: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    chunks: ChunkStream | None = None
 
 
 #: A framework's own user-script contract turned into one call: ``(model, request) -> Response``.

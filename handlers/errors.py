@@ -56,3 +56,10 @@ class PayloadTooLargeError(HandlerError):
     """Decoding the request would exceed a size bound (``HandlerOptions.max_decoded_bytes``) (413)."""
 
     status = 413
+
+
+class StreamError(HandlerError):
+    """A streamed answer failed after its first chunk was produced (docs/handlers.md, "Streaming"):
+    no status can be sent any more, so the server ends the stream unfinished and logs the message."""
+
+    status = 500

@@ -45,9 +45,9 @@ from types import ModuleType
 from typing import Any
 
 from handlers import codecs
-from handlers.base import Handler, HandlerOptions, Request, Response, ScriptInvoker
+from handlers.base import ChunkStream, Handler, HandlerOptions, Request, Response, ScriptInvoker
 from handlers.context import CUSTOM_ATTRIBUTES_HEADER, TARGET_MODEL_HEADER, Context
-from handlers.errors import BadRequestError, HandlerError, ModelLoadError, PredictionError
+from handlers.errors import BadRequestError, HandlerError, ModelLoadError, PredictionError, StreamError
 from handlers.submit_directory import resolve_code_dir
 
 logger = logging.getLogger("servekit.handlers")
@@ -92,6 +92,23 @@ def _clean_message(exc: BaseException, limit: int = 600) -> str:
 
 def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_clean_message(exc)}"
+
+
+def is_stream(value: Any) -> bool:
+    """Whether a user function's or handler's result is a streamed answer: an iterator (a generator,
+    typically). Lists, strings and arrays are iterable but not iterators, so they stay one answer."""
+    return isinstance(value, Iterator)
+
+
+def _close(stream: Iterator[Any]) -> None:
+    """Close a stream that can be closed (a generator runs its ``finally`` blocks), logging a failure."""
+    close = getattr(stream, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception as exc:
+        logger.warning("closing a streamed answer failed: %s", _describe_exception(exc))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -506,7 +523,7 @@ class ServedModel:
                         request.content_type,
                         self._user_accept(request),
                     )
-                    response = self._user_response(result, request, context)
+                    response = self._user_response(result, request, context, step)
                 else:
                     if fns is not None and fns.has("input_fn"):
                         step = "input_fn"
@@ -522,7 +539,9 @@ class ServedModel:
                     if fns is not None and fns.has("output_fn"):
                         step = "output_fn"
                         result = fns.call("output_fn", context, prediction, self._user_accept(request))
-                        response = self._user_response(result, request, context)
+                        response = self._user_response(result, request, context, step)
+                    elif is_stream(prediction):  # streamed as it is (docs/handlers.md, "Streaming")
+                        response = self._user_response(prediction, request, context, step)
                     else:
                         step = "encode"
                         body, content_type = self.handler.encode(prediction, request.accept)
@@ -586,12 +605,27 @@ class ServedModel:
             return self.handler.default_response_type
         return accept
 
-    def _user_response(self, result: Any, request: Request, context: Context | None) -> Response:
-        """Turn what output_fn/transform_fn returned into a Response (toolkit rules, plus str/JSON)."""
+    def _user_response(self, result: Any, request: Request, context: Context | None, step: str) -> Response:
+        """Turn what output_fn/transform_fn returned into a Response (toolkit rules, plus str/JSON); an
+        iterator is a streamed answer whose first chunk is pulled now (docs/handlers.md, "Streaming")."""
         content_type: str | None = None
         body: Any = result
         if isinstance(result, tuple) and len(result) == 2:
             body, content_type = result
+        chunks = None
+        if is_stream(body):
+            data, chunks = self._first_chunk(body, step)
+        else:
+            data = self._body_bytes(body)
+        if not content_type and context is not None:
+            content_type = context.get_response_content_type(0)
+        if not content_type:
+            ranges = [mt for mt in codecs.parse_accept(self._user_accept(request)) if "*" not in mt]
+            content_type = ranges[0] if ranges else self.handler.default_response_type
+        return Response(body=data, content_type=str(content_type), chunks=chunks)
+
+    def _body_bytes(self, body: Any) -> bytes:
+        """A user function's answer as bytes: bytes as is, str as UTF-8, anything else as JSON."""
         if isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
         elif isinstance(body, str):
@@ -605,17 +639,38 @@ class ServedModel:
                     f"model {self.model_name!r}: the user script returned {type(body).__name__}, which is "
                     "neither bytes, str, (bytes, content_type) nor JSON-serializable"
                 ) from exc
-        if not content_type and context is not None:
-            content_type = context.get_response_content_type(0)
-        if not content_type:
-            ranges = [mt for mt in codecs.parse_accept(self._user_accept(request)) if "*" not in mt]
-            content_type = ranges[0] if ranges else self.handler.default_response_type
-        return Response(body=data, content_type=str(content_type))
+        return data
+
+    def _first_chunk(self, stream: Iterator[Any], step: str) -> tuple[bytes, ChunkStream]:
+        """The stream's first non-empty chunk, pulled now so that a failure before it is an ordinary
+        error answer, and the chunks after it (b"" for a stream with none)."""
+        pulled = 0
+        try:
+            for item in stream:
+                pulled += 1
+                chunk = self.chunk_bytes(item, pulled, PredictionError)
+                if chunk:
+                    return chunk, _RestOfStream(self, stream, step, pulled)
+        except BaseException:
+            _close(stream)
+            raise
+        return b"", _RestOfStream(self, stream, step, pulled)
+
+    def chunk_bytes(self, item: Any, index: int, error: type[HandlerError]) -> bytes:
+        """Chunk ``index`` (from 1) of a stream as bytes: bytes as they are, str as UTF-8, else ``error``."""
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return bytes(item)
+        if isinstance(item, str):
+            return item.encode("utf-8")
+        raise error(f"model {self.model_name!r}: chunk {index} of the streamed answer is {type(item).__name__}; "
+                    "a stream yields bytes or str (docs/handlers.md, \"Streaming\")")
 
     def _apply_context(self, context: Context, response: Response) -> None:
         """Carry what user code set on ``context`` (status, custom attributes, headers) to the response."""
         status, phrase = context.get_response_status(0)
         if status >= 400:
+            if response.chunks is not None:
+                response.chunks.close()
             detail = phrase or response.body.decode("utf-8", errors="replace")[:600]
             raise HandlerError(f"model {self.model_name!r}: {detail}", status=status)
         for key, value in context.get_response_headers(0).items():
@@ -645,3 +700,52 @@ class ServedModel:
             return BadRequestError(f"model {self.model_name!r}: {step} rejected the input: {_describe_exception(exc)}")
         logger.error("model %s: %s failed", self.model_name, step, exc_info=exc)
         return PredictionError(f"model {self.model_name!r}: {step} failed: {_describe_exception(exc)}")
+
+
+class _RestOfStream:
+    """The chunks of a user's stream after its first (``handlers.base.ChunkStream``), each produced in
+    the script's scope when pulled; a failure ends it with ``StreamError`` naming the cause. Closing
+    it closes the user's stream, whether or not it was pulled from."""
+
+    def __init__(self, served: ServedModel, stream: Iterator[Any], step: str, pulled: int) -> None:
+        self.served = served
+        self.stream = stream
+        self.step = step
+        self.pulled = pulled
+        self.closed = False
+
+    def _scope(self) -> contextlib.AbstractContextManager[Any]:
+        script = self.served.script
+        return script.scope() if script is not None else contextlib.nullcontext()
+
+    def __iter__(self) -> _RestOfStream:
+        return self
+
+    def __next__(self) -> bytes:
+        while not self.closed:
+            with self._scope():
+                item = self._pull()
+            self.pulled += 1
+            chunk = self.served.chunk_bytes(item, self.pulled, StreamError)
+            if chunk:
+                return chunk
+        raise StopIteration
+
+    def _pull(self) -> Any:
+        try:
+            return next(self.stream)
+        except StopIteration:
+            self.closed = True
+            raise
+        except Exception as exc:
+            self.closed = True
+            name = self.served.model_name
+            logger.debug("model %s: %s failed mid-stream", name, self.step, exc_info=exc)
+            raise StreamError(f"model {name!r}: {self.step} failed after yielding {self.pulled} item(s) of a streamed "
+                              f"answer: {_describe_exception(exc)}") from exc
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with self._scope():
+                _close(self.stream)

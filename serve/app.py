@@ -9,6 +9,7 @@ processes and models. Each route is a module-level function that finds the serve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -21,13 +22,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handlers.base import Request
 from handlers.base import Response as ModelResponse
-from serve.engine import Engine, EngineError
+from serve.engine import STOP_GRACE_S, Engine, EngineError
+from serve.http import CLOSE_CONNECTION
 from serve.settings import Settings
 from serve.shared import (
     CUSTOM_ATTRIBUTES_HEADER,
@@ -38,6 +40,7 @@ from serve.shared import (
     reason_field,
     workers_per_model,
 )
+from serve.stream import AnswerStream, Streamed, StreamFailed
 
 #: The SageMaker headers as ASGI spells header names (lower case).
 CUSTOM_ATTRIBUTES_HEADER_KEY = CUSTOM_ATTRIBUTES_HEADER.lower()
@@ -178,11 +181,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 #: What answers a model's request: the engine's ``invoke`` in the front, the model itself in a
 #: prefork worker (``serve.prefork``). Raises ``EngineError`` for an answer other than 200.
-ModelInvoker = Callable[[str, Request], Awaitable[ModelResponse]]
+ModelInvoker = Callable[[str, Request], Awaitable[ModelResponse | Streamed]]
 
 
-async def invoke(invoke_model: ModelInvoker, name: str, headers: dict[str, str], body: bytes) -> Response:
-    """Send a request's body and SageMaker headers to model ``name``; its answer as HTTP."""
+async def invoke(invoke_model: ModelInvoker, name: str, headers: dict[str, str], body: bytes) -> Response | Streamed:
+    """Send a request's body and SageMaker headers to model ``name``; its answer as HTTP, or the
+    streamed answer to write chunk by chunk (``send_streamed``)."""
     result = await invoke_model(name, Request(
         body=body,
         content_type=headers.get("content-type"),
@@ -191,10 +195,17 @@ async def invoke(invoke_model: ModelInvoker, name: str, headers: dict[str, str],
         target_model=headers.get(TARGET_MODEL_HEADER_KEY),
         model_name=name,
     ))
+    if isinstance(result, Streamed):
+        return result
+    return Response(result.body, media_type=result.content_type, headers=answer_headers(result))
+
+
+def answer_headers(result: ModelResponse) -> dict[str, str]:
+    """The headers a model's answer sets, its custom attributes among them (not its Content-Type)."""
     out_headers = dict(result.headers)
     if result.custom_attributes is not None:
         out_headers[CUSTOM_ATTRIBUTES_HEADER] = result.custom_attributes
-    return Response(result.body, media_type=result.content_type, headers=out_headers)
+    return out_headers
 
 
 def payload_too_large(settings: Settings) -> Response:
@@ -406,6 +417,9 @@ class HotPath:
             response = payload_too_large(self.settings)
         except EngineError as exc:
             response = error_response(exc.status, exc.message)
+        if isinstance(response, Streamed):
+            await self.stream(name, response, scope, receive, send, started)
+            return
         try:
             await response(scope, receive, send)
         finally:
@@ -414,6 +428,93 @@ class HotPath:
             asyncio.get_running_loop().call_soon(
                 log_request, "POST", scope["path"], name, response.status_code, (time.perf_counter() - started) * 1000,
                 error_message(bytes(response.body)) if refused(response.status_code) else None)
+
+    async def stream(self, name: str, streamed: Streamed, scope: Scope, receive: Receive, send: Send,
+                     started: float) -> None:
+        """Write a streamed answer, then its access line (total time; a broken stream has its own line)."""
+        try:
+            await send_streamed(name, streamed, scope, receive, send)
+        finally:
+            asyncio.get_running_loop().call_soon(
+                log_request, "POST", scope["path"], name, 200, (time.perf_counter() - started) * 1000)
+
+
+# -- streamed answers (docs/sagemaker-contract.md §10) ------------------------------------------------
+
+
+class ClientGone(Exception):
+    """The client closed its connection while its answer was being streamed."""
+
+
+async def send_streamed(name: str, streamed: Streamed, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer 200 with HTTP/1.1 chunked transfer encoding (uvicorn's, as the head has no
+    Content-Length), writing each chunk as it comes. A stream that breaks ends without the
+    terminating zero-length chunk; a client that goes away stops it. Either way the stream is ended,
+    so its worker is free again."""
+    gone = asyncio.ensure_future(disconnected(receive))
+    sent = 0
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": streamed_head(streamed.head)})
+        chunk: bytes | None = streamed.head.body
+        while chunk is not None:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += 1
+            chunk = await next_chunk(streamed.rest, gone)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except StreamFailed as exc:
+        log.error("the streamed answer of model %s broke after %d chunk(s); its connection is closed without "
+                  "the last chunk: %s", printable(name), sent, exc.reason)
+        await break_connection(scope, gone)
+    except ClientGone:
+        log.info("the client of model %s went away after %d chunk(s) of a streamed answer; the stream was "
+                 "stopped", printable(name), sent)
+    finally:
+        gone.cancel()
+        await streamed.rest.cancel()
+
+
+def streamed_head(head: ModelResponse) -> list[tuple[bytes, bytes]]:
+    """A streamed answer's headers: an ordinary answer's (Starlette spells the Content-Type), with no
+    Content-Length."""
+    return StreamingResponse(iter(()), media_type=head.content_type, headers=answer_headers(head)).raw_headers
+
+
+async def next_chunk(rest: AnswerStream, gone: asyncio.Future[None]) -> bytes | None:
+    """The stream's next chunk, or ``ClientGone`` once the client disconnected (checked while waiting)."""
+    # First let the last chunk leave: serve/http.py's CoalescingTransport writes in a later loop step,
+    # and a prefork worker produces the next chunk in this thread.
+    await asyncio.sleep(0)
+    if gone.done():
+        raise ClientGone
+    pending = asyncio.ensure_future(rest.next_chunk())
+    waiting: list[asyncio.Future[Any]] = [pending, gone]
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if not pending.done():
+        pending.cancel()
+        await asyncio.wait({pending})  # its read of the worker's socket is over before the stream is cancelled
+        raise ClientGone
+    return pending.result()
+
+
+async def disconnected(receive: Receive) -> None:
+    """Returns once the client has closed the connection (the request body was read before)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def break_connection(scope: Scope, gone: asyncio.Future[None]) -> None:
+    """Close the connection in the middle of the chunked answer, so the client sees it end without the
+    terminating chunk (SageMaker: ModelStreamError StreamBroken, docs/sagemaker-contract.md §10).
+    serve/http.py's protocol offers the close; once uvicorn has seen the connection go, it logs no line
+    of its own. Under uvicorn's h11 protocol there is no such offer: uvicorn closes the connection
+    itself when the app returns with the answer unfinished, and logs that it did."""
+    close = scope.get("extensions", {}).get(CLOSE_CONNECTION, {}).get("close")
+    if close is None:
+        return
+    close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(gone), STOP_GRACE_S)
 
 
 def refused(status: int) -> bool:

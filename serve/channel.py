@@ -10,6 +10,14 @@ is never copied into an encoding. Messages (``meta`` is the JSON array):
                       | ["ok", content_type, custom_attributes, headers] + response body
                       | ["error", status, message]
 
+A streamed answer (docs/handlers.md, "Streaming") is several frames, the first in place of "ok":
+
+    worker -> front:  ["stream", content_type, custom_attributes, headers] + first chunk,
+                      then ["chunk"] + chunk ..., then ["end"] | ["broken", message]
+    front -> worker:  ["cancel"] (the client went away: the worker closes the stream, then "end")
+
+A "cancel" may cross the stream's last frame; the worker ignores one that arrives between requests.
+
 The front reads each worker's socket with one persistent asyncio protocol (``FrontChannel``), which
 is registered once per worker rather than once per request; a worker reads and writes its end
 blocking (``WorkerChannel``). Closing the socket is the stop signal both ways.
@@ -33,6 +41,12 @@ JOIN_LIMIT = 64 * 1024
 READ_SIZE = 64 * 1024
 
 Frame = tuple[list[Any], bytes]
+
+#: The kinds of a streamed answer's frames (the first field of each), see the module docstring.
+STREAM, CHUNK, END, BROKEN, CANCEL = "stream", "chunk", "end", "broken", "cancel"
+#: Frames the front holds before it stops reading a worker's socket (a stream's chunks while the
+#: client reads slower than the model produces); the worker then blocks until the client catches up.
+FRAME_BACKLOG = 64
 
 #: One encoder for every frame (``json.dumps`` with options builds a new encoder per call).
 _encode_fields = json.JSONEncoder(separators=(",", ":")).encode
@@ -70,6 +84,7 @@ class FrontChannel(asyncio.Protocol):
         self._frames: deque[Frame] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._paused = False  # reading stopped at FRAME_BACKLOG
 
     @classmethod
     async def open(cls, sock: socket.socket) -> FrontChannel:
@@ -86,6 +101,9 @@ class FrontChannel(asyncio.Protocol):
             self._frames.append(frame)
         if self._frames:
             self._wake()
+        if len(self._frames) >= FRAME_BACKLOG and self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         self._closed = True
@@ -125,6 +143,9 @@ class FrontChannel(asyncio.Protocol):
                 self._waiter = None
             if not self._frames:
                 raise EOFError("the worker closed its socket")
+        if self._paused and len(self._frames) <= FRAME_BACKLOG // 2 and not self._closed:
+            self._paused = False
+            cast(asyncio.Transport, self.transport).resume_reading()
         return self._frames.popleft()
 
     def close(self) -> None:

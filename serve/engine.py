@@ -25,10 +25,11 @@ from typing import Any
 
 from handlers.base import HandlerOptions, Request, Response
 from handlers.registry import handler_class, handler_module
-from serve.channel import FrontChannel
+from serve.channel import BROKEN, CANCEL, CHUNK, STREAM, FrontChannel
 from serve.memory import memory_budget
 from serve.settings import Settings
 from serve.shared import handler_options, workers_per_model
+from serve.stream import AnswerStream, Streamed, StreamFailed
 from serve.worker import PreforkServing, WorkerInfo, request_fields, response_from, worker_main
 
 log = logging.getLogger("serve.engine")
@@ -433,8 +434,9 @@ class Engine:
 
     # -- inference ------------------------------------------------------------------------------
 
-    async def invoke(self, name: str, request: Request) -> Response:
-        """Send one request to an idle worker of model ``name`` and return its response."""
+    async def invoke(self, name: str, request: Request) -> Response | Streamed:
+        """Send one request to an idle worker of model ``name`` and return its response. A streamed
+        answer keeps the worker (and counts as in flight) until its ``rest`` has ended."""
         entry = self.models.get(name)
         if entry is None or entry.state != "ready":
             raise EngineError(404, f"model {name!r} is not loaded")
@@ -446,6 +448,7 @@ class Engine:
         entry.in_flight += 1
         entry.drained.clear()
         deadline = time.monotonic() + timeout
+        streaming = False
         try:
             worker = self._take_idle(entry) or await self._take(entry, deadline)
             try:
@@ -460,15 +463,24 @@ class Engine:
                 raise EngineError(
                     500, f"the worker process of model {name!r} exited while handling the request "
                          f"(exit code {worker.process.exitcode}); it is being replaced") from None
-            self._release(entry, worker)
+            streaming = message[0] == STREAM
+            if not streaming:
+                self._release(entry, worker)
         finally:
-            entry.in_flight -= 1
-            entry.last_used = time.time()
-            if entry.in_flight == 0:
-                entry.drained.set()
+            if not streaming:
+                self._request_done(entry)
+        if streaming:
+            return Streamed(response_from(message, body), WorkerStream(self, entry, worker))
         if message[0] == "error":
             raise EngineError(message[1], message[2])
         return response_from(message, body)
+
+    def _request_done(self, entry: ModelEntry) -> None:
+        """A request of ``entry`` is over (answered, failed, or its stream ended)."""
+        entry.in_flight -= 1
+        entry.last_used = time.time()
+        if entry.in_flight == 0:
+            entry.drained.set()
 
     def _take_idle(self, entry: ModelEntry) -> Worker | None:
         """An idle live worker of ``entry`` at once (now busy), or None: the common case needs no wait."""
@@ -597,3 +609,63 @@ class Engine:
         spare, self._spare = self._spare, None
         await asyncio.gather(self._stop_spare(spare), *(self._stop_workers(e) for e in self.models.values()))
         self.models.clear()
+
+
+class WorkerStream(AnswerStream):
+    """The rest of a streamed answer, read frame by frame from the worker producing it (the frames of
+    ``serve.channel``). The worker stays busy until the stream ends; one that misses the timeout
+    between chunks, or dies, is replaced."""
+
+    def __init__(self, engine: Engine, entry: ModelEntry, worker: Worker) -> None:
+        self.engine = engine
+        self.entry = entry
+        self.worker = worker
+        self.ended = False
+
+    async def next_chunk(self) -> bytes | None:
+        if self.ended:
+            return None
+        message, body = await self._receive()
+        if message[0] == CHUNK:
+            return body
+        self._end(replace=False)
+        if message[0] == BROKEN:
+            raise StreamFailed(message[1])
+        return None  # END
+
+    async def cancel(self) -> None:
+        if self.ended:
+            return
+        try:
+            self.worker.channel.send([CANCEL])
+            kind = CHUNK
+            while kind == CHUNK:  # chunks produced before the worker saw the cancel, then its end
+                (kind, *_), _ = await self._receive()
+        except StreamFailed:
+            return  # the worker was replaced
+        self._end(replace=False)
+
+    async def _receive(self) -> tuple[list[Any], bytes]:
+        """The worker's next frame within the timeout; past it, or once the worker is gone, it is
+        replaced and ``StreamFailed`` says why."""
+        timeout = self.engine.settings.timeout_s
+        name = self.entry.name
+        try:
+            return await self.worker.channel.receive(timeout)
+        except TimeoutError:
+            self._end(replace=True)
+            raise StreamFailed(f"model {name!r} produced no chunk within {timeout:.0f} s "
+                               "(SAGEMAKER_MODEL_SERVER_TIMEOUT); its worker was restarted") from None
+        except (EOFError, OSError):
+            self._end(replace=True)
+            raise StreamFailed(f"the worker process of model {name!r} exited mid-stream; "
+                               "it is being replaced") from None
+
+    def _end(self, replace: bool) -> None:
+        """The stream is over: the worker is free again (or replaced), the request done."""
+        self.ended = True
+        if replace:
+            self.engine._replace_worker(self.entry, self.worker)
+        else:
+            self.engine._release(self.entry, self.worker)
+        self.engine._request_done(self.entry)

@@ -30,6 +30,11 @@ MAX_HEADER_BYTES = 64 * 1024
 
 _TOO_LARGE = f"the request line and headers exceed {MAX_HEADER_BYTES // 1024} KiB"
 
+#: The ASGI scope extension (``scope["extensions"]``) whose "close" closes the connection in the middle
+#: of a chunked answer, without the terminating chunk: how a streamed answer that broke ends
+#: (docs/sagemaker-contract.md §10). ASGI itself has no message for it.
+CLOSE_CONNECTION = "servekit.close_connection"
+
 
 def header_too_large_response() -> bytes:
     """The complete HTTP/1.1 431 answer, in the error shape of every route."""
@@ -105,6 +110,7 @@ def protocol_options() -> dict[str, Any]:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self.in_head, self.head_bytes = True, 0
+            self.scope["extensions"] = {CLOSE_CONNECTION: {"close": self.transport.close}}
 
         def on_headers_complete(self) -> None:
             self.in_head = False

@@ -14,25 +14,29 @@ exits. A connection the front accepted before the hand-over keeps being answered
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from handlers.base import HandlerOptions, Request, Response
+from handlers.base import ChunkStream, HandlerOptions, Request, Response
 from handlers.errors import HandlerError
 from serve.app import create_worker_app
 from serve.channel import WorkerChannel
 from serve.engine import EngineError, timed_out_message
+from serve.stream import AnswerStream, Streamed, StreamFailed
 from serve.worker import PreforkServing, answer_frame, predict, run_worker
 
 if TYPE_CHECKING:
     from handlers.model import ServedModel
 
 log = logging.getLogger("serve.worker")
+
+T = TypeVar("T")
 
 
 class RequestTimedOut(BaseException):
@@ -54,14 +58,21 @@ class InProcessModel:
         self.serving = serving
         self.stop = stop
 
-    async def invoke(self, name: str, request: Request) -> Response:
+    async def invoke(self, name: str, request: Request) -> Response | Streamed:
         """The model's answer, or ``EngineError`` with the status the front would have answered."""
+        response = self.within_timeout(name, lambda: predict(self.served, request, name))
+        if response.chunks is not None:
+            return Streamed(response, InProcessStream(self, name, response.chunks))
+        return response
+
+    def within_timeout(self, name: str, work: Callable[[], T]) -> T:
+        """``work()`` interrupted at the timeout (504, and this worker stops), marked busy meanwhile."""
         timeout = self.serving.settings.timeout_s
         self.serving.busy_since.value = time.monotonic()
         try:
             signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
-                return predict(self.served, request, name)
+                return work()
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         except RequestTimedOut:
@@ -73,6 +84,26 @@ class InProcessModel:
             raise EngineError(exc.status, exc.message) from None
         finally:
             self.serving.busy_since.value = 0.0
+
+
+class InProcessStream(AnswerStream):
+    """The rest of a streamed answer, each chunk produced in this process when asked for, within the
+    timeout (docs/handlers.md, "Streaming")."""
+
+    def __init__(self, model: InProcessModel, name: str, chunks: ChunkStream) -> None:
+        self.model = model
+        self.name = name
+        self.chunks = chunks
+
+    async def next_chunk(self) -> bytes | None:
+        try:
+            return self.model.within_timeout(self.name, lambda: next(self.chunks, None))
+        except EngineError as exc:  # StreamError, or the timeout (then this worker stops after the answer)
+            raise StreamFailed(exc.message) from None
+
+    async def cancel(self) -> None:
+        with contextlib.suppress(EngineError):  # a close past the timeout: this worker stops
+            self.model.within_timeout(self.name, self.chunks.close)
 
 
 def worker_main(sock: socket.socket, framework: str, options: HandlerOptions, model: tuple[str, str] | None,

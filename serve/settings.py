@@ -182,7 +182,8 @@ class Settings:
         "Worker processes per model (default: the framework's default, see README).")
     timeout_s: float = variable(
         "SAGEMAKER_MODEL_SERVER_TIMEOUT", _positive_float, 60.0,
-        "Seconds a request may take before it fails with 504 (seconds, not minutes).")
+        "Seconds a request may take before it fails with 504 (seconds, not minutes); a streamed "
+        "answer: to its first chunk, then between two chunks.")
     default_accept: str | None = variable(
         "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", _optional_media_type, None,
         "Response type when Accept is missing or */*; set, it wins over the framework handler's "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import time
@@ -19,8 +20,8 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from handlers.base import HandlerOptions, Request, Response
-from serve.channel import Frame, WorkerChannel
+from handlers.base import ChunkStream, HandlerOptions, Request, Response
+from serve.channel import BROKEN, CANCEL, CHUNK, END, STREAM, Frame, WorkerChannel
 from serve.shared import unexpected_error
 
 if TYPE_CHECKING:
@@ -166,6 +167,8 @@ def answer_frame(conn: WorkerChannel, served: ServedModel, model_name: str, fram
     from handlers.errors import HandlerError
 
     meta, body = frame
+    if meta == [CANCEL]:  # it crossed the end of the stream it was for: that stream is over
+        return
     content_type, accept, custom_attributes, target_model, name = meta
     request = Request(body, content_type, accept, custom_attributes, target_model, name)
     try:
@@ -173,4 +176,52 @@ def answer_frame(conn: WorkerChannel, served: ServedModel, model_name: str, fram
     except HandlerError as exc:
         conn.send(["error", exc.status, exc.message])
     else:
+        if response.chunks is not None:
+            send_stream(conn, response)
+            return
         conn.send(["ok", response.content_type, response.custom_attributes, response.headers], response.body)
+
+
+def send_stream(conn: WorkerChannel, response: Response) -> None:
+    """Send a streamed answer frame by frame, each chunk as soon as it is produced, until it ends, it
+    fails (``["broken", message]``) or the front cancels it; the user's stream is closed before the
+    last frame, so the worker is free once the front has it. The front bounds the wait for each chunk
+    (SAGEMAKER_MODEL_SERVER_TIMEOUT) and replaces a worker that exceeds it."""
+    chunks = response.chunks
+    assert chunks is not None
+    try:
+        conn.send([STREAM, response.content_type, response.custom_attributes, response.headers], response.body)
+        last = _send_chunks(conn, chunks)
+        chunks.close()
+        conn.send(last)
+    except OSError:  # the front closed the socket (shutdown, or it replaced this worker): stop
+        return
+    finally:
+        chunks.close()
+
+
+def _send_chunks(conn: WorkerChannel, chunks: ChunkStream) -> list[Any]:
+    """Send the chunks after the first until the stream ends or the front cancels it (then
+    ``["end"]``), or producing one fails (then ``["broken", message]``): the frame to end with."""
+    from handlers.errors import StreamError
+
+    try:
+        while not cancelled(conn):
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            conn.send([CHUNK], chunk)
+    except StreamError as exc:
+        return [BROKEN, exc.message]
+    return [END]
+
+
+def cancelled(conn: WorkerChannel) -> bool:
+    """Whether the front asked to stop the stream (or is gone), without waiting: one poll of the
+    socket between chunks, as the front sends nothing else while a stream runs."""
+    if not select.select([conn.sock], [], [], 0)[0]:
+        return False
+    try:
+        return any(meta == [CANCEL] for meta, _ in conn.receive_available())
+    except (EOFError, OSError):
+        return True

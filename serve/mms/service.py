@@ -287,6 +287,15 @@ def _phrase(status: int) -> str:
         return ""
 
 
+def streaming_refused(model_name: str) -> str:
+    """The answer (501) to a request whose script answered with a stream (docs/handlers.md,
+    "Streaming"): multi-model-server sends each answer whole, and a buffered imitation of a stream
+    would hide that from the client."""
+    return (f"model {model_name!r} answered with a stream (its script returned an iterator), which "
+            "SERVE_ENGINE=mms cannot send: multi-model-server sends whole answers only; serve it with "
+            "SERVE_ENGINE=native")
+
+
 def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
     from handlers.base import Request
     from handlers.errors import HandlerError
@@ -324,6 +333,11 @@ def _invoke(item: dict[str, Any], context: Any, idx: int) -> bytes:
         log.error("invoking model %s failed:\n%s", context.model_name, traceback.format_exc())
         message = unexpected_error("prediction", exc)
         return _error(context, idx, 500, message)
+    if response.chunks is not None:
+        response.chunks.close()
+        log.error("model %s answered with a stream, which SERVE_ENGINE=mms cannot send; refused (501)",
+                  context.model_name)
+        return _error(context, idx, 501, streaming_refused(str(context.model_name)))
     for key, value in response.headers.items():
         context.set_response_header(idx, key, value)
     if response.custom_attributes is not None:
