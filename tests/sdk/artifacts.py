@@ -114,3 +114,13 @@ def tensorflow_saved_model(aws: LocalAws, key: str, work: Path) -> Artifact:
     saved = tensorflow_artifact(work / "tf", seed=3)
     files = {str(p.relative_to(saved.path)): p.read_bytes() for p in saved.path.rglob("*") if p.is_file()}
     return Artifact(upload(aws, key, files), saved.rows, saved.expected)
+
+
+def token_generator(aws: LocalAws, key: str, work: Path) -> Artifact:
+    """The character-level PyTorch model of tests/harness/token_model.py, trained here, with its
+    streaming user script in ``code/``; expected: the tokens it streams for ``token_model.REQUEST``."""
+    from tests.harness import token_model
+
+    directory = token_model.train(work / "token-model")
+    files = {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    return Artifact(upload(aws, key, files), [], token_model.expected_tokens(directory))

@@ -162,3 +162,14 @@ def test_async_predictor(local_aws: LocalAws, iris: Artifact) -> None:
     assert as_floats(result["answer"]) == as_floats(iris.expected)
     assert as_floats(result["later"]) == as_floats(iris.expected)
     assert result["output_path"].startswith(f"s3://{BUCKET}/async/iris/out/")
+
+
+def test_predict_stream_of_a_token_generator(local_aws: LocalAws, tmp_path: Any) -> None:
+    """``Predictor.predict_stream``: the tokens of a PyTorch model whose predict_fn returns a generator."""
+    from tests.harness import token_model
+
+    model = artifacts.token_generator(local_aws, "artifacts/tokens/model.tar.gz", tmp_path)
+    result = v2(local_aws, "sdk2_stream.py", "sdk2-stream", image=PYTORCH_IMAGE, model_data=model.url,
+                request=token_model.REQUEST, entry_point="inference.py", source_dir=str(token_model.SCRIPT_DIR))
+    assert "".join(result["parts"]) == "".join(model.expected)
+    assert len(result["parts"]) > 1, "the tokens arrived as one part: the answer was not streamed"

@@ -63,3 +63,19 @@ def test_core_transform_job_and_async_endpoint(local_aws: LocalAws, iris: Artifa
     assert [float(x) for x in result["transform"]] == [float(x) for x in iris.expected]
     assert result["inference_id"] == "v3-1"
     assert [float(x) for x in json.loads(result["async_answer"])] == [float(x) for x in iris.expected]
+
+
+def test_core_endpoint_streaming_of_a_token_generator(local_aws: LocalAws, tmp_path: Any) -> None:
+    """The tokens of a PyTorch model whose predict_fn returns a generator, read with v3's ByteIterator.
+    v3's ``Endpoint.invoke_with_response_stream`` itself fails in 3.27.0 before any event is read: its
+    response transform calls ``.get`` on botocore's EventStream (sagemaker/core/utils/code_injection/
+    codec.py), so it cannot work against SageMaker either; this test fails when a fixed SDK answers."""
+    from tests.harness import token_model
+
+    model = artifacts.token_generator(local_aws, "artifacts/tokens-v3/model.tar.gz", tmp_path)
+    result = v3(local_aws, "sdk3_stream.py", "sdk3-stream", image=image_uri("pytorch"), model_data=model.url,
+                request=token_model.REQUEST, environment=token_model.ENVIRONMENT)
+    assert "".join(result["parts"]) == "".join(model.expected)
+    assert len(result["parts"]) > 1, "the tokens arrived as one part: the answer was not streamed"
+    assert result["content_type"].startswith("text/plain") and result["variant"] == "AllTraffic"
+    assert result.get("resource_error") == "AttributeError: 'EventStream' object has no attribute 'get'", result
