@@ -23,13 +23,18 @@ class Plan:
     mme_rounds: int = 2
     round_robin_models: int = 10
     pipeline_requests: int = 1000
+    #: Streaming: requests per contender and round, each generating this many chunks, one per
+    #: ``stream_token_ms`` (the script sleeps that long before each).
+    stream_requests: int = 50
+    stream_tokens: int = 32
+    stream_token_ms: float = 10.0
     floor_seconds: float = 3.0
     start_deadline_s: float = 180.0
     stop_grace_s: float = 30.0
     #: Stop loading MME models when the machine has less than this much memory available.
     min_available_mb: int = 3000
     contenders: tuple[str, ...] = ("aws", "native", "prefork", "mms")
-    scenarios: tuple[str, ...] = field(default=("single", "mme", "startup", "pipeline", "images"))
+    scenarios: tuple[str, ...] = field(default=("single", "mme", "startup", "pipeline", "images", "streaming"))
 
     @property
     def mme_models(self) -> int:
@@ -44,4 +49,4 @@ def quick_plan() -> Plan:
     """Under 6 minutes on 2 cores: scikit-learn only, CSV only, 2 s per wrk point, 5 MME models."""
     return replace(full_plan(), quick=True, frameworks=("sklearn",), formats=("csv",), wrk_seconds=2.0,
                    warmup_seconds=0.5, mme_levels=(1, 5), mme_rounds=1, round_robin_models=5,
-                   pipeline_requests=200, floor_seconds=1.0, stop_grace_s=20.0)
+                   pipeline_requests=200, floor_seconds=1.0, stop_grace_s=20.0, stream_requests=10)

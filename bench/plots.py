@@ -90,10 +90,42 @@ def mme(results: dict[str, Any], key: str, xlabel: str, ylabel: str, path: Path,
     return path
 
 
+def streaming(results: dict[str, Any], path: Path) -> Path:
+    """Per contender, every streamed request's time to the first chunk and to the whole answer (each
+    round a column of points), with the script's own generation time as dotted lines."""
+    plt = _pyplot()
+    records = results.get("streaming", [])
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    names = sorted({r["contender"] for r in records})
+    for x, contender in enumerate(names):
+        for r in (r for r in records if r["contender"] == contender):
+            offset = 0.08 * r["round"]
+            ax.scatter([x - 0.15 + offset] * len(r["first_chunk_ms"]), r["first_chunk_ms"], s=8, marker="o",
+                       color=COLORS.get(contender), label="first chunk" if x == 0 and r["round"] == 0 else None)
+            ax.scatter([x + 0.15 + offset] * len(r["whole_ms"]), r["whole_ms"], s=8, marker="^", color="tab:gray",
+                       label="whole answer" if x == 0 and r["round"] == 0 else None)
+    if records:
+        r0 = records[0]
+        ax.axhline(r0["token_ms"], linestyle=":", color="black", linewidth=0.8)
+        ax.axhline(r0["token_ms"] * r0["tokens"], linestyle=":", color="black", linewidth=0.8)
+        ax.set_title(f"streamed answer of {r0['tokens']} chunks, one per {r0['token_ms']:g} ms "
+                     "(dotted: the script's own time)", fontsize=9)
+        ax.legend(fontsize=7)
+    ax.set_xticks(range(len(names)), [LABELS.get(n, n) for n in names])
+    ax.set_yscale("log")
+    ax.set_ylabel("ms from the request")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def draw_all(results: dict[str, Any], out: Path) -> list[Path]:
     return [
         concurrency(results, "rps", "requests/s", out / "throughput.png"),
         concurrency(results, "p99_ms", "p99 latency, ms", out / "p99.png"),
         mme(results, "pss_bytes", "loaded models", "server tree PSS, MB", out / "memory.png"),
         mme(results, "load_ms", "model number", "POST /models, ms", out / "load_time.png", log_y=True),
+        streaming(results, out / "streaming.png"),
     ]

@@ -104,6 +104,33 @@ def _mme_rows(table: Table, results: dict[str, Any]) -> None:
             table.row(f"{label}: p99 ms", by_contender(rows, partial(_robin_at, key="p99_ms", concurrency=c)), 2)
 
 
+def _percentile(values: list[float], share: float) -> float:
+    """The value below which ``share`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _streaming_rows(table: Table, results: dict[str, Any]) -> None:
+    """Per contender, the range over rounds of each round's median (and p90) time to the first chunk
+    and to the whole streamed answer."""
+    records = results.get("streaming", [])
+    if not records:
+        return
+    r0 = records[0]
+    name = f"stream of {r0['tokens']} chunks, one per {r0['token_ms']:g} ms"
+    for key, label in (("first_chunk_ms", "first chunk"), ("whole_ms", "whole answer")):
+        table.row(f"{name}: {label} p50 ms", by_contender(records, partial(_median_of, key)), 1, False)
+        table.row(f"{name}: {label} p90 ms", by_contender(records, partial(_p90_of, key)), 1, False)
+
+
+def _median_of(key: str, record: Record) -> float:
+    return statistics.median(record[key])
+
+
+def _p90_of(key: str, record: Record) -> float:
+    return _percentile(record[key], 0.9)
+
+
 def _mb(value: float | None) -> float | None:
     return None if value is None else value / MB
 
@@ -153,6 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
     _single_rows(table, results)
     _mme_rows(table, results)
     _lifecycle_rows(table, results)
+    _streaming_rows(table, results)
     head = [f"# servekit benchmark, {meta['date']} on {meta['host']}", "",
             f"{meta['machine']}; `{meta['command']}`; {meta['duration_s']:.0f} s.",
             "Cells are the range over rounds (contenders interleaved A B C, then C B A); ratios are medians "

@@ -29,7 +29,8 @@ def test_quick_run_produces_every_file_and_no_failed_request(tmp_path: Path) -> 
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=840)
     assert done.returncode == 0, f"python -m bench --quick failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
-    for name in ("results.json", "table.md", "throughput.png", "p99.png", "memory.png", "load_time.png"):
+    for name in ("results.json", "table.md", "throughput.png", "p99.png", "memory.png", "load_time.png",
+                 "streaming.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
