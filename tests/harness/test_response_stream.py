@@ -104,6 +104,22 @@ def test_event_framing_headers_and_forwarded_request(fake_harness):
     assert response["CustomAttributes"] == "seen=c=1" and response["ContentType"] == "application/json"
 
 
+def test_harness_failure_mid_stream_is_internal_stream_failure(fake_harness, monkeypatch):
+    sm, rt = boto_clients(fake_harness.endpoint_url, **NO_RETRY)
+    deploy(sm, "ep", PrimaryContainer={"Image": IMAGE})
+
+    def broken(self, chunk):
+        raise RuntimeError("cutter broke")
+        yield b""  # a generator, as Resplitter.feed is
+
+    monkeypatch.setattr(eventstream.Resplitter, "feed", broken)
+    fake_harness.config.stream_resplit = True
+    with pytest.raises(EventStreamError) as caught:
+        parts(rt.invoke_endpoint_with_response_stream(EndpointName="ep", Body=b"stream:2"))
+    assert caught.value.response["Error"] == {
+        "Code": "InternalStreamFailure", "Message": "Internal error in the local harness: cutter broke"}
+
+
 def test_resplit_mode_reassembles_the_same_bytes(fake_harness):
     sm, rt = boto_clients(fake_harness.endpoint_url)
     deploy(sm, "ep", PrimaryContainer={"Image": IMAGE})
