@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -33,6 +34,9 @@ from harness.running import ContainerRuntime, Deployment, VariantDeployment
 from harness.runtime import Invocation, Router
 from harness.validation import format_errors, operation_model, validation_errors
 
+if TYPE_CHECKING:
+    from botocore.model import OperationModel
+
 log = logging.getLogger("harness")
 OPERATION = "InvokeEndpointWithResponseStream"
 #: Request members the harness cannot honour; each is refused, naming it.
@@ -42,32 +46,38 @@ REFUSED_MEMBERS = {
 }
 
 
-@lru_cache(maxsize=2)
-def _header_members(shape_name: str) -> dict[str, str]:
-    """Lower-cased header name -> member name, from botocore's model of the operation's input or output."""
+def _operation() -> OperationModel:
+    """botocore's model of the operation; RuntimeError when the installed botocore has none."""
     operation = operation_model("sagemaker-runtime", OPERATION)
-    assert operation is not None, f"botocore's sagemaker-runtime model has no {OPERATION}"
-    shape = operation.input_shape if shape_name == "input" else operation.output_shape
-    assert shape is not None
+    if operation is None or operation.input_shape is None or operation.output_shape is None:
+        raise RuntimeError(f"the installed botocore's sagemaker-runtime model has no {OPERATION}")
+    return operation
+
+
+@lru_cache(maxsize=1)
+def _request_headers() -> dict[str, str]:
+    """Lower-cased request header name -> input member name, from botocore's model."""
+    shape = _operation().input_shape
+    assert shape is not None  # checked by _operation
     return {member.serialization["name"].lower(): name for name, member in shape.members.items()
             if member.serialization.get("location") == "header"}
 
 
 def response_header(member: str) -> str:
     """The response header that carries output ``member`` (``ContentType`` -> X-Amzn-SageMaker-Content-Type)."""
-    operation = operation_model("sagemaker-runtime", OPERATION)
-    assert operation is not None and operation.output_shape is not None
-    name: str = operation.output_shape.members[member].serialization["name"]
+    shape = _operation().output_shape
+    assert shape is not None  # checked by _operation
+    name: str = shape.members[member].serialization["name"]
     return name
 
 
 def parse_stream_invocation(endpoint: str, request_id: str, headers: Mapping[str, str], body: bytes) -> Invocation:
     """The request's members, validated against botocore's model of the operation."""
     lowered = {name.lower(): value for name, value in headers.items()}
-    members = {member: lowered[h] for h, member in _header_members("input").items() if h in lowered}
-    operation = operation_model("sagemaker-runtime", OPERATION)
-    assert operation is not None and operation.input_shape is not None
-    errors = validation_errors(operation.input_shape, {"EndpointName": endpoint, "Body": b"", **members})
+    members = {member: lowered[h] for h, member in _request_headers().items() if h in lowered}
+    input_shape = _operation().input_shape
+    assert input_shape is not None  # checked by _operation
+    errors = validation_errors(input_shape, {"EndpointName": endpoint, "Body": b"", **members})
     if errors:
         raise ValidationError(format_errors(errors))
     for member, reason in REFUSED_MEMBERS.items():
