@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from serve.channel import FrontChannel, WorkerChannel, encode_head, take_frame
+from serve.channel import CHUNK, FRAME_BACKLOG, FrontChannel, WorkerChannel, encode_head, take_frame
 
 
 def test_a_frame_is_taken_only_once_complete() -> None:
@@ -65,5 +65,36 @@ def test_a_silent_worker_times_out_and_a_gone_one_is_eof() -> None:
             await channel.receive(30)
         with pytest.raises(EOFError):
             channel.send(["text/csv"], b"1")
+
+    asyncio.run(main())
+
+
+def test_a_backlog_of_frames_stops_reading_the_worker_until_it_is_taken() -> None:
+    """A stream's chunks the front has not passed on yet stop at FRAME_BACKLOG (the worker then
+    waits); taking them resumes reading, and every frame arrives once, in order."""
+    count = FRAME_BACKLOG * 3
+
+    def produce(sock: socket.socket) -> None:
+        channel = WorkerChannel(sock)
+        for index in range(count):
+            channel.send([CHUNK], index.to_bytes(4, "big") * 4096)
+        channel.close()
+
+    async def main() -> None:
+        front, worker = socket.socketpair()
+        thread = threading.Thread(target=produce, args=(worker,))
+        thread.start()
+        channel = await FrontChannel.open(front)
+        first = await channel.receive(30)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not channel._paused:  # the worker keeps writing until the front stops reading
+            assert asyncio.get_running_loop().time() < deadline, "reading never stopped"
+            await asyncio.sleep(0.01)
+        # beyond the backlog only what the last read of the socket brought (it reads up to 256 KiB)
+        assert len(channel._frames) <= FRAME_BACKLOG + 17
+        frames = [first] + [await channel.receive(30) for _ in range(count - 1)]
+        assert frames == [([CHUNK], index.to_bytes(4, "big") * 4096) for index in range(count)]
+        channel.close()
+        await asyncio.to_thread(thread.join, 30)
 
     asyncio.run(main())
