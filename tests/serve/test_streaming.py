@@ -7,6 +7,7 @@ deadline would fail the test. No test sleeps; waits are polls with deadlines.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -220,3 +221,16 @@ def test_mms_refuses_a_stream_in_one_line(artifact: Path) -> None:
         message = answer.json()["message"]
         assert "SERVE_ENGINE=native" in message and "\n" not in message
         assert b"chunk-0" not in answer.content
+
+
+def test_the_example_script_streams_one_line_per_row(tmp_path: Path) -> None:
+    script = (Path(__file__).resolve().parents[2] / "examples" / "streaming" / "inference.py").read_text()
+    model = sklearn_artifact(tmp_path / "model", code=script)
+    with run_server(single(model.path, "native")) as server:
+        rows = "".join(",".join(str(v) for v in row) + "\n" for row in model.rows)
+        answer = httpx.post(server.url + "/invocations", content=rows, headers={"Content-Type": "text/csv"},
+                            timeout=30)
+    assert answer.status_code == 200 and answer.headers["transfer-encoding"] == "chunked"
+    assert answer.headers["content-type"] == "application/jsonlines"
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    assert [line["label"] for line in lines] == model.expected
