@@ -126,6 +126,15 @@ def test_each_chunk_reaches_the_client_as_it_is_produced(server: RunningServer, 
     assert [line.split()[0] for line in lines] == ["chunk-0", "chunk-1", "chunk-2"]
 
 
+def test_a_kept_alive_connection_serves_on_after_a_stream(server: RunningServer) -> None:
+    with httpx.Client(timeout=20) as client:
+        for _ in range(2):
+            streamed = client.post(server.url + "/invocations", json={"n": 3})
+            assert streamed.headers["transfer-encoding"] == "chunked" and streamed.text.count("chunk-") == 3
+            plain = client.post(server.url + "/invocations", json={"plain": True})
+            assert plain.status_code == 200 and "pid" in plain.json()
+
+
 def test_a_failure_before_the_first_chunk_is_an_ordinary_error(server: RunningServer) -> None:
     answer = httpx.post(server.url + "/invocations", json={"fail_first": True}, timeout=20)
     assert answer.status_code == 500
