@@ -69,6 +69,14 @@ class HarnessConfig:
     async_concurrency_per_instance: int = 4
     #: ... and the largest InputLocation object it reads (SageMaker's asynchronous payload limit, 1 GB).
     async_max_input_bytes: int = 10**9
+    #: Shadow variants (docs/harness.md "Shadow variants"): copies of production requests one shadow variant
+    #: may have running at once; a copy beyond is not sent (metric ShadowCopiesDropped), so a slow shadow
+    #: cannot pile up work. SageMaker publishes no figure: the harness's choice.
+    shadow_max_in_flight: int = 16
+    #: True: a shadow variant gets its weight's share of production requests (shadow weight / production
+    #: weight, at most all); False: every request. AWS documents no rule for the weights of
+    #: ShadowProductionVariants (docs/harness.md); this is the harness's choice.
+    shadow_share_from_weights: bool = True
     #: Host names (besides loopback: harness.security.LOOPBACK_HOSTS) that requests may name in ``Host``.
     allowed_hosts: tuple[str, ...] = ()
     #: When set, every request must carry it: as the AWS access key id of its SigV4 signature

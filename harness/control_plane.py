@@ -110,7 +110,7 @@ def _desired_changes(endpoint_arn: str, deployment: Deployment,
     changes: list[tuple[VariantDeployment, dict[str, Any]]] = []
     for change in requested:
         name = change["VariantName"]
-        variant = deployment.variant(name)
+        variant = deployment.variant(name) or deployment.shadow(name)
         if variant is None:
             raise ControlPlaneError(f'The variant {name} does not exist in endpoint "{endpoint_arn}".')
         if any(v is variant for v, _ in changes):
@@ -123,6 +123,34 @@ def _desired_changes(endpoint_arn: str, deployment: Deployment,
                                     "with inference components scale to zero instances.")
         changes.append((variant, change))
     return changes
+
+
+def _check_shadow_variants(params: dict[str, Any]) -> None:
+    """SageMaker's rule for ShadowProductionVariants (API reference, CreateEndpointConfig: "you can only
+    specify one variant for ProductionVariants and one variant for ShadowProductionVariants"), and the
+    harness's refusal of a shadow behind an asynchronous endpoint (docs/harness.md "Shadow variants")."""
+    shadows = params.get("ShadowProductionVariants") or []
+    if not shadows:
+        return
+    if len(params["ProductionVariants"]) != 1 or len(shadows) != 1:
+        raise ControlPlaneError("With ShadowProductionVariants, specify exactly one variant in ProductionVariants "
+                                "and one in ShadowProductionVariants.")
+    if params.get("AsyncInferenceConfig"):
+        raise ControlPlaneError("ShadowProductionVariants with AsyncInferenceConfig is not supported by the local "
+                                "harness (asynchronous requests would not be copied to the shadow variant).")
+
+
+def _variant_summary(variant: VariantDeployment, created: float) -> dict[str, Any]:
+    """DescribeEndpoint's ProductionVariantSummary of a running production or shadow variant."""
+    return {
+        "VariantName": variant.name,
+        "DeployedImages": [{"SpecifiedImage": c.image, "ResolvedImage": c.image, "ResolutionTime": created}
+                           for c in variant.model.containers],
+        "CurrentWeight": variant.weight,
+        "DesiredWeight": variant.desired_weight,
+        "CurrentInstanceCount": len(variant.instances),
+        "DesiredInstanceCount": variant.desired_count,
+    }
 
 
 class ControlPlane:
@@ -260,9 +288,8 @@ class ControlPlane:
         config_arn = self._arn("endpoint-config", name)
         if name.lower() in self.store.configs:
             raise ControlPlaneError(f'Cannot create already existing endpoint configuration "{config_arn}".')
-        for unsupported in ("ShadowProductionVariants", "ExplainerConfig"):
-            if params.get(unsupported):
-                raise ControlPlaneError(f"{unsupported} is not supported by the local harness.")
+        if params.get("ExplainerConfig"):
+            raise ControlPlaneError("ExplainerConfig is not supported by the local harness.")
         if params.get("AsyncInferenceConfig"):
             try:
                 check_config(params["AsyncInferenceConfig"])
@@ -275,29 +302,34 @@ class ControlPlane:
                 "DataCaptureConfig is not supported by the local harness (nothing would be captured); "
                 "leave it out, or set EnableCapture to false, for local runs."
             )
+        _check_shadow_variants(params)
         seen: set[str] = set()
-        for variant in params["ProductionVariants"]:
-            variant_name = variant["VariantName"]
-            if variant_name in seen:
-                raise ControlPlaneError(f"Variant name {variant_name} is used more than once; names must be unique.")
-            seen.add(variant_name)
-            if variant.get("ServerlessConfig"):
-                raise ControlPlaneError(
-                    f"Variant {variant_name}: ServerlessConfig is not supported by the local harness; "
-                    "use InstanceType and InitialInstanceCount."
-                )
-            if not variant.get("ModelName"):
-                raise ControlPlaneError(f"Variant {variant_name}: ModelName must be specified.")
-            self._model(variant["ModelName"])
-            if not variant.get("InstanceType"):
-                raise ControlPlaneError(f"Variant {variant_name}: InstanceType must be specified.")
-            if not variant.get("InitialInstanceCount"):
-                raise ControlPlaneError(f"Variant {variant_name}: InitialInstanceCount must be specified.")
+        for variant in params["ProductionVariants"] + (params.get("ShadowProductionVariants") or []):
+            self._check_variant(variant, seen)
         self.store.configs[name.lower()] = EndpointConfigRecord(
             name=name, arn=config_arn, created=time.time(), params=params,
             tags=tags.merged({}, params.get("Tags") or [], config_arn),
         )
         return {"EndpointConfigArn": config_arn}
+
+    def _check_variant(self, variant: dict[str, Any], seen: set[str]) -> None:
+        """One production or shadow variant: a unique name, an existing model, instance-based."""
+        variant_name = variant["VariantName"]
+        if variant_name in seen:
+            raise ControlPlaneError(f"Variant name {variant_name} is used more than once; names must be unique.")
+        seen.add(variant_name)
+        if variant.get("ServerlessConfig"):
+            raise ControlPlaneError(
+                f"Variant {variant_name}: ServerlessConfig is not supported by the local harness; "
+                "use InstanceType and InitialInstanceCount."
+            )
+        if not variant.get("ModelName"):
+            raise ControlPlaneError(f"Variant {variant_name}: ModelName must be specified.")
+        self._model(variant["ModelName"])
+        if not variant.get("InstanceType"):
+            raise ControlPlaneError(f"Variant {variant_name}: InstanceType must be specified.")
+        if not variant.get("InitialInstanceCount"):
+            raise ControlPlaneError(f"Variant {variant_name}: InitialInstanceCount must be specified.")
 
     async def describe_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         """DescribeEndpointConfig."""
@@ -305,6 +337,9 @@ class ControlPlane:
         variants = [{"InitialVariantWeight": 1.0, **v} for v in record.variants]
         out = {"EndpointConfigName": record.name, "EndpointConfigArn": record.arn,
                "ProductionVariants": variants, "CreationTime": record.created}
+        if record.params.get("ShadowProductionVariants"):
+            out["ShadowProductionVariants"] = [{"InitialVariantWeight": 1.0, **v}
+                                               for v in record.params["ShadowProductionVariants"]]
         for key in ("KmsKeyId", "DataCaptureConfig", "AsyncInferenceConfig"):
             if key in record.params:
                 out[key] = record.params[key]
@@ -333,7 +368,8 @@ class ControlPlane:
         return record
 
     def _snapshot_models(self, config: EndpointConfigRecord) -> dict[str, ModelRecord]:
-        return {v["ModelName"].lower(): self._model(v["ModelName"]) for v in config.variants}
+        variants = config.variants + list(config.params.get("ShadowProductionVariants") or [])
+        return {v["ModelName"].lower(): self._model(v["ModelName"]) for v in variants}
 
     async def create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         """CreateEndpoint: answers at once with Creating; containers start in the background."""
@@ -395,20 +431,9 @@ class ControlPlane:
             out["FailureReason"] = record.failure_reason
         deployment = record.deployment
         if deployment is not None:
-            out["ProductionVariants"] = [
-                {
-                    "VariantName": v.name,
-                    "DeployedImages": [
-                        {"SpecifiedImage": c.image, "ResolvedImage": c.image, "ResolutionTime": record.created}
-                        for c in v.model.containers
-                    ],
-                    "CurrentWeight": v.weight,
-                    "DesiredWeight": v.desired_weight,
-                    "CurrentInstanceCount": len(v.instances),
-                    "DesiredInstanceCount": v.desired_count,
-                }
-                for v in deployment.variants
-            ]
+            out["ProductionVariants"] = [_variant_summary(v, record.created) for v in deployment.variants]
+            if deployment.shadows:
+                out["ShadowProductionVariants"] = [_variant_summary(v, record.created) for v in deployment.shadows]
         return out
 
     async def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -249,7 +249,10 @@ async def _stop_instances(platform: Platform, endpoint: str, variant: str, insta
 
 
 async def stop_variant(platform: Platform, endpoint: str, variant: VariantDeployment) -> None:
-    """Stop every container of a variant."""
+    """Stop every container of a variant (a shadow's copies still running are cancelled first)."""
+    for copy in list(variant.copies):
+        copy.cancel()
+    await asyncio.gather(*variant.copies, return_exceptions=True)
     await _stop_instances(platform, endpoint, variant.name, variant.instances)
 
 
@@ -294,7 +297,7 @@ async def monitor_deployment(platform: Platform, deployment: Deployment) -> None
     interval = platform.config.health_check_interval_s
     while True:
         await asyncio.sleep(interval)
-        for variant in deployment.variants:
+        for variant in deployment.variants + deployment.shadows:
             for instance in list(variant.instances):
                 await _replace_if_dead(platform, deployment.endpoint, variant, instance)
 
@@ -327,6 +330,10 @@ async def start_deployment(platform: Platform, endpoint: str, config: dict[str, 
         for variant in config["ProductionVariants"]:
             model = models[variant["ModelName"].lower()]
             deployment.variants.append(await start_variant(platform, deployment, variant, model))
+        # Shadow variants start as production variants do (their own instances and log streams).
+        for variant in config.get("ShadowProductionVariants") or []:
+            model = models[variant["ModelName"].lower()]
+            deployment.shadows.append(await start_variant(platform, deployment, variant, model))
     except BaseException:
         await stop_deployment(platform, deployment)
         raise
@@ -340,6 +347,6 @@ async def stop_deployment(platform: Platform, deployment: Deployment) -> None:
     if deployment.monitor is not None:
         deployment.monitor.cancel()
         await asyncio.gather(deployment.monitor, return_exceptions=True)
-    await asyncio.gather(*(stop_variant(platform, deployment.endpoint, v) for v in deployment.variants),
-                         return_exceptions=True)
+    await asyncio.gather(*(stop_variant(platform, deployment.endpoint, v)
+                           for v in deployment.variants + deployment.shadows), return_exceptions=True)
     await asyncio.to_thread(shutil.rmtree, deployment.work_dir, True)

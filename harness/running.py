@@ -13,7 +13,7 @@ import random
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import RunningContainer
 from harness.instance_types import InstanceLimits
@@ -70,6 +70,8 @@ class VariantDeployment:
     share: InstanceLimits | None = None
     startup_s: float = 240.0
     log_dir: Path | None = None  # where its containers' log streams go; None: the endpoint's
+    #: A shadow variant's copies of production requests still running (harness.shadow bounds how many).
+    copies: set[asyncio.Task[None]] = field(default_factory=set)
     _round_robin: itertools.count[int] = field(default_factory=itertools.count)
 
     def pick_instance(self, target_model: str | None) -> Instance:
@@ -90,12 +92,23 @@ class Deployment:
     endpoint: str
     work_dir: Path
     variants: list[VariantDeployment] = field(default_factory=list)
+    #: ShadowProductionVariants: sent a copy of production requests, their answers discarded.
+    shadows: list[VariantDeployment] = field(default_factory=list)
+    #: harness.data_capture.DataCapture when the configuration captures (not imported: it is higher up)
+    capture: Any = None
     monitor: asyncio.Task[None] | None = None
     log_dir: Path | None = None  # None: Platform.log_dir(endpoint); batch transform jobs set their own
 
     def variant(self, name: str) -> VariantDeployment | None:
         """The variant called ``name``."""
         for variant in self.variants:
+            if variant.name == name:
+                return variant
+        return None
+
+    def shadow(self, name: str) -> VariantDeployment | None:
+        """The shadow variant called ``name``."""
+        for variant in self.shadows:
             if variant.name == name:
                 return variant
         return None
@@ -109,4 +122,4 @@ class Deployment:
 
     def all_containers(self) -> list[ContainerRuntime]:
         """Every running container, across variants and instances."""
-        return [c for v in self.variants for c in v.containers()]
+        return [c for v in self.variants + self.shadows for c in v.containers()]

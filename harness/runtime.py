@@ -12,16 +12,21 @@ container. A container's 4xx/5xx becomes ModelError (424) naming ``primary`` or 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from harness.container_client import ContainerReply, OutgoingRequest
 from harness.core import Platform
-from harness.errors import ACCOUNT_ID, ModelError, ValidationError, log_group_arn
+from harness.errors import ACCOUNT_ID, ModelError, RuntimeApiError, ValidationError, log_group_arn
 from harness.running import ContainerRuntime, Deployment, Instance, VariantDeployment
 from harness.state import ModelRecord
 from harness.validation import format_errors, operation_model, validation_errors
+
+log = logging.getLogger("harness")
 
 # InvokeEndpoint request headers -> input members, for validation against botocore's model.
 HEADER_MEMBERS = {
@@ -115,7 +120,49 @@ class Router:
         variant = self._variant(deployment, invocation)
         self._check(invocation, variant.model)
         self.metrics.record(invocation.endpoint, variant.name, "Invocations", 1.0)
+        self._mirror(deployment, invocation)
         return variant
+
+    # -- shadow variants ---------------------------------------------------------------------------------
+    def _copy_share(self, deployment: Deployment, shadow: VariantDeployment) -> float:
+        """The share of production requests ``shadow`` gets a copy of (HarnessConfig.shadow_share_from_weights)."""
+        if not self.config.shadow_share_from_weights:
+            return 1.0
+        production = deployment.variants[0].weight  # ShadowProductionVariants allows one production variant
+        return min(shadow.weight / production, 1.0) if production > 0 else 0.0
+
+    def _mirror(self, deployment: Deployment, invocation: Invocation) -> None:
+        """Start a copy of ``invocation`` for each shadow variant without waiting for it; a shadow with
+        shadow_max_in_flight copies running gets none (ShadowCopiesDropped)."""
+        for shadow in deployment.shadows:
+            if random.random() >= self._copy_share(deployment, shadow):
+                continue
+            if len(shadow.copies) >= self.config.shadow_max_in_flight:
+                self.metrics.record(invocation.endpoint, shadow.name, "ShadowCopiesDropped", 1.0)
+                continue
+            task = asyncio.create_task(self._shadow_copy(replace(invocation, target_variant=None), shadow))
+            shadow.copies.add(task)
+            task.add_done_callback(shadow.copies.discard)
+
+    async def _shadow_copy(self, invocation: Invocation, shadow: VariantDeployment) -> None:
+        """One copy through the shadow's containers; the answer is dropped, its metrics kept."""
+        endpoint = invocation.endpoint
+        try:
+            self._check(invocation, shadow.model)
+            self.metrics.record(endpoint, shadow.name, "Invocations", 1.0)
+            await self._route(invocation, shadow)
+        except ModelError as error:
+            self.record_model_error(endpoint, shadow.name, error)
+            return
+        except RuntimeApiError as error:
+            log.info("endpoint %s shadow variant %s refused a copy: %s", endpoint, shadow.name, error)
+            self.record_outcome(endpoint, shadow.name, client_error=True, server_error=False)
+            return
+        except Exception:  # a defect must not reach the client, who already has its answer
+            log.exception("endpoint %s: the copy for shadow variant %s failed", endpoint, shadow.name)
+            self.record_outcome(endpoint, shadow.name, client_error=False, server_error=True)
+            return
+        self.record_outcome(endpoint, shadow.name, client_error=False, server_error=False)
 
     def record_model_error(self, endpoint: str, variant: str, error: ModelError) -> None:
         """A container's 4xx counts as a client error, anything else (5xx, unreachable) as a server error."""
