@@ -2,6 +2,7 @@
 
     servekit local up [--port P] [--backend docker|process] [--state-dir DIR] [--allow-host H] [--token T]
     servekit local ls | logs ENDPOINT [--container HOST] | logs --transform-job JOB | metrics ENDPOINT | down
+    servekit local replay CAPTURE_S3_PREFIX --endpoint NAME [--compare OTHER] [--json]
 
 ``up`` records its URL in ``<state dir>/harness.json``; the other subcommands read it (or take
 ``--url``) and talk to the running harness over HTTP.
@@ -288,6 +289,48 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Send captured requests again (harness.replay); exit 1 when answers differ."""
+    import boto3
+
+    from harness import replay
+    from harness.artifacts import s3_client
+
+    url = _running_url(args)
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=url, region_name=args.region,
+                           aws_access_key_id=_token(args) or "local", aws_secret_access_key="local")
+    try:
+        records = replay.read_captures(s3_client(None, args.region), args.capture)
+    except replay.ReplayError as exc:
+        raise CliError(str(exc)) from None
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            print(f"replayed {done}/{total}", file=sys.stderr, flush=True)
+
+    report = replay.replay(runtime, records, args.endpoint, args.compare, progress)
+    print(json.dumps(report, indent=2) if args.json else replay.format_report(report))
+    return 1 if report["differences"] else 0
+
+
+def add_replay(sub: Any, common: Any) -> None:
+    """``replay``'s arguments (docs/harness.md "Replaying captured requests")."""
+    p = sub.add_parser("replay", help="send captured requests (SageMaker data capture) to endpoints and "
+                                      "report answers that differ, errors and latency; exit 1 on differences")
+    common(p)
+    p.add_argument("--url", help="the harness URL (default: from the state dir)")
+    p.add_argument("capture", metavar="CAPTURE_S3_PREFIX",
+                   help="s3:// prefix of the capture's .jsonl objects (S3 found as boto3 finds it: "
+                        "AWS_ENDPOINT_URL_S3 for a local one)")
+    p.add_argument("--endpoint", required=True, help="the endpoint to send them to")
+    p.add_argument("--compare", metavar="OTHER",
+                   help="also send them to OTHER and compare its answers (default: compare with the captured "
+                        "endpointOutput)")
+    p.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.set_defaults(func=cmd_replay)
+
+
 def add_stream_options(up: argparse.ArgumentParser) -> None:
     """``up``'s InvokeEndpointWithResponseStream settings (docs/harness.md "Streaming")."""
     up.add_argument("--stream-resplit", action="store_true",
@@ -353,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("endpoint")
     metrics.add_argument("--json", action="store_true", help="raw JSON")
     metrics.set_defaults(func=cmd_metrics)
+    add_replay(sub, common)
     add_doctor(top)
     return parser
 

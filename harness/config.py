@@ -77,6 +77,11 @@ class HarnessConfig:
     #: weight, at most all); False: every request. AWS documents no rule for the weights of
     #: ShadowProductionVariants (docs/harness.md); this is the harness's choice.
     shadow_share_from_weights: bool = True
+    #: DataCaptureConfig (docs/harness.md "Data capture"): captured records wait in memory at most this long
+    #: before their object is written to S3 ...
+    capture_flush_interval_s: float = 10.0
+    #: ... or until their object would reach this size. SageMaker publishes neither figure: the harness's choice.
+    capture_flush_bytes: int = 1024 * 1024
     #: Host names (besides loopback: harness.security.LOOPBACK_HOSTS) that requests may name in ``Host``.
     allowed_hosts: tuple[str, ...] = ()
     #: When set, every request must carry it: as the AWS access key id of its SigV4 signature

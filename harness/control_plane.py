@@ -17,6 +17,7 @@ from typing import Any
 from harness import tags
 from harness.async_inference import AsyncQueue, check_config
 from harness.core import Platform
+from harness.data_capture import check_config as check_capture
 from harness.deployment import DeploymentFailed, scale_variant, start_deployment, stop_deployment
 from harness.errors import ControlPlaneError
 from harness.running import Deployment, VariantDeployment
@@ -138,6 +139,20 @@ def _check_shadow_variants(params: dict[str, Any]) -> None:
     if params.get("AsyncInferenceConfig"):
         raise ControlPlaneError("ShadowProductionVariants with AsyncInferenceConfig is not supported by the local "
                                 "harness (asynchronous requests would not be copied to the shadow variant).")
+
+
+def _check_data_capture(params: dict[str, Any]) -> None:
+    """DataCaptureConfig: what the harness does not honour is refused (docs/harness.md "Data capture")."""
+    capture = params.get("DataCaptureConfig")
+    if not capture:
+        return
+    try:
+        check_capture(capture)
+    except ValueError as exc:
+        raise ControlPlaneError(f"{exc}.") from None
+    if params.get("AsyncInferenceConfig"):
+        raise ControlPlaneError("DataCaptureConfig with AsyncInferenceConfig is not supported by the local harness "
+                                "(asynchronous requests would not be captured).")
 
 
 def _variant_summary(variant: VariantDeployment, created: float) -> dict[str, Any]:
@@ -295,13 +310,7 @@ class ControlPlane:
                 check_config(params["AsyncInferenceConfig"])
             except ValueError as exc:
                 raise ControlPlaneError(f"{exc}.") from None
-        capture = params.get("DataCaptureConfig")
-        if capture and capture.get("EnableCapture", True):
-            # Accepting it would capture nothing while the caller believes it does (no silent fallback).
-            raise ControlPlaneError(
-                "DataCaptureConfig is not supported by the local harness (nothing would be captured); "
-                "leave it out, or set EnableCapture to false, for local runs."
-            )
+        _check_data_capture(params)
         _check_shadow_variants(params)
         seen: set[str] = set()
         for variant in params["ProductionVariants"] + (params.get("ShadowProductionVariants") or []):
@@ -434,6 +443,8 @@ class ControlPlane:
             out["ProductionVariants"] = [_variant_summary(v, record.created) for v in deployment.variants]
             if deployment.shadows:
                 out["ShadowProductionVariants"] = [_variant_summary(v, record.created) for v in deployment.shadows]
+            if deployment.capture is not None:
+                out["DataCaptureConfig"] = deployment.capture.summary()
         return out
 
     async def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from harness import artifacts
 from harness.backends.base import ContainerSpec, free_port
 from harness.cloudwatch_logs import stream_file
 from harness.core import Platform
+from harness.data_capture import DataCapture
 from harness.instance_types import InstanceLimits, limits_for
 from harness.mme import ModelCache
 from harness.running import ContainerRuntime, Deployment, Instance, VariantDeployment
@@ -337,6 +338,12 @@ async def start_deployment(platform: Platform, endpoint: str, config: dict[str, 
     except BaseException:
         await stop_deployment(platform, deployment)
         raise
+    if config.get("DataCaptureConfig"):
+        deployment.capture = DataCapture(endpoint, config["DataCaptureConfig"], region=platform.config.region,
+                                         s3_endpoint_url=platform.config.s3_endpoint_url,
+                                         flush_interval_s=platform.config.capture_flush_interval_s,
+                                         flush_bytes=platform.config.capture_flush_bytes)
+        deployment.capture.start()
     if platform.config.health_check_interval_s > 0:
         deployment.monitor = asyncio.create_task(monitor_deployment(platform, deployment))
     return deployment
@@ -349,4 +356,6 @@ async def stop_deployment(platform: Platform, deployment: Deployment) -> None:
         await asyncio.gather(deployment.monitor, return_exceptions=True)
     await asyncio.gather(*(stop_variant(platform, deployment.endpoint, v)
                            for v in deployment.variants + deployment.shadows), return_exceptions=True)
+    if deployment.capture is not None:  # after the containers: requests in flight have been captured
+        await deployment.capture.close()
     await asyncio.to_thread(shutil.rmtree, deployment.work_dir, True)

@@ -13,13 +13,14 @@ import random
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.backends.base import RunningContainer
 from harness.instance_types import InstanceLimits
 from harness.state import ContainerDef, ModelRecord
 
 if TYPE_CHECKING:
+    from harness.data_capture import DataCapture
     from harness.mme import ModelCache
 
 
@@ -94,8 +95,8 @@ class Deployment:
     variants: list[VariantDeployment] = field(default_factory=list)
     #: ShadowProductionVariants: sent a copy of production requests, their answers discarded.
     shadows: list[VariantDeployment] = field(default_factory=list)
-    #: harness.data_capture.DataCapture when the configuration captures (not imported: it is higher up)
-    capture: Any = None
+    #: When the endpoint configuration has DataCaptureConfig.
+    capture: DataCapture | None = None
     monitor: asyncio.Task[None] | None = None
     log_dir: Path | None = None  # None: Platform.log_dir(endpoint); batch transform jobs set their own
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 from harness.container_client import ContainerReply, OutgoingRequest
 from harness.core import Platform
+from harness.data_capture import Exchange
 from harness.errors import ACCOUNT_ID, ModelError, RuntimeApiError, ValidationError, log_group_arn
 from harness.running import ContainerRuntime, Deployment, Instance, VariantDeployment
 from harness.state import ModelRecord
@@ -56,6 +57,7 @@ class Invocation:
     target_model: str | None = None
     target_variant: str | None = None
     target_container: str | None = None
+    inference_id: str | None = None
     timeout_s: float | None = None  # per container; None: HarnessConfig.invocation_timeout_s
 
     def outgoing(self) -> OutgoingRequest:
@@ -91,6 +93,7 @@ def parse_invocation(endpoint: str, request_id: str, headers: Mapping[str, str],
         content_type=members.get("ContentType"), accept=members.get("Accept"),
         custom_attributes=members.get("CustomAttributes"), target_model=members.get("TargetModel"),
         target_variant=members.get("TargetVariant"), target_container=members.get("TargetContainerHostname"),
+        inference_id=members.get("InferenceId"),
     )
 
 
@@ -112,6 +115,10 @@ class Router:
             self.record_model_error(invocation.endpoint, variant.name, error)
             raise
         self.record_outcome(invocation.endpoint, variant.name, client_error=False, server_error=False)
+        if deployment.capture is not None and deployment.capture.sampled():
+            deployment.capture.add(Exchange(variant=variant.name, request_type=invocation.content_type,
+                                            request=invocation.body, response_type=answer.content_type,
+                                            response=answer.body, inference_id=invocation.inference_id))
         return answer
 
     def target(self, deployment: Deployment, invocation: Invocation) -> VariantDeployment:

@@ -85,8 +85,10 @@ def test_resource_rules(fake_harness):
     capture = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://b/capture",
                "CaptureOptions": [{"CaptureMode": "Input"}]}
     error = error_of(sm.create_endpoint_config, EndpointConfigName="c", DataCaptureConfig=capture, ProductionVariants=[
-        {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
-    assert error["Message"].startswith("DataCaptureConfig is not supported by the local harness")
+        {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}],
+        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://b/out"}})
+    assert error["Message"].startswith("DataCaptureConfig with AsyncInferenceConfig is not supported by the local "
+                                       "harness")
 
     described = sm.describe_model(ModelName="m")
     assert described["PrimaryContainer"] == {"Image": IMAGE}
