@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from harness.backends.docker import docker_available
 from harness.local import LocalSageMaker
-from tests.harness.conftest import boto_clients, deploy
+from tests.harness.conftest import boto_clients, deploy, wait_in_service
 from tests.harness.test_sklearn_process import tar_dir
 from tests.support.models import sklearn_artifact
 
@@ -97,3 +98,41 @@ def test_single_model_and_mme_in_docker(harness, tmp_path):
     sm.get_waiter("endpoint_deleted").wait(EndpointName="mme", WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
     gone = subprocess.run(["docker", "inspect", *container_ids], capture_output=True, check=False)
     assert gone.returncode != 0  # stopped and removed
+
+
+def test_weights_capacities_and_shadow_in_docker(harness, tmp_path):
+    """UpdateEndpointWeightsAndCapacities and a shadow variant with the real image (docs/harness.md "Control
+    plane", "Shadow variants")."""
+    sm, rt = boto_clients(harness.endpoint_url)
+    iris = sklearn_artifact(tmp_path / "iris")
+    sm.create_model(ModelName="iris", ExecutionRoleArn="arn:aws:iam::123456789012:role/SageMakerRole",
+                    PrimaryContainer={"Image": "servekit-sklearn",
+                                      "ModelDataUrl": str(tar_dir(iris.path, tmp_path / "iris.tar.gz"))})
+    variant = {"ModelName": "iris", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+    sm.create_endpoint_config(EndpointConfigName="iris", ProductionVariants=[{"VariantName": "Main", **variant}],
+                              ShadowProductionVariants=[{"VariantName": "Shadow", **variant}])
+    sm.create_endpoint(EndpointName="iris", EndpointConfigName="iris")
+    wait_in_service(sm, "iris")
+    body = json.dumps(iris.rows.tolist())
+    sm.update_endpoint_weights_and_capacities(EndpointName="iris", DesiredWeightsAndCapacities=[
+        {"VariantName": "Main", "DesiredInstanceCount": 2}])
+    wait_in_service(sm, "iris")
+    [main] = sm.describe_endpoint(EndpointName="iris")["ProductionVariants"]
+    assert (main["CurrentInstanceCount"], main["DesiredInstanceCount"]) == (2, 2)
+    deployment = harness.platform.store.endpoints["iris"].deployment
+    assert len({c.running.container_id for c in deployment.variants[0].containers()}) == 2
+    for _ in range(4):  # round-robin over both instances
+        answer = rt.invoke_endpoint(EndpointName="iris", Body=body, ContentType="application/json")
+        assert answer["InvokedProductionVariant"] == "Main"
+        assert predictions(answer["Body"].read()) == iris.expected
+    deadline = time.monotonic() + 30
+    while harness.platform.metrics.snapshot("iris").get("Shadow", {}).get("metrics", {}).get(
+            "Invocations", {}).get("Sum") != 4:
+        assert time.monotonic() < deadline, "the shadow did not get its 4 copies"
+        time.sleep(0.1)
+    assert harness.platform.metrics.snapshot("iris")["Shadow"]["metrics"]["Invocation4XXErrors"]["Sum"] == 0
+    surplus = deployment.variants[0].instances[1].containers[0].running.container_id
+    sm.update_endpoint_weights_and_capacities(EndpointName="iris", DesiredWeightsAndCapacities=[
+        {"VariantName": "Main", "DesiredInstanceCount": 1}])
+    wait_in_service(sm, "iris")
+    assert subprocess.run(["docker", "inspect", surplus], capture_output=True, check=False).returncode != 0
