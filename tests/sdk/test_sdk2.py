@@ -7,6 +7,7 @@ into the artifact) are asserted too, so a passing test means the path under test
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -173,3 +174,18 @@ def test_predict_stream_of_a_token_generator(local_aws: LocalAws, tmp_path: Any)
                 request=token_model.REQUEST, entry_point="inference.py", source_dir=str(token_model.SCRIPT_DIR))
     assert "".join(result["parts"]) == "".join(model.expected)
     assert len(result["parts"]) > 1, "the tokens arrived as one part: the answer was not streamed"
+
+
+def test_deploy_with_data_capture_config(local_aws: LocalAws, iris: Artifact) -> None:
+    """``Model.deploy(data_capture_config=DataCaptureConfig(...))``: the captured CSV requests and JSON answers
+    in S3 (docs/harness.md "Data capture")."""
+    endpoint = "sdk2-capture"
+    result = v2(local_aws, "sdk2_data_capture.py", endpoint, image=SKLEARN_IMAGE, model_data=iris.url,
+                rows=iris.rows)
+    assert result["described"]["CaptureStatus"] == "Started"
+    assert result["described"]["CurrentSamplingPercentage"] == 100
+    assert all(key.startswith(f"capture/{endpoint}/AllTraffic/") for key in result["keys"]), result["keys"]
+    inputs, outputs = result["inputs"], result["outputs"]
+    assert len(inputs) == 3 and {i["encoding"] for i in inputs} == {"CSV"}  # the SDK's default text/csv list
+    assert [json.loads(o["data"]) for o in outputs] == result["answers"]
+    assert {o["encoding"] for o in outputs} == {"JSON"}
