@@ -151,6 +151,29 @@ def _optional_text(value: str) -> str | None:
     return value.strip() or None
 
 
+#: Prefixes of AWS's own containers' settings (docs/sagemaker-contract.md §12): a variable with one of
+#: them that no ``Settings`` field declares is not honoured, so the start is refused rather than the
+#: setting ignored. The text says where servekit's equivalent lies.
+AWS_PREFIXES = {
+    "SAGEMAKER_TFS_": "AWS's TensorFlow Serving container setting; servekit runs no TF Serving binary "
+                      "(docs/handlers.md, \"TensorFlow\")",
+    "SAGEMAKER_TS_": "AWS's PyTorch toolkit's TorchServe setting; servekit runs no TorchServe "
+                     "(SAGEMAKER_MODEL_SERVER_WORKERS sets the workers, SAGEMAKER_MODEL_SERVER_TIMEOUT the timeout)",
+    "SAGEMAKER_GUNICORN_": "AWS's TensorFlow Serving container's gunicorn setting; servekit runs no gunicorn",
+    "SAGEMAKER_NGINX_": "AWS's TensorFlow Serving container's nginx setting; servekit runs no nginx",
+}
+
+
+def unhonoured_aws_setting(env: Mapping[str, str], declared: Iterable[str]) -> str | None:
+    """The one-line refusal of the first AWS container setting in ``env`` that no field declares."""
+    known = set(declared)
+    for name in sorted(env):
+        prefix = next((p for p in AWS_PREFIXES if name.startswith(p)), None)
+        if prefix is not None and name not in known:
+            return f"{name} is not honoured by servekit: {AWS_PREFIXES[prefix]}; unset it"
+    return None
+
+
 def variable(name: str, parse: Callable[[str], Any], default: Any, help: str) -> Any:
     """A ``Settings`` field read from environment variable ``name`` (typed ``Any`` so that it can
     stand as the default of a field of any type, as ``dataclasses.field`` does)."""
@@ -267,6 +290,9 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse every declared variable from ``environ`` (default ``os.environ``)."""
         env = os.environ if environ is None else environ
+        refusal = unhonoured_aws_setting(env, variable_names())
+        if refusal is not None:
+            raise SettingsError(refusal)
         values: dict[str, Any] = {}
         for setting in fields(cls):
             name = setting.metadata["variable"]
