@@ -82,6 +82,13 @@ class HarnessConfig:
     capture_flush_interval_s: float = 10.0
     #: ... or until their object would reach this size. SageMaker publishes neither figure: the harness's choice.
     capture_flush_bytes: int = 1024 * 1024
+    #: Serverless variants (docs/harness.md "Serverless"): a variant without ProvisionedConcurrency that has
+    #: answered nothing for this long goes cold (its container stops; the next request waits for a cold start).
+    #: AWS publishes no figure; checked every health_check_interval_s.
+    serverless_idle_s: float = 300.0
+    #: Largest request body a serverless endpoint takes (4 MB, the serverless payload limit; docs/sagemaker-contract.md
+    #: §12).
+    serverless_max_payload_bytes: int = 4 * 1024 * 1024
     #: Host names (besides loopback: harness.security.LOOPBACK_HOSTS) that requests may name in ``Host``.
     allowed_hosts: tuple[str, ...] = ()
     #: When set, every request must carry it: as the AWS access key id of its SigV4 signature

@@ -22,6 +22,7 @@ from harness.deployment import DeploymentFailed, scale_variant, start_deployment
 from harness.errors import ControlPlaneError
 from harness.running import Deployment, VariantDeployment
 from harness.runtime import Router
+from harness.serverless import check_config as check_serverless
 from harness.state import ContainerDef, EndpointConfigRecord, EndpointRecord, ModelRecord, TransformJobRecord, arn
 from harness.transform import check_request, run_transform_job
 
@@ -118,7 +119,9 @@ def _desired_changes(endpoint_arn: str, deployment: Deployment,
             raise ControlPlaneError(f"Variant name {name} is given more than once; names must be unique.")
         if change.get("ServerlessUpdateConfig"):
             raise ControlPlaneError(f"Variant {name}: ServerlessUpdateConfig is not supported by the local "
-                                    "harness (serverless endpoints are not emulated).")
+                                    "harness (change a serverless variant with UpdateEndpoint).")
+        if variant.serverless is not None and change.get("DesiredInstanceCount") is not None:
+            raise ControlPlaneError(f"Variant {name}: DesiredInstanceCount cannot be changed for a serverless variant.")
         if change.get("DesiredInstanceCount") == 0:
             raise ControlPlaneError(f"Variant {name}: DesiredInstanceCount must be at least 1; only endpoints "
                                     "with inference components scale to zero instances.")
@@ -156,16 +159,21 @@ def _check_data_capture(params: dict[str, Any]) -> None:
 
 
 def _variant_summary(variant: VariantDeployment, created: float) -> dict[str, Any]:
-    """DescribeEndpoint's ProductionVariantSummary of a running production or shadow variant."""
-    return {
+    """DescribeEndpoint's ProductionVariantSummary of a running production or shadow variant; a serverless one has
+    its ServerlessConfig instead of instance counts."""
+    summary: dict[str, Any] = {
         "VariantName": variant.name,
         "DeployedImages": [{"SpecifiedImage": c.image, "ResolvedImage": c.image, "ResolutionTime": created}
                            for c in variant.model.containers],
         "CurrentWeight": variant.weight,
         "DesiredWeight": variant.desired_weight,
-        "CurrentInstanceCount": len(variant.instances),
-        "DesiredInstanceCount": variant.desired_count,
     }
+    if variant.serverless is not None:
+        summary["CurrentServerlessConfig"] = summary["DesiredServerlessConfig"] = variant.serverless.config
+    else:
+        summary["CurrentInstanceCount"] = len(variant.instances)
+        summary["DesiredInstanceCount"] = variant.desired_count
+    return summary
 
 
 class ControlPlane:
@@ -315,6 +323,12 @@ class ControlPlane:
         seen: set[str] = set()
         for variant in params["ProductionVariants"] + (params.get("ShadowProductionVariants") or []):
             self._check_variant(variant, seen)
+        if any(v.get("ServerlessConfig") for v in params.get("ShadowProductionVariants") or []):
+            raise ControlPlaneError("ServerlessConfig: shadow variants are not supported for serverless endpoints.")
+        try:
+            check_serverless(params, self._model)
+        except ValueError as exc:
+            raise ControlPlaneError(f"{exc}.") from None
         self.store.configs[name.lower()] = EndpointConfigRecord(
             name=name, arn=config_arn, created=time.time(), params=params,
             tags=tags.merged({}, params.get("Tags") or [], config_arn),
@@ -327,14 +341,11 @@ class ControlPlane:
         if variant_name in seen:
             raise ControlPlaneError(f"Variant name {variant_name} is used more than once; names must be unique.")
         seen.add(variant_name)
-        if variant.get("ServerlessConfig"):
-            raise ControlPlaneError(
-                f"Variant {variant_name}: ServerlessConfig is not supported by the local harness; "
-                "use InstanceType and InitialInstanceCount."
-            )
         if not variant.get("ModelName"):
             raise ControlPlaneError(f"Variant {variant_name}: ModelName must be specified.")
         self._model(variant["ModelName"])
+        if variant.get("ServerlessConfig"):
+            return  # checked by harness.serverless
         if not variant.get("InstanceType"):
             raise ControlPlaneError(f"Variant {variant_name}: InstanceType must be specified.")
         if not variant.get("InitialInstanceCount"):

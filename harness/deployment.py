@@ -26,7 +26,7 @@ from harness.core import Platform
 from harness.data_capture import DataCapture
 from harness.instance_types import InstanceLimits, limits_for
 from harness.mme import ModelCache
-from harness.running import ContainerRuntime, Deployment, Instance, VariantDeployment
+from harness.running import ContainerRuntime, Deployment, Instance, ServerlessState, VariantDeployment
 from harness.state import ContainerDef, ModelRecord
 
 log = logging.getLogger("harness")
@@ -174,11 +174,17 @@ def _plan_variant(platform: Platform, deployment: Deployment, variant: dict[str,
     # An ml.m5.4xlarge on a 2-core laptop gets the laptop: docker refuses --cpus above the host's count.
     host_cpus = float(os.cpu_count() or 1)
     host_mib = psutil.virtual_memory().total // 2**20
+    serverless = variant.get("ServerlessConfig")
+    if serverless:
+        # The container gets MemorySizeInMB exactly; AWS publishes no vCPU figure for serverless, so one vCPU per
+        # 1024 MB (within the host's) is the harness's choice (docs/harness.md "Serverless").
+        memory = int(serverless["MemorySizeInMB"])
+        limits, host_mib = InstanceLimits(vcpus=memory / 1024, memory_mib=memory), memory
     weight = float(variant.get("InitialVariantWeight", 1.0))
     return VariantDeployment(
         name=variant["VariantName"],
         weight=weight,
-        desired_count=int(variant.get("InitialInstanceCount", 1)),
+        desired_count=int(variant.get("InitialInstanceCount", 0 if serverless else 1)),
         model=model,
         desired_weight=weight,
         variant_dir=deployment.work_dir / variant["VariantName"],
@@ -220,7 +226,9 @@ async def start_variant(platform: Platform, deployment: Deployment, variant: dic
     running = _plan_variant(platform, deployment, variant, model)
     await _extract_artifacts(platform, running, float(variant.get("ModelDataDownloadTimeoutInSeconds") or 3600))
     try:
-        for _ in range(running.desired_count):
+        # A serverless variant is started once here too, so a container that cannot pass the health check fails
+        # the endpoint at CreateEndpoint; it then runs cold unless it has ProvisionedConcurrency.
+        for _ in range(running.desired_count or 1):
             running.instances.append(await _launch_instance(platform, deployment.endpoint, running))
         failed = await _unhealthy(platform, running.containers(), running.startup_s)
         if failed:
@@ -228,7 +236,37 @@ async def start_variant(platform: Platform, deployment: Deployment, variant: dic
     except BaseException:
         await stop_variant(platform, deployment.endpoint, running)
         raise
+    if variant.get("ServerlessConfig"):
+        await _make_serverless(platform, deployment.endpoint, running, variant["ServerlessConfig"])
     return running
+
+
+async def _make_serverless(platform: Platform, endpoint: str, running: VariantDeployment,
+                           config: dict[str, int]) -> None:
+    """Give ``running`` its serverless state; without ProvisionedConcurrency its instance stops (cold)."""
+    async def cold_start() -> None:
+        instance = await _launch_instance(platform, endpoint, running)
+        failed = await _unhealthy(platform, instance.containers, running.startup_s)
+        if failed:
+            await _stop_containers(platform, instance.containers)
+            raise DeploymentFailed(ping_failure(running.model, running.name, failed))
+        running.instances.append(instance)
+
+    running.serverless = ServerlessState(config=config, cold_start=cold_start)
+    if not running.serverless.provisioned:
+        cold, running.instances = running.instances, []
+        await _stop_instances(platform, endpoint, running.name, cold)
+
+
+async def _stop_if_idle(platform: Platform, endpoint: str, variant: VariantDeployment) -> None:
+    """A serverless variant without ProvisionedConcurrency, idle for serverless_idle_s, goes cold."""
+    state = variant.serverless
+    if state is None or state.provisioned or state.in_flight or not variant.instances or state.starting.locked():
+        return
+    if time.monotonic() - state.last_used < platform.config.serverless_idle_s:
+        return
+    idle, variant.instances = variant.instances, []
+    await _stop_instances(platform, endpoint, variant.name, idle)
 
 
 async def _stop_containers(platform: Platform, containers: list[ContainerRuntime]) -> None:
@@ -301,6 +339,7 @@ async def monitor_deployment(platform: Platform, deployment: Deployment) -> None
         for variant in deployment.variants + deployment.shadows:
             for instance in list(variant.instances):
                 await _replace_if_dead(platform, deployment.endpoint, variant, instance)
+            await _stop_if_idle(platform, deployment.endpoint, variant)
 
 
 async def _replace_if_dead(platform: Platform, endpoint: str, variant: VariantDeployment, instance: Instance) -> None:

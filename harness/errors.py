@@ -65,6 +65,14 @@ class ModelNotReadyError(RuntimeApiError):
     status = 429
 
 
+class ThrottlingError(RuntimeApiError):
+    """400 ThrottlingException: more requests than a serverless variant's MaxConcurrency (AWS's common error;
+    boto3 retries it as a throttling error)."""
+
+    code = "ThrottlingException"
+    status = 400
+
+
 class ServiceUnavailable(RuntimeApiError):
     """503: the service cannot take the request now (a full asynchronous inference queue)."""
 

@@ -30,6 +30,8 @@ UNITS = {
     "LoadedModelCount": "None",
     # Asynchronous inference: requests queued or being processed, sampled at every change.
     "ApproximateBacklogSize": "None",
+    # Serverless: the time a cold start took (monitoring-cloudwatch.html, serverless endpoints).
+    "ModelSetupTime": "Microseconds",
     # The harness's own, not SageMaker's: copies for a shadow variant not sent because it already had
     # HarnessConfig.shadow_max_in_flight running (docs/harness.md "Shadow variants").
     "ShadowCopiesDropped": "None",

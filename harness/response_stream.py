@@ -189,6 +189,9 @@ async def open_stream(router: Router, deployment: Deployment, invocation: Invoca
 
 def _container(router: Router, invocation: Invocation, variant: VariantDeployment) -> ContainerRuntime:
     """The one container that streams: a single model's, or Direct's TargetContainerHostname."""
+    if variant.serverless is not None:
+        raise ValidationError(f"Endpoint {invocation.endpoint} is a serverless endpoint; {OPERATION} to a serverless "
+                              "endpoint is not emulated by the local harness.")
     instance = variant.pick_instance(None)
     if variant.model.mode == "Direct":
         return router.direct_container(invocation, instance)

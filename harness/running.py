@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +58,27 @@ class Instance:
 
 
 @dataclass
+class ServerlessState:
+    """A serverless variant (ProductionVariantServerlessConfig): no instance while cold; docs/harness.md
+    "Serverless"."""
+
+    config: dict[str, int]  # ServerlessConfig as given
+    #: Starts one instance and waits for its health check (harness.deployment sets it).
+    cold_start: Callable[[], Awaitable[None]]
+    in_flight: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def max_concurrency(self) -> int:
+        return int(self.config["MaxConcurrency"])
+
+    @property
+    def provisioned(self) -> int:
+        return int(self.config.get("ProvisionedConcurrency") or 0)
+
+
+@dataclass
 class VariantDeployment:
     """A production variant's running instances."""
 
@@ -73,6 +96,7 @@ class VariantDeployment:
     log_dir: Path | None = None  # where its containers' log streams go; None: the endpoint's
     #: A shadow variant's copies of production requests still running (harness.shadow bounds how many).
     copies: set[asyncio.Task[None]] = field(default_factory=set)
+    serverless: ServerlessState | None = None  # a variant with ServerlessConfig
     _round_robin: itertools.count[int] = field(default_factory=itertools.count)
 
     def pick_instance(self, target_model: str | None) -> Instance:

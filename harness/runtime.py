@@ -13,16 +13,25 @@ container. A container's 4xx/5xx becomes ModelError (424) naming ``primary`` or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 
 from harness.container_client import ContainerReply, OutgoingRequest
 from harness.core import Platform
 from harness.data_capture import Exchange
-from harness.errors import ACCOUNT_ID, ModelError, RuntimeApiError, ValidationError, log_group_arn
+from harness.errors import (
+    ACCOUNT_ID,
+    ModelError,
+    RuntimeApiError,
+    ServiceUnavailable,
+    ThrottlingError,
+    ValidationError,
+    log_group_arn,
+)
 from harness.running import ContainerRuntime, Deployment, Instance, VariantDeployment
 from harness.state import ModelRecord
 from harness.validation import format_errors, operation_model, validation_errors
@@ -110,9 +119,13 @@ class Router:
         """Route ``invocation`` through ``deployment``; raises RuntimeApiError subclasses."""
         variant = self.target(deployment, invocation)
         try:
-            answer = await self._route(invocation, variant)
+            async with self.serverless_slot(invocation.endpoint, variant):
+                answer = await self._route(invocation, variant)
         except ModelError as error:
             self.record_model_error(invocation.endpoint, variant.name, error)
+            raise
+        except (ThrottlingError, ServiceUnavailable):
+            self.record_outcome(invocation.endpoint, variant.name, client_error=True, server_error=False)
             raise
         self.record_outcome(invocation.endpoint, variant.name, client_error=False, server_error=False)
         if deployment.capture is not None and deployment.capture.sampled():
@@ -125,7 +138,7 @@ class Router:
         """The variant that answers ``invocation``, once the request is checked against its model; the
         request counts in ``Invocations`` from here on."""
         variant = self._variant(deployment, invocation)
-        self._check(invocation, variant.model)
+        self._check(invocation, variant.model, serverless=variant.serverless is not None)
         self.metrics.record(invocation.endpoint, variant.name, "Invocations", 1.0)
         self._mirror(deployment, invocation)
         return variant
@@ -171,6 +184,40 @@ class Router:
             return
         self.record_outcome(endpoint, shadow.name, client_error=False, server_error=False)
 
+    @contextlib.asynccontextmanager
+    async def serverless_slot(self, endpoint: str, variant: VariantDeployment) -> AsyncIterator[None]:
+        """A serverless variant: at most MaxConcurrency requests at once (beyond: ThrottlingException), and a cold
+        start (ModelSetupTime) when no instance runs (docs/harness.md "Serverless")."""
+        state = variant.serverless
+        if state is None:
+            yield
+            return
+        if state.in_flight >= state.max_concurrency:
+            raise ThrottlingError(f"Endpoint {endpoint} variant {variant.name} is already processing MaxConcurrency "
+                                  f"({state.max_concurrency}) requests; the request was throttled.")
+        state.in_flight += 1
+        try:
+            await self._warm(endpoint, variant)
+            yield
+        finally:
+            state.in_flight -= 1
+            state.last_used = time.monotonic()
+
+    async def _warm(self, endpoint: str, variant: VariantDeployment) -> None:
+        """Start the serverless variant's instance if it is cold; requests arriving meanwhile wait for it."""
+        state = variant.serverless
+        assert state is not None
+        async with state.starting:
+            if variant.instances:
+                return
+            started = time.perf_counter()
+            try:
+                await state.cold_start()
+            except Exception as exc:
+                raise ServiceUnavailable(f"The serverless endpoint {endpoint} could not start its container: "
+                                         f"{exc}") from None
+            self.metrics.record(endpoint, variant.name, "ModelSetupTime", (time.perf_counter() - started) * 1e6)
+
     def record_model_error(self, endpoint: str, variant: str, error: ModelError) -> None:
         """A container's 4xx counts as a client error, anything else (5xx, unreachable) as a server error."""
         status = int(error.members.get("OriginalStatusCode") or 0)
@@ -192,8 +239,8 @@ class Router:
                                   f"{invocation.endpoint} of account {ACCOUNT_ID}.")
         return variant
 
-    def _check(self, invocation: Invocation, model: ModelRecord) -> None:
-        """The request's headers and body must fit the model: MME, Direct, payload limit."""
+    def _check(self, invocation: Invocation, model: ModelRecord, *, serverless: bool = False) -> None:
+        """The request's headers and body must fit the model: MME, Direct, payload limit (serverless's own)."""
         endpoint = invocation.endpoint
         multi_model = any(c.multi_model for c in model.containers)
         if multi_model and invocation.target_model is None:
@@ -219,6 +266,11 @@ class Router:
             raise ValidationError(
                 f"Request {invocation.request_id} has oversize body: {len(invocation.body)} bytes exceeds the "
                 f"{self.config.max_payload_bytes}-byte (6 MiB) limit for real-time inference."
+            )
+        if serverless and len(invocation.body) > self.config.serverless_max_payload_bytes:
+            raise ValidationError(
+                f"Request {invocation.request_id} has oversize body: {len(invocation.body)} bytes exceeds the "
+                f"{self.config.serverless_max_payload_bytes}-byte (4 MB) limit for serverless inference."
             )
 
     async def run_model(self, invocation: Invocation, variant: VariantDeployment, instance: Instance) -> ContainerReply:

@@ -129,8 +129,8 @@ def test_refusals(fake_harness):
          "Variant Main: DesiredInstanceCount must be at least 1; only endpoints with inference components "
          "scale to zero instances."),
         ([{"VariantName": "Main", "ServerlessUpdateConfig": {"MaxConcurrency": 2}}],
-         "Variant Main: ServerlessUpdateConfig is not supported by the local harness (serverless endpoints are "
-         "not emulated)."),
+         "Variant Main: ServerlessUpdateConfig is not supported by the local harness (change a serverless variant "
+         "with UpdateEndpoint)."),
     ):
         assert error_of(update, EndpointName="ab", DesiredWeightsAndCapacities=desired) == {
             "Code": "ValidationException", "Message": message}
