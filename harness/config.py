@@ -87,7 +87,7 @@ class HarnessConfig:
     #: AWS publishes no figure; checked every health_check_interval_s.
     serverless_idle_s: float = 300.0
     #: Largest request body a serverless endpoint takes (4 MB, the serverless payload limit; docs/sagemaker-contract.md
-    #: §12).
+    #: §13).
     serverless_max_payload_bytes: int = 4 * 1024 * 1024
     #: Host names (besides loopback: harness.security.LOOPBACK_HOSTS) that requests may name in ``Host``.
     allowed_hosts: tuple[str, ...] = ()

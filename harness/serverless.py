@@ -1,5 +1,5 @@
 """ServerlessConfig in CreateEndpointConfig: SageMaker's rules beyond botocore's model (docs/sagemaker-contract.md
-§12) and the harness's refusals (docs/harness.md "Serverless"). How a serverless variant runs is in
+§13) and the harness's refusals (docs/harness.md "Serverless"). How a serverless variant runs is in
 harness.deployment (cold, warm, idle) and harness.runtime (MaxConcurrency, cold starts).
 """
 
