@@ -189,3 +189,13 @@ def test_deploy_with_data_capture_config(local_aws: LocalAws, iris: Artifact) ->
     assert len(inputs) == 3 and {i["encoding"] for i in inputs} == {"CSV"}  # the SDK's default text/csv list
     assert [json.loads(o["data"]) for o in outputs] == result["answers"]
     assert {o["encoding"] for o in outputs} == {"JSON"}
+
+
+def test_deploy_serverless_inference_config(local_aws: LocalAws, iris: Artifact) -> None:
+    """``Model.deploy(serverless_inference_config=ServerlessInferenceConfig(...))``: answered after a cold start
+    (docs/harness.md "Serverless")."""
+    result = v2(local_aws, "sdk2_serverless.py", "sdk2-serverless", image=SKLEARN_IMAGE, model_data=iris.url,
+                rows=iris.rows)
+    assert as_floats(result["cold"]) == as_floats(iris.expected)
+    assert as_floats(result["warm"]) == as_floats(iris.expected)
+    assert result["variant"]["CurrentServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 2}
