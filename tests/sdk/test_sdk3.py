@@ -79,3 +79,13 @@ def test_core_endpoint_streaming_of_a_token_generator(local_aws: LocalAws, tmp_p
     assert len(result["parts"]) > 1, "the tokens arrived as one part: the answer was not streamed"
     assert result["content_type"].startswith("text/plain") and result["variant"] == "AllTraffic"
     assert result.get("resource_error") == "AttributeError: 'EventStream' object has no attribute 'get'", result
+
+
+def test_core_shadow_variant_and_update_weights_and_capacities(local_aws: LocalAws, iris: Artifact) -> None:
+    """``EndpointConfig.create(shadow_production_variants=...)`` and ``Endpoint.update_weights_and_capacities``
+    (docs/harness.md "Shadow variants", "Control plane")."""
+    result = v3(local_aws, "sdk3_variants.py", "sdk3-variants", image=SKLEARN_IMAGE, model_data=iris.url,
+                rows=iris.rows)
+    assert result["variant"] == "Main"
+    assert result["main"] == [["Main", 2]]
+    assert result["shadow"] == [["Shadow", 1]]
