@@ -353,6 +353,10 @@ async def _replace_if_dead(platform: Platform, endpoint: str, variant: VariantDe
     for container in instance.containers:  # in its log stream too, where `servekit local logs` shows it
         with open(container.running.spec.log_path, "a") as stream:
             stream.write(f"[harness] {', '.join(dead)} exited; replacing instance {instance.instance_id}\n")
+    if variant.serverless is not None:  # a serverless variant goes cold; its next request starts a container
+        variant.instances.remove(instance)
+        await _stop_instances(platform, endpoint, variant.name, [instance])
+        return
     try:
         await replace_instance(platform, endpoint, variant, instance)
     except Exception as exc:  # tried again at the next interval

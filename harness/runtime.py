@@ -124,8 +124,9 @@ class Router:
         except ModelError as error:
             self.record_model_error(invocation.endpoint, variant.name, error)
             raise
-        except (ThrottlingError, ServiceUnavailable):
-            self.record_outcome(invocation.endpoint, variant.name, client_error=True, server_error=False)
+        except (ThrottlingError, ServiceUnavailable) as error:  # a serverless variant's refusals
+            throttled = isinstance(error, ThrottlingError)
+            self.record_outcome(invocation.endpoint, variant.name, client_error=throttled, server_error=not throttled)
             raise
         self.record_outcome(invocation.endpoint, variant.name, client_error=False, server_error=False)
         if deployment.capture is not None and deployment.capture.sampled():
