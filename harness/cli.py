@@ -292,13 +292,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Send captured requests again (harness.replay); exit 1 when answers differ."""
     import boto3
+    from botocore.config import Config
 
     from harness import replay
     from harness.artifacts import s3_client
 
     url = _running_url(args)
+    # No retries: a replayed request that fails counts as an error once, and its latency is one attempt's.
     runtime = boto3.client("sagemaker-runtime", endpoint_url=url, region_name=args.region,
-                           aws_access_key_id=_token(args) or "local", aws_secret_access_key="local")
+                           aws_access_key_id=_token(args) or "local", aws_secret_access_key="local",
+                           config=Config(retries={"total_max_attempts": 1}))
     try:
         records = replay.read_captures(s3_client(None, args.region), args.capture)
     except replay.ReplayError as exc:
