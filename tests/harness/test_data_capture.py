@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import time
 from typing import Any
 
@@ -13,8 +14,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from harness.backends.process import ProcessBackend
 from harness.cli import main as servekit
-from tests.harness.conftest import IMAGE, boto_clients, wait_in_service
+from harness.local import LocalSageMaker
+from tests.harness.conftest import FAKE_CONTAINER, IMAGE, boto_clients, wait_in_service
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 TYPES = {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}
@@ -150,3 +153,14 @@ def test_replay_same_and_other_endpoint(s3, fake_harness, capsys):
     first = report["differences"][0]
     assert first["prod"].strip() == "3" and json.loads(first["cand"])["body"] == "1,2"
     assert run("--endpoint", "cand")[0] == 1  # cand's answers differ from prod's captured ones
+
+
+def test_harness_shutdown_writes_what_waits(s3, tmp_path):
+    backend = ProcessBackend(command=[sys.executable, str(FAKE_CONTAINER)])
+    with LocalSageMaker(backend, state_dir=tmp_path / "state", capture_flush_interval_s=600) as harness:
+        sm, rt = boto_clients(harness.endpoint_url)
+        capturing(sm, "bye", {})
+        for _ in range(2):
+            rt.invoke_endpoint(EndpointName="bye", Body=b"{}", ContentType="application/json")
+        assert captured(s3, "bye") == {}
+    assert len([r for rs in captured(s3, "bye").values() for r in rs]) == 2  # written as the harness stopped
