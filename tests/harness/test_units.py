@@ -93,3 +93,13 @@ def test_containers_get_the_harness_credentials_region_and_s3_endpoint(monkeypat
                          environment={"AWS_REGION": "us-west-2"})
     env = spec.platform_environment()
     assert env["AWS_ACCESS_KEY_ID"] == "local-key" and env["AWS_REGION"] == "us-west-2"  # the model's wins
+
+
+def test_up_hosting_options_set_harness_config_fields():
+    from harness.cli import build_parser, hosting_settings
+
+    args = build_parser().parse_args(["local", "up", "--serverless-idle", "5", "--shadow-max-in-flight", "3",
+                                      "--shadow-copy-all", "--capture-flush-interval", "2"])
+    assert hosting_settings(args) == {"serverless_idle_s": 5.0, "shadow_max_in_flight": 3,
+                                      "capture_flush_interval_s": 2.0, "shadow_share_from_weights": False}
+    assert hosting_settings(build_parser().parse_args(["local", "up"])) == {}  # HarnessConfig's defaults
