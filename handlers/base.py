@@ -158,6 +158,38 @@ class Handler(ABC):
         attributes (e.g. TensorFlow's ``tfs-model-version`` in Custom-Attributes); default: ``predict``."""
         return self.predict(model, data)
 
+    # ---- batching (docs/handlers.md, "Batching") ------------------------------------------------------
+    def batch_part(self, data: Any) -> tuple[Any, Any] | None:
+        """Decoded ``data`` as rows to join with other requests' rows: ``(key, rows)``, where only rows of
+        equal keys are joined; None: predicted alone. Default: a numeric NumPy array of one or more
+        dimensions, keyed by its trailing shape and dtype (so joining never changes a value's type)."""
+        import numpy as np
+
+        if isinstance(data, np.ndarray) and data.ndim >= 1 and data.dtype.kind in "biuf":
+            return ("ndarray", data.shape[1:], data.dtype.str), data
+        return None
+
+    def join(self, parts: list[Any]) -> Any:
+        """``batch_part``'s rows of several requests (equal keys) as one input, in order."""
+        import numpy as np
+
+        return np.concatenate(parts)
+
+    def split(self, prediction: Any, rows: list[int]) -> list[Any] | None:
+        """The joined input's ``prediction`` cut back into one per request (``rows`` each); None when it
+        does not have one row per input row. Default: an array, or a mapping of arrays (named outputs)."""
+        import numpy as np
+
+        total = sum(rows)
+        ends = np.cumsum(rows)[:-1]
+        if isinstance(prediction, np.ndarray) and prediction.ndim >= 1 and len(prediction) == total:
+            return list(np.split(prediction, ends))
+        if isinstance(prediction, dict) and prediction and all(
+                isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == total for v in prediction.values()):
+            cut = {k: np.split(v, ends) for k, v in prediction.items()}
+            return [{k: pieces[i] for k, pieces in cut.items()} for i in range(len(rows))]
+        return None
+
     def script_invoker(self, script: ModuleType, path: Path) -> ScriptInvoker | None:
         """The framework's own user-script contract, when ``script`` follows it instead of
         sagemaker-inference's (``model_fn`` / ``input_fn`` / ``predict_fn`` / ``output_fn``).

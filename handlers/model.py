@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -416,6 +417,7 @@ class ServedModel:
         self._fns = functions
         self._invoker = invoker
         self._loaded = True
+        self._unsplit_logged = False  # the WARNING that a batch's answer could not be cut, once per model
 
     # ---- load / unload -----------------------------------------------------------------------------
     @classmethod
@@ -553,6 +555,128 @@ class ServedModel:
         if context is not None:
             self._apply_context(context, response)
         return response
+
+    # ---- batches (docs/handlers.md, "Batching") ----------------------------------------------------
+    def invoke_batch(self, requests: list[Request]) -> list[Response | Exception]:
+        """Answer several requests, in order, each answer a ``Response`` or the exception that request
+        alone raised. On the default pipeline (no ``predict_fn`` / ``transform_fn`` / framework script
+        contract) each request is decoded (``input_fn``), the rows of those that fit together are joined
+        and predicted in one call, and each gets its own rows through ``output_fn``; otherwise, as AWS's
+        toolkit does inside a TorchServe batch (docs/sagemaker-contract.md §12.2), each runs alone."""
+        fns = self._fns
+        if not self._loaded or self._invoker is not None or (
+                fns is not None and (fns.has("transform_fn") or fns.has("predict_fn"))):
+            return [self._alone(request) for request in requests]
+        requests = [self._with_content_type(request) for request in requests]
+        contexts = [self._request_context(r) if fns is not None else None for r in requests]
+        answers: dict[int, Response | Exception] = {}
+        decoded: dict[int, Any] = {}
+        scope = self.script.scope() if self.script is not None else contextlib.nullcontext()
+        with scope:
+            for i, request in enumerate(requests):
+                self._attempt(answers, i, functools.partial(self._decoded, request, contexts[i]), decoded)
+            predictions: dict[int, Any] = {}
+            for group in self._groups(decoded, requests):
+                self._predict_group(group, decoded, requests, predictions, answers)
+            for i, prediction in predictions.items():
+                self._attempt(answers, i, functools.partial(self._answer, prediction, requests[i], contexts[i]))
+        return [answers[i] for i in range(len(requests))]
+
+    def _alone(self, request: Request) -> Response | Exception:
+        try:
+            return self.invoke(request)
+        except Exception as exc:
+            return exc
+
+    def _attempt(self, answers: dict[int, Response | Exception], i: int, step: Callable[[], Any],
+                 results: dict[int, Any] | None = None) -> None:
+        """Run one request's ``step``: its result into ``results`` (else its answer), or its failure
+        into ``answers``; a failure is that request's alone."""
+        try:
+            result = step()
+        except Exception as exc:
+            answers[i] = exc
+            return
+        if results is None:
+            answers[i] = result
+        else:
+            results[i] = result
+
+    def _decoded(self, request: Request, context: Context | None) -> Any:
+        if self._fns is not None and self._fns.has("input_fn"):
+            return self._step("input_fn", self._fns.call, "input_fn", context, self._user_body(request),
+                              request.content_type)
+        return self._step("decode", self.handler.decode, request.body, request.content_type)
+
+    def _answer(self, prediction: Any, request: Request, context: Context | None) -> Response:
+        if self._fns is not None and self._fns.has("output_fn"):
+            result = self._step("output_fn", self._fns.call, "output_fn", context, prediction,
+                                self._user_accept(request))
+            response = self._user_response(result, request, context, "output_fn")
+        elif is_stream(prediction):
+            response = self._user_response(prediction, request, context, "predict")
+        else:
+            body, content_type = self._step("encode", self.handler.encode, prediction, request.accept)
+            response = Response(body=body, content_type=content_type)
+        if context is not None:
+            self._apply_context(context, response)
+        return response
+
+    def _step(self, step: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, its failure made a ``HandlerError`` as ``invoke`` makes it for ``step``."""
+        try:
+            return fn(*args)
+        except HandlerError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, step) from exc
+
+    def _groups(self, decoded: dict[int, Any], requests: list[Request]) -> list[list[tuple[int, Any]]]:
+        """The decoded requests as groups whose rows join (same handler key and Custom-Attributes, which
+        a handler may predict by), in order of arrival; a request that joins nothing is a group alone."""
+        groups: dict[Any, list[tuple[int, Any]]] = {}
+        for i, data in decoded.items():
+            try:
+                part = self.handler.batch_part(data)
+            except Exception:  # not joinable: the request is predicted alone, where errors surface
+                part = None
+            key = (part[0], requests[i].custom_attributes) if part is not None else ("alone", i)
+            groups.setdefault(key, []).append((i, part[1] if part is not None else data))
+        return list(groups.values())
+
+    def _predict_group(self, group: list[tuple[int, Any]], decoded: dict[int, Any], requests: list[Request],
+                       predictions: dict[int, Any], answers: dict[int, Response | Exception]) -> None:
+        """One predict call for the group's joined rows, cut back per request; a group of one, or one
+        whose joined call fails or whose answer has not one row per input row, is predicted per request
+        (so a failure is the failing request's alone)."""
+        if len(group) > 1:
+            pieces = self._joined_prediction(group, requests[group[0][0]])
+            if pieces is not None:
+                predictions.update(zip((i for i, _ in group), pieces, strict=True))
+                return
+        for i, _ in group:
+            self._attempt(answers, i, functools.partial(
+                self._step, "predict", self.handler.predict_request, self.model, decoded[i], requests[i]), predictions)
+
+    def _joined_prediction(self, group: list[tuple[int, Any]], first: Request) -> list[Any] | None:
+        parts = [part for _, part in group]
+        rows = [len(part) for part in parts]
+        try:
+            pieces = self.handler.split(self.handler.predict_request(self.model, self.handler.join(parts), first),
+                                        rows)
+        except Exception as exc:  # retried per request, where the failing one answers with its error
+            logger.debug("model %s: a batch of %d requests failed as one (%s); predicting each alone",
+                         self.model_name, len(group), _describe_exception(exc))
+            return None
+        if pieces is None:
+            if not self._unsplit_logged:
+                self._unsplit_logged = True
+                logger.warning("model %s: the answer to a batch of %d rows does not have one row per input row; "
+                               "its requests are predicted alone (logged once)", self.model_name, sum(rows))
+            return None
+        logger.debug("model %s: %d requests predicted as one batch of %d rows", self.model_name, len(group),
+                     sum(rows))
+        return pieces
 
     def _invoke_script_contract(self, invoker: ScriptInvoker, request: Request) -> Response:
         """Serve ``request`` through the framework's own script contract (see ``Handler.script_invoker``)."""

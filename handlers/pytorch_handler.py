@@ -198,6 +198,32 @@ class PyTorchHandler(Handler):
         """Tensors -> NumPy, then the codec registry."""
         return super().encode(to_numpy(prediction), accept)
 
+    # ---- batching (docs/handlers.md, "Batching") ------------------------------------------------------
+    def batch_part(self, data: Any) -> tuple[Any, Any] | None:
+        """A decoded tensor joins others of its trailing shape, dtype and device; arrays as the base's."""
+        import torch
+
+        if isinstance(data, torch.Tensor):
+            if data.ndim >= 1 and not data.is_complex():
+                return ("tensor", tuple(data.shape[1:]), str(data.dtype), str(data.device)), data
+            return None
+        return super().batch_part(data)
+
+    def join(self, parts: list[Any]) -> Any:
+        import torch
+
+        return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else super().join(parts)
+
+    def split(self, prediction: Any, rows: list[int]) -> list[Any] | None:
+        """A tensor answer is cut along its first dimension; anything else goes through NumPy."""
+        import torch
+
+        if isinstance(prediction, torch.Tensor):
+            if prediction.ndim >= 1 and len(prediction) == sum(rows):
+                return list(torch.split(prediction, rows))
+            return None
+        return super().split(to_numpy(prediction), rows)
+
     # ---- predict / unload --------------------------------------------------------------------------
     def predict(self, model: Any, data: Any) -> Any:
         """Run ``model`` on ``data`` under ``torch.inference_mode()``; shape/dtype errors -> 400."""

@@ -240,6 +240,22 @@ class TensorFlowHandler(Handler):
             return _encode_result(prediction, accept, self.default_response_type)
         return super().encode(to_numpy(prediction), accept)
 
+    def batch_part(self, data: Any) -> tuple[Any, Any] | None:
+        """TF Serving's row format (``{"instances": [...]}`` of unnamed rows, or a bare JSON list) as an
+        array joins others; named inputs, ``"inputs"`` (columnar) and ``signature_name`` stay alone."""
+        if isinstance(data, Mapping):
+            if set(data) != {"instances"} or not isinstance(data["instances"], list):
+                return None
+            data = data["instances"]
+        if isinstance(data, list):
+            if any(isinstance(row, Mapping) for row in data):
+                return None
+            try:
+                data = np.asarray(data)
+            except ValueError:  # ragged rows: predicted alone, where the model says what is wrong
+                return None
+        return super().batch_part(data)
+
     def predict(self, model: Any, data: Any) -> Any:
         """Run the signature (or Keras model) on ``data``; input errors -> 400."""
         import tensorflow as tf
