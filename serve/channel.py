@@ -18,6 +18,12 @@ A streamed answer (docs/handlers.md, "Streaming") is several frames, the first i
 
 A "cancel" may cross the stream's last frame; the worker ignores one that arrives between requests.
 
+A batch (docs/engines.md, "Batching") is one frame each way, its bodies joined and their sizes listed:
+
+    front -> worker:  ["batch", [request fields, ...], [body size, ...]] + the bodies
+    worker -> front:  ["answers", [answer, ...], [body size, ...]] + the bodies, in the requests' order,
+                      each answer an "ok" or "error" frame's fields
+
 The front reads each worker's socket with one persistent asyncio protocol (``FrontChannel``), which
 is registered once per worker rather than once per request; a worker reads and writes its end
 blocking (``WorkerChannel``). Closing the socket is the stop signal both ways.
@@ -44,6 +50,8 @@ Frame = tuple[list[Any], bytes]
 
 #: The kinds of a streamed answer's frames (the first field of each), see the module docstring.
 STREAM, CHUNK, END, BROKEN, CANCEL = "stream", "chunk", "end", "broken", "cancel"
+#: The kinds of a batch's two frames, see the module docstring.
+BATCH, ANSWERS = "batch", "answers"
 #: Frames the front holds before it stops reading a worker's socket (a stream's chunks while the
 #: client reads slower than the model produces); the worker then blocks until the client catches up.
 FRAME_BACKLOG = 64
@@ -73,6 +81,27 @@ def take_frame(buffer: bytearray) -> Frame | None:
         body = bytes(view[body_start:end])
     del buffer[:end]
     return meta, body
+
+
+def pack(metas: list[list[Any]], bodies: list[bytes], kind: str) -> Frame:
+    """One frame of ``kind`` (BATCH or ANSWERS) carrying several messages, in order."""
+    return [kind, metas, [len(body) for body in bodies]], b"".join(bodies)
+
+
+def unpack(frame: Frame) -> list[Frame]:
+    """The messages of a BATCH or ANSWERS frame, in order."""
+    (_, metas, sizes), body = frame
+    parts, start = [], 0
+    with memoryview(body) as view:
+        for size in sizes:
+            parts.append(bytes(view[start:start + size]))
+            start += size
+    return list(zip(metas, parts, strict=True))
+
+
+def is_batch(meta: list[Any]) -> bool:
+    """Whether a request frame is a BATCH (a single request has five fields, a batch three)."""
+    return len(meta) == 3 and meta[0] == BATCH
 
 
 class FrontChannel(asyncio.Protocol):

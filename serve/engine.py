@@ -17,6 +17,7 @@ import os
 import socket
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -25,9 +26,9 @@ from typing import Any
 
 from handlers.base import HandlerOptions, Request, Response
 from handlers.registry import handler_class, handler_module
-from serve.channel import BROKEN, CANCEL, CHUNK, STREAM, FrontChannel
+from serve.channel import BATCH, BROKEN, CANCEL, CHUNK, STREAM, Frame, FrontChannel, pack, unpack
 from serve.memory import memory_budget
-from serve.settings import Settings
+from serve.settings import Batching, Settings
 from serve.shared import handler_options, workers_per_model
 from serve.stream import AnswerStream, Streamed, StreamFailed
 from serve.worker import PreforkServing, WorkerInfo, request_fields, response_from, worker_main
@@ -89,6 +90,17 @@ class Worker:
 
 
 @dataclass
+class Queued:
+    """A request waiting for a batch (docs/engines.md, "Batching"): the frame it is answered with
+    arrives in ``answer``."""
+
+    request: Request
+    answer: asyncio.Future[Frame]
+    since: float  # time.monotonic() when it was queued
+    deadline: float
+
+
+@dataclass
 class ModelEntry:
     """A model in the registry: its workers, memory and use."""
 
@@ -100,6 +112,9 @@ class ModelEntry:
     idle: asyncio.Queue[Worker] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
     waiting: int = 0  # requests waiting in _take for an idle worker
+    queued: deque[Queued] = field(default_factory=deque)  # batching: requests waiting for a batch
+    held: Worker | None = None  # batching: a free worker waiting for a fuller batch
+    hold_timer: asyncio.TimerHandle | None = None  # when ``held`` stops waiting
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     loaded_at: float = 0.0
     last_used: float = 0.0
@@ -157,6 +172,7 @@ class Engine:
         self.settings = settings
         self.prefork = prefork
         self.options = handler_options(settings)
+        self.batching: Batching | None = settings.batching
         self.memory = memory_budget(settings.memory_limit_mb)
         self.models: dict[str, ModelEntry] = {}
         self._reserved: dict[str, int] = {}  # predicted memory of loads in progress
@@ -450,7 +466,10 @@ class Engine:
         deadline = time.monotonic() + timeout
         streaming = False
         try:
-            worker = self._take_idle(entry) or await self._take(entry, deadline)
+            worker = self._take_idle(entry)
+            if worker is None and self.batching is not None:
+                return await self._in_batch(entry, request, deadline)
+            worker = worker or await self._take(entry, deadline)
             try:
                 worker.channel.send(request_fields(request), request.body)
                 message, body = await worker.channel.receive(max(0.0, deadline - time.monotonic()))
@@ -484,7 +503,7 @@ class Engine:
 
     def _take_idle(self, entry: ModelEntry) -> Worker | None:
         """An idle live worker of ``entry`` at once (now busy), or None: the common case needs no wait."""
-        while entry.waiting == 0 and not entry.idle.empty():  # else first come, first served
+        while entry.waiting == 0 and not entry.queued and not entry.idle.empty():  # else first come, first served
             worker = entry.idle.get_nowait()
             if not worker.retired:
                 worker.busy = True
@@ -513,7 +532,108 @@ class Engine:
         if worker.exited:
             self._replace_worker(entry, worker)
         else:
-            entry.idle.put_nowait(worker)
+            self._make_idle(entry, worker)
+
+    def _make_idle(self, entry: ModelEntry, worker: Worker) -> None:
+        """``worker`` is free for the next request (with batching, the queued ones first)."""
+        entry.idle.put_nowait(worker)
+        if entry.queued:
+            self._dispatch(entry)
+
+    # -- batching (docs/engines.md, "Batching") ----------------------------------------------------
+    # A request that finds an idle worker is sent at once, alone, as without batching; one that finds
+    # every worker busy is queued. A worker that becomes free takes up to max_size queued requests as
+    # one BATCH frame; with fewer queued it waits for more until the oldest has waited max_delay.
+
+    async def _in_batch(self, entry: ModelEntry, request: Request, deadline: float) -> Response:
+        """Queue ``request`` for the next batch and return its answer; 503 if no worker takes it before
+        ``deadline`` (as ``_take``)."""
+        queued = Queued(request, asyncio.get_running_loop().create_future(), time.monotonic(), deadline)
+        entry.queued.append(queued)
+        self._dispatch(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(queued.answer), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            if queued in entry.queued:
+                entry.queued.remove(queued)
+                raise EngineError(503, f"no worker of model {entry.name!r} became free within "
+                                       f"{self.settings.timeout_s:.0f} s") from None
+        finally:
+            if queued in entry.queued and not queued.answer.done():  # the client went away
+                entry.queued.remove(queued)
+        message, body = await queued.answer
+        if message[0] == "error":
+            raise EngineError(message[1], message[2])
+        return response_from(message, body)
+
+    def _dispatch(self, entry: ModelEntry) -> None:
+        """Hand queued requests to free workers: a full batch at once, a partial one once its oldest
+        request has waited max_delay (one free worker holds for it meanwhile)."""
+        assert self.batching is not None
+        while entry.queued:
+            if entry.held is None:
+                worker = self._take_free(entry)
+                if worker is None:
+                    return
+                entry.held = worker
+            wait = (0.0 if len(entry.queued) >= self.batching.max_size
+                    else entry.queued[0].since + self.batching.max_delay_s - time.monotonic())
+            if wait > 0:
+                if entry.hold_timer is None:
+                    entry.hold_timer = asyncio.get_running_loop().call_later(wait, self._hold_over, entry)
+                return
+            self._send_batch(entry, self._unhold(entry))
+        if entry.held is not None:  # every queued request went away meanwhile
+            self._release(entry, self._unhold(entry))
+
+    def _take_free(self, entry: ModelEntry) -> Worker | None:
+        while not entry.idle.empty():
+            worker = entry.idle.get_nowait()
+            if not worker.retired:
+                worker.busy = True
+                return worker
+        return None
+
+    def _hold_over(self, entry: ModelEntry) -> None:
+        entry.hold_timer = None
+        self._dispatch(entry)
+
+    def _unhold(self, entry: ModelEntry) -> Worker:
+        worker, entry.held = entry.held, None
+        if entry.hold_timer is not None:
+            entry.hold_timer.cancel()
+            entry.hold_timer = None
+        assert worker is not None
+        return worker
+
+    def _send_batch(self, entry: ModelEntry, worker: Worker) -> None:
+        assert self.batching is not None
+        size = min(self.batching.max_size, len(entry.queued))
+        batch = [entry.queued.popleft() for _ in range(size)]
+        self._in_background(self._run_batch(entry, worker, batch))
+
+    async def _run_batch(self, entry: ModelEntry, worker: Worker, batch: list[Queued]) -> None:
+        """Send ``batch`` as one frame and hand each request its answer (all fail alike if the worker
+        misses the earliest deadline among them, or dies)."""
+        deadline = min(queued.deadline for queued in batch)
+        try:
+            worker.channel.send(*pack([request_fields(q.request) for q in batch], [q.request.body for q in batch],
+                                      BATCH))
+            answers = unpack(await worker.channel.receive(max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            self._replace_worker(entry, worker)
+            return _fail(batch, 504, timed_out_message(entry.name, self.settings.timeout_s))
+        except (EOFError, OSError):
+            self._replace_worker(entry, worker)
+            return _fail(batch, 500, f"the worker process of model {entry.name!r} exited while handling the "
+                                     "request; it is being replaced")
+        except asyncio.CancelledError:  # the server is closing
+            _fail(batch, 503, "the server is shutting down")
+            raise
+        for queued, answer in zip(batch, answers, strict=True):
+            if not queued.answer.done():
+                queued.answer.set_result(answer)
+        self._release(entry, worker)
 
     # -- liveness -------------------------------------------------------------------------------
 
@@ -568,7 +688,7 @@ class Engine:
                 await self._stop_process(worker.process, worker.channel, graceful=True)
                 return
             entry.workers.append(worker)
-            entry.idle.put_nowait(worker)
+            self._make_idle(entry, worker)
             self._watch(entry, worker)
             log.info("replaced a worker of model %s (new pid %d)", entry.name, worker.info.pid)
 
@@ -609,6 +729,13 @@ class Engine:
         spare, self._spare = self._spare, None
         await asyncio.gather(self._stop_spare(spare), *(self._stop_workers(e) for e in self.models.values()))
         self.models.clear()
+
+
+def _fail(batch: list[Queued], status: int, message: str) -> None:
+    """Answer every request of ``batch`` with the same error."""
+    for queued in batch:
+        if not queued.answer.done():
+            queued.answer.set_result((["error", status, message], b""))
 
 
 class WorkerStream(AnswerStream):

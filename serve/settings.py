@@ -83,6 +83,23 @@ MAX_CONCURRENT_TRANSFORMS = 100
 BATCH_STRATEGIES = ("SINGLE_RECORD", "MULTI_RECORD")
 
 
+#: AWS's defaults for its batching settings (docs/sagemaker-contract.md §12).
+TFS_MAX_BATCH_SIZE = 8
+TFS_BATCH_TIMEOUT_MICROS = 1000
+TS_BATCH_SIZE = 1
+TS_MAX_BATCH_DELAY_MS = 100
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Server-side batching: the most requests in one batch, the longest a queued request waits for a
+    fuller one once a worker is free (seconds), and the setting it came from."""
+
+    max_size: int
+    max_delay_s: float
+    source: str
+
+
 def _concurrent_transforms(value: str) -> int | None:
     # A job that leaves MaxConcurrentTransforms at 0 asks the container (§9): 0 means "not set".
     number = int(value) if value.strip() else 0
@@ -98,6 +115,32 @@ def _batch_strategy(value: str) -> str | None:
     if strategy not in BATCH_STRATEGIES:
         raise ValueError(f"expected {' or '.join(BATCH_STRATEGIES)}")
     return strategy
+
+
+def _aws_bool(value: str) -> bool:
+    # AWS's TF Serving container accepts exactly these two and stops otherwise (docs/sagemaker-contract.md §12.1).
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError("expected true or false")
+    return lowered == "true"
+
+
+def _optional_non_negative_float(value: str) -> float | None:
+    if not value.strip():
+        return None
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("expected a finite number, 0 or more")
+    return number
+
+
+def _optional_non_negative_int(value: str) -> int | None:
+    if not value.strip():
+        return None
+    number = int(value)
+    if number < 0:
+        raise ValueError("expected an integer, 0 or more")
+    return number
 
 
 def _log_level(value: str) -> int:
@@ -228,7 +271,34 @@ class Settings:
     max_concurrent_transforms: int | None = variable(
         "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", _concurrent_transforms, None,
         "Batch transform: parallel requests per instance, 1-100 (unset or 0: the model's worker count).")
+    # AWS's batching settings, honoured with AWS's meaning for the framework that defines them
+    # (docs/sagemaker-contract.md §12; docs/handlers.md, "Batching").
+    tfs_enable_batching: bool = variable(
+        "SAGEMAKER_TFS_ENABLE_BATCHING", _aws_bool, False,
+        "TensorFlow, AWS's name: true batches concurrent requests (SAGEMAKER_TFS_MAX_BATCH_SIZE, default 8; "
+        "SAGEMAKER_TFS_BATCH_TIMEOUT_MICROS, default 1000).")
+    tfs_max_batch_size: int | None = variable(
+        "SAGEMAKER_TFS_MAX_BATCH_SIZE", _optional_positive_int, None,
+        "TensorFlow, with SAGEMAKER_TFS_ENABLE_BATCHING=true: most requests in one batch (AWS's default 8).")
+    tfs_batch_timeout_micros: int | None = variable(
+        "SAGEMAKER_TFS_BATCH_TIMEOUT_MICROS", _optional_non_negative_int, None,
+        "TensorFlow, with SAGEMAKER_TFS_ENABLE_BATCHING=true: longest wait for a full batch, in "
+        "microseconds (AWS's default 1000).")
+    ts_batch_size: int | None = variable(
+        "SAGEMAKER_TS_BATCH_SIZE", _optional_positive_int, None,
+        "PyTorch, single-model, AWS's name: most requests in one batch (AWS's default 1: no batching).")
+    ts_max_batch_delay: int | None = variable(
+        "SAGEMAKER_TS_MAX_BATCH_DELAY", _optional_non_negative_int, None,
+        "PyTorch, single-model, AWS's name: longest wait for a full batch, in milliseconds (AWS's default 100).")
     # servekit's own.
+    batch_max_size: int | None = variable(
+        "SERVE_BATCH_MAX_SIZE", _optional_positive_int, None,
+        "Native engine, any framework: most concurrent requests of one model predicted as one batch "
+        "(unset or 1: no batching; docs/handlers.md, \"Batching\").")
+    batch_max_delay_ms: float | None = variable(
+        "SERVE_BATCH_MAX_DELAY_MS", _optional_non_negative_float, None,
+        "With SERVE_BATCH_MAX_SIZE: longest a queued request waits for a fuller batch once a worker is "
+        "free, in milliseconds (default 0: a free worker takes what is queued at once).")
     framework: str = variable(
         "SERVE_FRAMEWORK", _framework, "sklearn",
         "sklearn | pytorch | tensorflow | package.module:Class for a custom handler.")
@@ -267,6 +337,9 @@ class Settings:
         "true: a GPU image with no GPU visible refuses to start (exit 2) instead of running on the CPU.")
 
     def __post_init__(self) -> None:
+        batching = self.batching  # resolving it refuses what cannot be honoured
+        if batching is not None:
+            self._check_batching(batching)
         if self.prefork:
             self._check_prefork()
         if self.require_gpu and self.accelerator != GPU:
@@ -285,6 +358,58 @@ class Settings:
             raise SettingsError("SERVE_MAX_IN_FLIGHT_PER_MODEL cannot be honoured with SERVE_PREFORK=true: "
                                 "each worker takes the connections it accepts; the kernel's listen backlog "
                                 "bounds what waits")
+
+    @property
+    def batching(self) -> Batching | None:
+        """How concurrent requests are batched, from servekit's or AWS's names; None: not batched."""
+        sources = [b for b in (self._own_batching(), self._tfs_batching(), self._ts_batching()) if b is not None]
+        if len(sources) > 1:
+            raise SettingsError(f"batching is set twice ({' and '.join(b.source for b in sources)}): set one")
+        chosen = sources[0] if sources else None
+        return chosen if chosen is not None and chosen.max_size > 1 else None
+
+    def _own_batching(self) -> Batching | None:
+        if self.batch_max_size is None:
+            if self.batch_max_delay_ms is not None:
+                raise SettingsError("SERVE_BATCH_MAX_DELAY_MS needs SERVE_BATCH_MAX_SIZE")
+            return None
+        return Batching(self.batch_max_size, (self.batch_max_delay_ms or 0.0) / 1000, "SERVE_BATCH_MAX_SIZE")
+
+    def _tfs_batching(self) -> Batching | None:
+        if not self.tfs_enable_batching:
+            if self.tfs_max_batch_size is not None or self.tfs_batch_timeout_micros is not None:
+                # AWS's container reads them only with batching on (docs/sagemaker-contract.md §12.1).
+                raise SettingsError("SAGEMAKER_TFS_MAX_BATCH_SIZE / SAGEMAKER_TFS_BATCH_TIMEOUT_MICROS need "
+                                    "SAGEMAKER_TFS_ENABLE_BATCHING=true")
+            return None
+        self._check_aws_framework("tensorflow", "SAGEMAKER_TFS_ENABLE_BATCHING")
+        micros = TFS_BATCH_TIMEOUT_MICROS if self.tfs_batch_timeout_micros is None else self.tfs_batch_timeout_micros
+        return Batching(self.tfs_max_batch_size or TFS_MAX_BATCH_SIZE, micros / 1_000_000,
+                        "SAGEMAKER_TFS_ENABLE_BATCHING")
+
+    def _ts_batching(self) -> Batching | None:
+        if self.ts_batch_size is None and self.ts_max_batch_delay is None:
+            return None
+        self._check_aws_framework("pytorch", "SAGEMAKER_TS_BATCH_SIZE / SAGEMAKER_TS_MAX_BATCH_DELAY")
+        if self.multi_model:  # AWS's toolkit uses them for a single model only (§12.2)
+            raise SettingsError("SAGEMAKER_TS_BATCH_SIZE / SAGEMAKER_TS_MAX_BATCH_DELAY apply to single-model "
+                                "endpoints only (as in AWS's PyTorch toolkit); use SERVE_BATCH_MAX_SIZE")
+        delay_ms = TS_MAX_BATCH_DELAY_MS if self.ts_max_batch_delay is None else self.ts_max_batch_delay
+        return Batching(self.ts_batch_size or TS_BATCH_SIZE, delay_ms / 1000, "SAGEMAKER_TS_BATCH_SIZE")
+
+    def _check_aws_framework(self, framework: str, names: str) -> None:
+        if self.framework != framework:
+            raise SettingsError(f"{names} are AWS's {framework} container's settings; with SERVE_FRAMEWORK="
+                                f"{self.framework} use SERVE_BATCH_MAX_SIZE / SERVE_BATCH_MAX_DELAY_MS")
+
+    def _check_batching(self, batching: Batching) -> None:
+        """Batching happens in the native engine's front: refuse it where there is none."""
+        if self.engine != "native":
+            raise SettingsError(f"{batching.source} needs SERVE_ENGINE=native: servekit's mms engine does not "
+                                "batch (docs/engines.md, \"Batching\")")
+        if self.prefork:
+            raise SettingsError(f"{batching.source} cannot be honoured with SERVE_PREFORK=true: each worker "
+                                "answers its own connections, so no queue gathers requests")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

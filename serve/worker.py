@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handlers.base import ChunkStream, HandlerOptions, Request, Response
-from serve.channel import BROKEN, CANCEL, CHUNK, END, STREAM, Frame, WorkerChannel
+from serve.channel import ANSWERS, BROKEN, CANCEL, CHUNK, END, STREAM, Frame, WorkerChannel, is_batch, pack, unpack
 from serve.shared import unexpected_error
 
 if TYPE_CHECKING:
+    from handlers.errors import HandlerError
     from handlers.model import ServedModel
     from serve.settings import Settings
 
@@ -151,15 +152,21 @@ def _serve(conn: WorkerChannel, served: ServedModel, model_name: str) -> None:
 def predict(served: ServedModel, request: Request, model_name: str) -> Response:
     """The model's answer to ``request``; a ``HandlerError`` (with its status) when there is none.
     An unexpected exception is logged with its traceback and becomes a 500 without it."""
-    from handlers.errors import HandlerError
-
     try:
         return served.invoke(request)
-    except HandlerError:
-        raise
     except Exception as exc:
-        log.error("invoking model %s failed:\n%s", model_name, traceback.format_exc())
-        raise HandlerError(unexpected_error("prediction", exc), 500) from None
+        raise handler_error(exc, model_name) from None
+
+
+def handler_error(exc: Exception, model_name: str) -> HandlerError:
+    """``exc`` as the ``HandlerError`` the client is answered with (an unexpected one logged, 500)."""
+    from handlers.errors import HandlerError
+
+    if isinstance(exc, HandlerError):
+        return exc
+    log.error("invoking model %s failed:\n%s", model_name,
+              "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return HandlerError(unexpected_error("prediction", exc), 500)
 
 
 def answer_frame(conn: WorkerChannel, served: ServedModel, model_name: str, frame: Frame) -> None:
@@ -168,6 +175,9 @@ def answer_frame(conn: WorkerChannel, served: ServedModel, model_name: str, fram
 
     meta, body = frame
     if meta == [CANCEL]:  # it crossed the end of the stream it was for: that stream is over
+        return
+    if is_batch(meta):
+        conn.send(*answer_batch(served, model_name, frame))
         return
     content_type, accept, custom_attributes, target_model, name = meta
     request = Request(body, content_type, accept, custom_attributes, target_model, name)
@@ -180,6 +190,27 @@ def answer_frame(conn: WorkerChannel, served: ServedModel, model_name: str, fram
             send_stream(conn, response)
             return
         conn.send(["ok", response.content_type, response.custom_attributes, response.headers], response.body)
+
+
+def answer_batch(served: ServedModel, model_name: str, frame: Frame) -> Frame:
+    """The ANSWERS frame for a BATCH frame: every request's answer, in order, each an "ok" or "error"."""
+    from handlers.errors import HandlerError
+
+    requests = [Request(body, *fields) for fields, body in unpack(frame)]
+    metas, bodies = [], []
+    for result in served.invoke_batch(requests):
+        if isinstance(result, Response) and result.chunks is not None:
+            result.chunks.close()  # one frame per batch has no room for a stream (docs/handlers.md, "Batching")
+            result = HandlerError(f"model {model_name!r}: a streamed answer cannot be batched; unset the "
+                                  "batching settings (docs/handlers.md, \"Batching\")", 500)
+        if isinstance(result, Exception):
+            error = handler_error(result, model_name)
+            metas.append(["error", error.status, error.message])
+            bodies.append(b"")
+        else:
+            metas.append(["ok", result.content_type, result.custom_attributes, result.headers])
+            bodies.append(result.body)
+    return pack(metas, bodies, ANSWERS)
 
 
 def send_stream(conn: WorkerChannel, response: Response) -> None:
