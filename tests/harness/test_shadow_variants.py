@@ -52,7 +52,12 @@ def test_shadow_gets_a_copy_of_each_request(fake_harness):
         answer = rt.invoke_endpoint(EndpointName="sh", Body=b'{"x": 1}', ContentType="application/json")
         assert answer["InvokedProductionVariant"] == "Main"
         assert json.loads(answer["Body"].read())["user_env"] == "prod"  # the shadow's answer is discarded
-    wait_for(lambda: shadow_metric(fake_harness, "sh", "Invocations") == 6)
+    def copies_done() -> int:  # the outcome is recorded when a copy has its answer
+        outcome = fake_harness.platform.metrics.snapshot("sh").get("Shadow", {}).get("metrics", {}).get(
+            "Invocation5XXErrors", {})
+        return int(outcome.get("SampleCount", 0))
+
+    wait_for(lambda: copies_done() == 6)
     snapshot = fake_harness.platform.metrics.snapshot("sh")
     assert snapshot["Main"]["metrics"]["Invocations"]["Sum"] == 6
     assert snapshot["Shadow"]["metrics"]["ModelLatency"]["SampleCount"] == 6
