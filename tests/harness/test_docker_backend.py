@@ -127,10 +127,11 @@ def test_weights_capacities_and_shadow_in_docker(harness, tmp_path):
         assert predictions(answer["Body"].read()) == iris.expected
     deadline = time.monotonic() + 30
     while harness.platform.metrics.snapshot("iris").get("Shadow", {}).get("metrics", {}).get(
-            "Invocations", {}).get("Sum") != 4:
-        assert time.monotonic() < deadline, "the shadow did not get its 4 copies"
+            "Invocation4XXErrors", {}).get("SampleCount") != 4:  # recorded when a copy has its answer
+        assert time.monotonic() < deadline, "the shadow did not answer its 4 copies"
         time.sleep(0.1)
-    assert harness.platform.metrics.snapshot("iris")["Shadow"]["metrics"]["Invocation4XXErrors"]["Sum"] == 0
+    shadow = harness.platform.metrics.snapshot("iris")["Shadow"]["metrics"]
+    assert shadow["Invocation4XXErrors"]["Sum"] == shadow["Invocation5XXErrors"]["Sum"] == 0
     surplus = deployment.variants[0].instances[1].containers[0].running.container_id
     sm.update_endpoint_weights_and_capacities(EndpointName="iris", DesiredWeightsAndCapacities=[
         {"VariantName": "Main", "DesiredInstanceCount": 1}])
