@@ -202,7 +202,7 @@ def _endpoint_summary(record: EndpointRecord) -> dict[str, Any]:
     """One endpoint for ``servekit local ls``: status and every container."""
     containers: list[dict[str, Any]] = []
     if record.deployment is not None:
-        for variant in record.deployment.variants:
+        for variant in record.deployment.variants + record.deployment.shadows:
             for instance in variant.instances:
                 containers += [{
                     "variant": variant.name, "instance": instance.instance_id,

@@ -8,8 +8,10 @@ import time
 from typing import Any
 
 import botocore.exceptions
+import httpx
 import pytest
 
+from harness.security import ADMIN_HEADER
 from tests.harness.conftest import IMAGE, boto_clients, wait_in_service
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -73,6 +75,8 @@ def test_shadow_gets_a_copy_of_each_request(fake_harness):
     streams = [s["logStreamName"] for s in logs.describe_log_streams(
         logGroupName="/aws/sagemaker/Endpoints/sh")["logStreams"]]
     assert any(s.startswith("Shadow/i-") for s in streams) and any(s.startswith("Main/i-") for s in streams)
+    listed = httpx.get(f"{fake_harness.endpoint_url}/_servekit/endpoints", headers={ADMIN_HEADER: "1"}).json()
+    assert sorted(c["variant"] for c in listed["endpoints"][0]["containers"]) == ["Main", "Shadow"]  # servekit local ls
 
     # TargetVariant names production variants only.
     with pytest.raises(botocore.exceptions.ClientError, match="The variant Shadow does not exist"):
