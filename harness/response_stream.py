@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from harness import eventstream
 from harness.container_client import ContainerStream
+from harness.data_capture import DataCapture, Exchange
 from harness.errors import ModelError, ValidationError
 from harness.running import ContainerRuntime, Deployment, VariantDeployment
 from harness.runtime import Invocation, Router
@@ -87,6 +88,7 @@ def parse_stream_invocation(endpoint: str, request_id: str, headers: Mapping[str
         endpoint=endpoint, request_id=request_id, body=body, content_type=members.get("ContentType"),
         accept=members.get("Accept"), custom_attributes=members.get("CustomAttributes"),
         target_variant=members.get("TargetVariant"), target_container=members.get("TargetContainerHostname"),
+        inference_id=members.get("InferenceId"),
     )
 
 
@@ -109,6 +111,9 @@ class OpenStream:
     container: ContainerRuntime
     upstream: ContainerStream
     opened: float  # perf_counter() when the request arrived at the router
+    #: The endpoint's data capture when this request is sampled: the whole answer is captured once it is complete.
+    capture: DataCapture | None = None
+    _answer: list[bytes] = field(default_factory=list)
 
     def headers(self) -> dict[str, str]:
         values = {"InvokedProductionVariant": self.variant.name, "ContentType": self.upstream.content_type,
@@ -120,7 +125,10 @@ class OpenStream:
         failed = False  # a client that goes away is no error of the endpoint's
         try:
             async for piece in self._pieces():
+                if self.capture is not None:
+                    self._answer.append(piece)
                 yield eventstream.payload_part(piece)
+            self._captured()
         except StreamFailure as failure:
             failed = True
             yield eventstream.model_stream_error(failure.message, failure.error_code)
@@ -158,6 +166,13 @@ class OpenStream:
             raise StreamFailure(f"The response stream from {self.container.label} was broken before it was "
                                 f"complete: {exc}", eventstream.STREAM_BROKEN) from None
 
+    def _captured(self) -> None:
+        """A complete answer, captured as one record like an InvokeEndpoint's (docs/harness.md "Data capture")."""
+        if self.capture is not None:
+            self.capture.add(Exchange(variant=self.variant.name, request_type=self.invocation.content_type,
+                                      request=self.invocation.body, response_type=self.upstream.content_type,
+                                      response=b"".join(self._answer), inference_id=self.invocation.inference_id))
+
     def _record(self, failed: bool) -> None:
         endpoint, variant = self.invocation.endpoint, self.variant.name
         now = time.perf_counter()
@@ -184,7 +199,8 @@ async def open_stream(router: Router, deployment: Deployment, invocation: Invoca
     except ModelError as error:
         router.record_model_error(invocation.endpoint, variant.name, error)
         raise
-    return OpenStream(router, invocation, variant, container, upstream, opened)
+    capture = deployment.capture if deployment.capture is not None and deployment.capture.sampled() else None
+    return OpenStream(router, invocation, variant, container, upstream, opened, capture)
 
 
 def _container(router: Router, invocation: Invocation, variant: VariantDeployment) -> ContainerRuntime:

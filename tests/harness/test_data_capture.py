@@ -164,3 +164,23 @@ def test_harness_shutdown_writes_what_waits(s3, tmp_path):
             rt.invoke_endpoint(EndpointName="bye", Body=b"{}", ContentType="application/json")
         assert captured(s3, "bye") == {}
     assert len([r for rs in captured(s3, "bye").values() for r in rs]) == 2  # written as the harness stopped
+
+
+def test_streamed_answers_captured_whole(s3, fake_harness):
+    fake_harness.config.capture_flush_interval_s = 0.2
+    sm, rt = boto_clients(fake_harness.endpoint_url)
+    capturing(sm, "streamed", {"CaptureContentTypeHeader": {"CsvContentTypes": ["text/plain"]}})
+    answer = rt.invoke_endpoint_with_response_stream(EndpointName="streamed", Body=b"stream:3",
+                                                     ContentType="text/plain", InferenceId="s-1")
+    received = b"".join(event["PayloadPart"]["Bytes"] for event in answer["Body"] if "PayloadPart" in event)
+    broken = rt.invoke_endpoint_with_response_stream(EndpointName="streamed", Body=b"stream-break:2",
+                                                     ContentType="text/plain")
+    with pytest.raises(Exception, match="ModelStreamError"):  # a broken stream is not captured
+        list(broken["Body"])
+    rt.invoke_endpoint(EndpointName="streamed", Body=b"after", ContentType="text/plain")
+    records = wait_for_records(s3, "streamed", 2)
+    assert len(records) == 2
+    first = records[0]
+    assert first["captureData"]["endpointInput"]["data"] == "stream:3"
+    assert first["captureData"]["endpointOutput"]["data"] == received.decode() and received.count(b"part-") == 3
+    assert first["eventMetadata"]["inferenceId"] == "s-1"
