@@ -89,7 +89,7 @@ class Worker:
     watched: bool = False  # its sentinel is registered with the event loop
 
 
-@dataclass
+@dataclass(eq=False)  # found in the queue by identity
 class Queued:
     """A request waiting for a batch (docs/engines.md, "Batching"): the frame it is answered with
     arrives in ``answer``."""
