@@ -21,10 +21,11 @@ from bench import aws_stack, machine, plots, report, wrk
 from bench.contenders import LABELS
 from bench.plan import FRAMEWORKS, Plan, full_plan, quick_plan
 from bench.run import Run
-from bench.scenarios import images, mme, pipeline, single, startup, streaming
+from bench.scenarios import batching, images, mme, pipeline, single, startup, streaming
 
 SCENARIOS = {"startup": startup.measure, "single": single.measure, "mme": mme.measure,
-             "pipeline": pipeline.measure, "images": images.measure, "streaming": streaming.measure}
+             "pipeline": pipeline.measure, "images": images.measure, "streaming": streaming.measure,
+             "batching": batching.measure}
 EXPECTED = ("results.json", "table.md", "throughput.png", "p99.png", "memory.png", "load_time.png",
             "streaming.png")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

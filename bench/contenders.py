@@ -36,6 +36,7 @@ class Launch:
     model: Path | None
     workers: int
     script: str | None = None  # AWS only: the user's inference.py (scikit-learn needs a model_fn)
+    env: dict[str, str] = field(default_factory=dict)  # servekit only: settings beyond the contender's
 
 
 @dataclass
@@ -89,7 +90,7 @@ def _spawn(contender: str, launch: Launch, port: int, workdir: Path, aws_python:
         assert aws_python is not None
         return _spawn_aws(launch, port, workdir, aws_python, started)
     env = {**ENGINE_ENV[contender], "SERVE_FRAMEWORK": launch.framework,
-           "SAGEMAKER_MODEL_SERVER_WORKERS": str(launch.workers)}
+           "SAGEMAKER_MODEL_SERVER_WORKERS": str(launch.workers), **launch.env}
     if launch.model is None:
         env["SAGEMAKER_MULTI_MODEL"] = "true"
     else:

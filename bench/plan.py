@@ -34,7 +34,8 @@ class Plan:
     #: Stop loading MME models when the machine has less than this much memory available.
     min_available_mb: int = 3000
     contenders: tuple[str, ...] = ("aws", "native", "prefork", "mms")
-    scenarios: tuple[str, ...] = field(default=("single", "mme", "startup", "pipeline", "images", "streaming"))
+    scenarios: tuple[str, ...] = field(default=("single", "mme", "startup", "pipeline", "images", "streaming",
+                                                "batching"))
 
     @property
     def mme_models(self) -> int:

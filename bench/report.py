@@ -123,6 +123,31 @@ def _streaming_rows(table: Table, results: dict[str, Any]) -> None:
         table.row(f"{name}: {label} p90 ms", by_contender(records, partial(_p90_of, key)), 1, False)
 
 
+def _batching_rows(table: Table, results: dict[str, Any]) -> None:
+    """Per framework, variant and concurrency: req/s, its ratio to the unbatched server's (medians over
+    rounds) and p50; then whether concurrent answers matched the answers alone (native column)."""
+    records = results.get("batching", [])
+    for framework in dict.fromkeys(r["framework"] for r in records):
+        mine = [r for r in records if r["framework"] == framework]
+        variants = list(dict.fromkeys(r["variant"] for r in mine))
+        for concurrency in dict.fromkeys(r["concurrency"] for r in mine):
+            at = [r for r in mine if r["concurrency"] == concurrency]
+            baseline = [r["rps"] for r in at if r["variant"] == variants[0]]
+            for variant in variants:
+                rps = [r["rps"] for r in at if r["variant"] == variant]
+                name = f"batching {framework} c{concurrency} {variant}"
+                table.row(f"{name}: req/s", {"native": rps}, 0, False)
+                if variant != variants[0] and rps and baseline:
+                    ratio = statistics.median(rps) / statistics.median(baseline)
+                    table.row(f"{name}: / unbatched", {"native": [ratio]}, 2, False)
+                table.row(f"{name}: p50 ms", {"native": [r["p50_ms"] for r in at if r["variant"] == variant]}, 2, False)
+    for record in results.get("batching_answers", []):
+        table.row(f"batching {record['framework']} {record['variant']} round {record['round'] + 1}: "
+                  "answers identical (1 = yes)", {"native": [float(record["identical"])]}, 0, False)
+        table.row(f"batching {record['framework']} {record['variant']} round {record['round'] + 1}: max |diff|",
+                  {"native": [record["max_abs_diff"]]}, 9, False)
+
+
 def _median_of(key: str, record: Record) -> float:
     return statistics.median(record[key])
 
@@ -181,6 +206,7 @@ def markdown(results: dict[str, Any]) -> str:
     _mme_rows(table, results)
     _lifecycle_rows(table, results)
     _streaming_rows(table, results)
+    _batching_rows(table, results)
     head = [f"# servekit benchmark, {meta['date']} on {meta['host']}", "",
             f"{meta['machine']}; `{meta['command']}`; {meta['duration_s']:.0f} s.",
             "Cells are the range over rounds (contenders interleaved A B C, then C B A); ratios are medians "
