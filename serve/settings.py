@@ -153,6 +153,18 @@ def _log_level(value: str) -> int:
     return level
 
 
+#: nginx's error-log levels (the values of SAGEMAKER_TFS_NGINX_LOGLEVEL) as Python logging levels.
+NGINX_LOG_LEVELS = {"debug": 10, "info": 20, "notice": 20, "warn": 30, "error": 40, "crit": 50,
+                    "alert": 50, "emerg": 50}
+
+
+def _nginx_log_level(value: str) -> int:
+    text = value.strip().lower()
+    if text not in NGINX_LOG_LEVELS:
+        raise ValueError(f"expected one of nginx's levels: {', '.join(NGINX_LOG_LEVELS)}")
+    return NGINX_LOG_LEVELS[text]
+
+
 def _engine(value: str) -> str:
     engine = value.strip().lower()
     if engine not in ("native", "mms"):
@@ -257,9 +269,15 @@ class Settings:
     max_payload_mb: float = variable(
         "SAGEMAKER_MAX_PAYLOAD_IN_MB", _positive_float, 6.0,
         "Largest request body in MiB; larger bodies get 413.")
-    log_level: int = variable(
-        "SAGEMAKER_CONTAINER_LOG_LEVEL", _log_level, 20,
-        "Python logging level, name or number (the SageMaker SDK writes \"20\").")
+    container_log_level: int | None = variable(
+        "SAGEMAKER_CONTAINER_LOG_LEVEL", _log_level, None,
+        "Python logging level, name or number (the SageMaker SDK writes \"20\"); unset: "
+        "SAGEMAKER_TFS_NGINX_LOGLEVEL's, else INFO.")
+    tfs_nginx_log_level: int | None = variable(
+        "SAGEMAKER_TFS_NGINX_LOGLEVEL", _nginx_log_level, None,
+        "AWS's TensorFlow Serving container's nginx log level (debug, info, notice, warn, error, crit, "
+        "alert, emerg), which the SDK v2's TensorFlowModel(container_log_level=...) sets: servekit has "
+        "no nginx, so it is the server's log level when SAGEMAKER_CONTAINER_LOG_LEVEL is unset.")
     # Batch transform's (docs/sagemaker-contract.md §9): set by SageMaker, the last two only when the
     # job set them; GET /execution-parameters answers with them.
     batch: bool = variable(
@@ -358,6 +376,15 @@ class Settings:
             raise SettingsError("SERVE_MAX_IN_FLIGHT_PER_MODEL cannot be honoured with SERVE_PREFORK=true: "
                                 "each worker takes the connections it accepts; the kernel's listen backlog "
                                 "bounds what waits")
+
+    @property
+    def log_level(self) -> int:
+        """The server's Python logging level: SAGEMAKER_CONTAINER_LOG_LEVEL, else AWS's TF Serving
+        name for it, else INFO."""
+        for level in (self.container_log_level, self.tfs_nginx_log_level):
+            if level is not None:
+                return level
+        return LOG_LEVELS["INFO"]
 
     @property
     def batching(self) -> Batching | None:

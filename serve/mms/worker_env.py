@@ -35,7 +35,8 @@ REFUSED_DIR_ENV = "SERVEKIT_MMS_REFUSED_DIR"
 #: level, request timeout and memory budget. ``memory_limit_mb`` only as set explicitly: without it
 #: the kernel's limit applies, and MMS answers 507 when a worker is OOM-killed (exit 137).
 WORKER_SETTINGS = ("framework", "program", "submit_directory", "default_accept", "install_requirements",
-                   "log_level", "timeout_s", "memory_limit_mb", "max_payload_mb", "max_decoded_mb", "safe_port_range")
+                   "container_log_level", "tfs_nginx_log_level", "timeout_s", "memory_limit_mb",
+                   "max_payload_mb", "max_decoded_mb", "safe_port_range")
 
 
 def encode_worker_settings(settings: Settings) -> str:

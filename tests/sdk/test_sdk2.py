@@ -107,6 +107,7 @@ def test_tensorflow_model_input_and_output_handlers(local_aws: LocalAws, tmp_pat
     result = v2(local_aws, "sdk2_tensorflow.py", "sdk2-tensorflow", image=TENSORFLOW_IMAGE, model_data=model.url,
                 rows=model.rows, entry_point="inference.py", source_dir=str(CODE / "tensorflow_handlers"))
     answer = result["answer"]
+    assert result["environment"].get("SAGEMAKER_TFS_NGINX_LOGLEVEL") == "warn", result["environment"]
     assert isinstance(answer, dict) and set(answer) == {"classes", "scores"}, \
         f"the script's output_handler was not used: {answer!r}"
     assert answer["classes"] == [int(np.argmax(row)) for row in model.expected]

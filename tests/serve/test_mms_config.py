@@ -277,3 +277,9 @@ def test_refusal_janitor_removes_only_the_zero_worker_leftover(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_worker_settings_carry_the_log_level_from_either_name(monkeypatch):
+    settings = Settings.from_env({"SAGEMAKER_TFS_NGINX_LOGLEVEL": "error"})
+    monkeypatch.setenv(worker_env.SETTINGS_ENV, worker_env.encode_worker_settings(settings))
+    assert worker_env.worker_settings_from_env().log_level == 40

@@ -37,3 +37,19 @@ def test_prefork_with_a_setting_it_cannot_honour_is_refused(conflict: dict[str, 
         Settings.from_env({"SERVE_PREFORK": "true", **conflict})
     assert named in str(info.value) and "\n" not in str(info.value)
     assert Settings.from_env(conflict).prefork is False  # the same settings alone are fine
+
+
+@pytest.mark.parametrize(("env", "level"), [
+    ({}, 20),
+    ({"SAGEMAKER_TFS_NGINX_LOGLEVEL": "debug"}, 10),  # SDK v2 TensorFlowModel(container_log_level=DEBUG)
+    ({"SAGEMAKER_TFS_NGINX_LOGLEVEL": "warn"}, 30),
+    ({"SAGEMAKER_TFS_NGINX_LOGLEVEL": "warn", "SAGEMAKER_CONTAINER_LOG_LEVEL": "10"}, 10),
+])
+def test_aws_tf_serving_log_level_sets_the_server_log_level_unless_servekit_own_is_set(
+        env: dict[str, str], level: int) -> None:
+    assert Settings.from_env(env).log_level == level
+
+
+def test_an_unknown_nginx_log_level_is_refused_naming_it() -> None:
+    with pytest.raises(SettingsError, match="SAGEMAKER_TFS_NGINX_LOGLEVEL='loud' is invalid"):
+        Settings.from_env({"SAGEMAKER_TFS_NGINX_LOGLEVEL": "loud"})
