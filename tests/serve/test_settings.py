@@ -19,12 +19,17 @@ def test_non_finite_or_non_positive_numbers_are_refused(variable: str, value: st
     assert str(info.value).startswith(f"{variable}={value!r} is invalid") and "\n" not in str(info.value)
 
 
-def test_a_refused_setting_stops_the_server_with_exit_code_2() -> None:
-    env = {**os.environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT": "nan"}
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "nan", "SAGEMAKER_MODEL_SERVER_TIMEOUT='nan' is invalid: expected a "
+                                              "positive, finite number"),
+    ("SAGEMAKER_TFS_INSTANCE_COUNT", "2", "SAGEMAKER_TFS_INSTANCE_COUNT is not honoured by servekit"),
+])
+def test_a_refused_setting_stops_the_server_with_exit_code_2(variable: str, value: str, message: str) -> None:
+    env = {**os.environ, variable: value}
     result = subprocess.run([sys.executable, "-m", "serve"], env=env, capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 2, result.stderr
-    assert "SAGEMAKER_MODEL_SERVER_TIMEOUT='nan' is invalid: expected a positive, finite number" in result.stderr
+    assert message in result.stderr
 
 
 @pytest.mark.parametrize(("conflict", "named"), [

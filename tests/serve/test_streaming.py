@@ -100,6 +100,18 @@ def read_until(chunks: Iterator[bytes], marker: bytes) -> bytes:
     return received
 
 
+def read_until_broken(answer: httpx.Response) -> bytes:
+    """Every byte of a streamed answer that must end without its last chunk (a broken stream)."""
+    received = b""
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            for part in answer.iter_raw():
+                received += part
+    finally:
+        answer.close()
+    return received
+
+
 def poll(condition: Callable[[], bool], what: str, deadline_s: float = 20.0) -> None:
     deadline = time.monotonic() + deadline_s
     while not condition():
@@ -143,14 +155,7 @@ def test_a_failure_before_the_first_chunk_is_an_ordinary_error(server: RunningSe
 
 
 def test_a_failure_mid_stream_ends_it_without_the_last_chunk(server: RunningServer) -> None:
-    answer = stream(server, n=5, fail_at=2)
-    received = b""
-    try:
-        with pytest.raises(httpx.RemoteProtocolError):
-            for part in answer.iter_raw():
-                received += part
-    finally:
-        answer.close()
+    received = read_until_broken(stream(server, n=5, fail_at=2))
     assert [line.split()[0] for line in received.decode().splitlines()] == ["chunk-0", "chunk-1"]
     lines = server.log_lines_containing("broke after 2 chunk(s)")
     assert len(lines) == 1 and "RuntimeError: the model failed mid-stream" in lines[0], server.log()[-3000:]
@@ -186,14 +191,7 @@ def test_ordinary_answers_are_unchanged(server: RunningServer) -> None:
 def test_a_stream_silent_past_the_timeout_is_broken_and_its_worker_replaced(artifact: Path, engine: str,
                                                                            tmp_path: Path) -> None:
     with run_server(single(artifact, engine, SAGEMAKER_MODEL_SERVER_TIMEOUT="1")) as server:
-        answer = stream(server, n=3, gate=str(tmp_path / "never"))
-        received = b""
-        try:
-            with pytest.raises(httpx.RemoteProtocolError):
-                for part in answer.iter_raw():
-                    received += part
-        finally:
-            answer.close()
+        received = read_until_broken(stream(server, n=3, gate=str(tmp_path / "never")))
         assert received.startswith(b"chunk-0")
         assert server.log_lines_containing("SAGEMAKER_MODEL_SERVER_TIMEOUT"), server.log()[-3000:]
         after = httpx.post(server.url + "/invocations", json={"plain": True}, timeout=20)
