@@ -202,8 +202,9 @@ def _endpoint_summary(record: EndpointRecord) -> dict[str, Any]:
     """One endpoint for ``servekit local ls``: status and every container."""
     containers: list[dict[str, Any]] = []
     if record.deployment is not None:
-        for variant in record.deployment.variants + record.deployment.shadows:
-            for instance in variant.instances:
+        deployment = record.deployment
+        for variant in deployment.variants + deployment.shadows + list(deployment.components.values()):
+            for instance in variant.instances:  # an inference component's copies are listed under its name
                 containers += [{
                     "variant": variant.name, "instance": instance.instance_id,
                     "hostname": c.hostname, "image": c.definition.image,

@@ -14,16 +14,32 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from harness import inference_components as components
 from harness import tags
 from harness.async_inference import AsyncQueue, check_config
 from harness.core import Platform
 from harness.data_capture import check_config as check_capture
-from harness.deployment import DeploymentFailed, scale_variant, start_deployment, stop_deployment
+from harness.deployment import (
+    DeploymentFailed,
+    scale_variant,
+    start_copies,
+    start_deployment,
+    stop_deployment,
+    stop_variant,
+)
 from harness.errors import ControlPlaneError
-from harness.running import Deployment, VariantDeployment
+from harness.running import ComponentHost, Deployment, VariantDeployment
 from harness.runtime import Router
 from harness.serverless import check_config as check_serverless
-from harness.state import ContainerDef, EndpointConfigRecord, EndpointRecord, ModelRecord, TransformJobRecord, arn
+from harness.state import (
+    ContainerDef,
+    EndpointConfigRecord,
+    EndpointRecord,
+    InferenceComponentRecord,
+    ModelRecord,
+    TransformJobRecord,
+    arn,
+)
 from harness.transform import check_request, run_transform_job
 
 log = logging.getLogger("harness")
@@ -176,6 +192,34 @@ def _variant_summary(variant: VariantDeployment, created: float) -> dict[str, An
     return summary
 
 
+def _host_summary(host: ComponentHost) -> dict[str, Any]:
+    """DescribeEndpoint's ProductionVariantSummary of a variant that hosts inference components (no model)."""
+    return {"VariantName": host.name, "CurrentWeight": host.weight, "DesiredWeight": host.weight,
+            "CurrentInstanceCount": host.instance_count, "DesiredInstanceCount": host.instance_count}
+
+
+def _check_component_hosts(params: dict[str, Any]) -> None:
+    """Variants without ModelName host inference components: all of the configuration's variants are such, with an
+    instance type and count, and nothing the harness would not honour beside them (docs/harness.md "Inference
+    components")."""
+    variants = params["ProductionVariants"]
+    if any(not v.get("ModelName") for v in params.get("ShadowProductionVariants") or []):
+        raise ControlPlaneError("ModelName must be specified for every shadow variant.")
+    hosts = [v for v in variants if not v.get("ModelName")]
+    if not hosts:
+        return
+    if len(hosts) != len(variants):
+        raise ControlPlaneError("Either every production variant names a model or none does (variants without "
+                                "ModelName host inference components).")
+    for key in ("ShadowProductionVariants", "AsyncInferenceConfig", "DataCaptureConfig"):
+        if params.get(key):
+            raise ControlPlaneError(f"{key} with inference components is not supported by the local harness.")
+    for variant in hosts:
+        if variant.get("ServerlessConfig"):
+            raise ControlPlaneError(f"Variant {variant['VariantName']}: ServerlessConfig cannot host inference "
+                                    "components; specify InstanceType and InitialInstanceCount.")
+
+
 class ControlPlane:
     """Implements the operations against a Platform's store and backend."""
 
@@ -205,6 +249,11 @@ class ControlPlane:
             "DescribeTransformJob": self.describe_transform_job,
             "ListTransformJobs": self.list_transform_jobs,
             "StopTransformJob": self.stop_transform_job,
+            "CreateInferenceComponent": self.create_inference_component,
+            "DescribeInferenceComponent": self.describe_inference_component,
+            "ListInferenceComponents": self.list_inference_components,
+            "DeleteInferenceComponent": self.delete_inference_component,
+            "UpdateInferenceComponentRuntimeConfig": self.update_inference_component_runtime_config,
         }
         self.router = Router(platform)  # batch transform jobs send their mini-batches through it
 
@@ -320,6 +369,7 @@ class ControlPlane:
                 raise ControlPlaneError(f"{exc}.") from None
         _check_data_capture(params)
         _check_shadow_variants(params)
+        _check_component_hosts(params)
         seen: set[str] = set()
         for variant in params["ProductionVariants"] + (params.get("ShadowProductionVariants") or []):
             self._check_variant(variant, seen)
@@ -341,9 +391,8 @@ class ControlPlane:
         if variant_name in seen:
             raise ControlPlaneError(f"Variant name {variant_name} is used more than once; names must be unique.")
         seen.add(variant_name)
-        if not variant.get("ModelName"):
-            raise ControlPlaneError(f"Variant {variant_name}: ModelName must be specified.")
-        self._model(variant["ModelName"])
+        if variant.get("ModelName"):
+            self._model(variant["ModelName"])
         if variant.get("ServerlessConfig"):
             return  # checked by harness.serverless
         if not variant.get("InstanceType"):
@@ -389,7 +438,7 @@ class ControlPlane:
 
     def _snapshot_models(self, config: EndpointConfigRecord) -> dict[str, ModelRecord]:
         variants = config.variants + list(config.params.get("ShadowProductionVariants") or [])
-        return {v["ModelName"].lower(): self._model(v["ModelName"]) for v in variants}
+        return {v["ModelName"].lower(): self._model(v["ModelName"]) for v in variants if v.get("ModelName")}
 
     async def create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         """CreateEndpoint: answers at once with Creating; containers start in the background."""
@@ -451,7 +500,8 @@ class ControlPlane:
             out["FailureReason"] = record.failure_reason
         deployment = record.deployment
         if deployment is not None:
-            out["ProductionVariants"] = [_variant_summary(v, record.created) for v in deployment.variants]
+            out["ProductionVariants"] = ([_variant_summary(v, record.created) for v in deployment.variants]
+                                         + [_host_summary(h) for h in deployment.hosts])
             if deployment.shadows:
                 out["ShadowProductionVariants"] = [_variant_summary(v, record.created) for v in deployment.shadows]
             if deployment.capture is not None:
@@ -498,6 +548,11 @@ class ControlPlane:
             record.deployment = None
 
     async def _teardown(self, record: EndpointRecord) -> None:
+        # Its inference components go with it (the harness's choice: docs/harness.md "Inference components").
+        gone = [c for c in self.store.inference_components.values() if c.endpoint_name.lower() == record.name.lower()]
+        for component in gone:
+            del self.store.inference_components[component.name.lower()]
+        await asyncio.gather(*(self._cancel(c.task) for c in gone))
         await self._stop(record)
         self.platform.metrics.forget(record.name)
         if self.store.endpoints.get(record.name.lower()) is record:
@@ -521,6 +576,10 @@ class ControlPlane:
         if record.status != "InService":
             raise ControlPlaneError(f'Cannot update in-progress endpoint "{record.arn}".')
         config = self._config(params["EndpointConfigName"])
+        if (record.deployment is not None and record.deployment.hosts) or any(
+                not v.get("ModelName") for v in config.variants):
+            raise ControlPlaneError("UpdateEndpoint of an endpoint with inference components is not supported by the "
+                                    "local harness.")
         models = self._snapshot_models(config)
         record.set_status("Updating")
         record.task = asyncio.create_task(self._update(record, config, models))
@@ -646,6 +705,180 @@ class ControlPlane:
             record.set_status("Stopping")
             record.task.cancel()
         return {}
+
+    # -- inference components (harness.inference_components) -----------------------------------------------------
+    def _component(self, name: str) -> InferenceComponentRecord:
+        record = self.store.inference_components.get(name.lower())
+        if record is None:
+            raise ControlPlaneError(
+                f'Could not find inference component "{self._arn("inference-component", name)}".')
+        return record
+
+    def _host_deployment(self, endpoint: EndpointRecord) -> Deployment:
+        """The running deployment of an endpoint whose variants host inference components."""
+        deployment = endpoint.deployment
+        if endpoint.status not in ("InService", "Updating") or deployment is None:
+            raise ControlPlaneError(f'Endpoint "{endpoint.arn}" is not in service; inference components can be '
+                                    "created on an endpoint in service only.")
+        if not deployment.hosts:
+            raise ControlPlaneError(f'Endpoint "{endpoint.arn}" has no variant for inference components (its '
+                                    "variants name models).")
+        return deployment
+
+    @staticmethod
+    def _host_name(endpoint: EndpointRecord, deployment: Deployment, variant: str | None) -> str:
+        if variant is None and len(deployment.hosts) == 1:
+            return deployment.hosts[0].name
+        if variant is None or deployment.host(variant) is None:
+            raise ControlPlaneError(f'VariantName must name one of the variants of endpoint "{endpoint.arn}": '
+                                    f"{', '.join(h.name for h in deployment.hosts)}.")
+        return variant
+
+    async def _component_model(self, name: str, spec: dict[str, Any]) -> ModelRecord:
+        """The model a component's copies run: ModelName, or Container as a one-container model."""
+        try:
+            components.check_specification(name, spec)
+            if spec.get("ModelName"):
+                model = self._model(spec["ModelName"])
+                components.check_model(name, model)
+                return model
+        except ValueError as exc:
+            raise ControlPlaneError(f"{exc}.") from None
+        container = spec["Container"]
+        definition = await self._container_def({"Image": container.get("Image"),
+                                                "ModelDataUrl": container.get("ArtifactUrl"),
+                                                "Environment": container.get("Environment")}, 0, 1, "Single")
+        return ModelRecord(name=name, arn=self._arn("inference-component", name), created=time.time(), params={},
+                           containers=[definition], mode="Single")
+
+    def _check_fits(self, deployment: Deployment, record: InferenceComponentRecord, spec: dict[str, Any],
+                    copies: int) -> None:
+        host = deployment.host(record.variant_name)
+        assert host is not None
+        placed = components.placed_elsewhere(deployment, host.name, list(self.store.inference_components.values()),
+                                             but=record.name)
+        try:
+            components.check_fits(host, placed, record.name, components.reservation(spec), copies)
+        except ValueError as exc:
+            raise ControlPlaneError(f"{exc}.") from None
+
+    async def create_inference_component(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateInferenceComponent: answers at once with Creating; the copies start in the background."""
+        name = params["InferenceComponentName"]
+        component_arn = self._arn("inference-component", name)
+        if name.lower() in self.store.inference_components:
+            raise ControlPlaneError(f'Cannot create already existing inference component "{component_arn}".')
+        if params.get("Specifications") or not params.get("Specification"):
+            raise ControlPlaneError("Specification must be specified (Specifications, one per instance type, is not "
+                                    "supported by the local harness).")
+        if not params.get("RuntimeConfig"):
+            raise ControlPlaneError("RuntimeConfig must be specified for an inference component.")
+        endpoint = self._endpoint(params["EndpointName"])
+        deployment = self._host_deployment(endpoint)
+        spec = params["Specification"]
+        model = await self._component_model(name, spec)
+        record = InferenceComponentRecord(
+            name=name, arn=component_arn, endpoint_name=endpoint.name, endpoint_arn=endpoint.arn,
+            variant_name=self._host_name(endpoint, deployment, params.get("VariantName")), created=time.time(),
+            specification=spec, copy_count=int(params["RuntimeConfig"]["CopyCount"]),
+            tags=tags.merged({}, params.get("Tags") or [], component_arn))
+        self._check_fits(deployment, record, spec, record.copy_count)
+        self.store.inference_components[name.lower()] = record
+        record.task = asyncio.create_task(self._start_component(record, deployment, model))
+        return {"InferenceComponentArn": component_arn}
+
+    async def _start_component(self, record: InferenceComponentRecord, deployment: Deployment,
+                               model: ModelRecord) -> None:
+        running = components.plan_copies(self.platform, deployment, record, model)
+        try:
+            await start_copies(self.platform, running, deployment.endpoint, record.copy_count,
+                               components.download_timeout(record.specification))
+        except Exception as exc:  # DeploymentFailed, or a harness defect: either ends in a visible state
+            log.warning("inference component %s failed: %s", record.name, exc)
+            record.set_status("Failed", str(exc))
+            return
+        deployment.components[record.name.lower()] = running
+        record.failure_reason = None
+        record.set_status("InService")
+
+    def _running_component(self, record: InferenceComponentRecord) -> tuple[Deployment | None,
+                                                                             VariantDeployment | None]:
+        endpoint = self.store.endpoints.get(record.endpoint_name.lower())
+        deployment = endpoint.deployment if endpoint is not None else None
+        return deployment, (deployment.components.get(record.name.lower()) if deployment is not None else None)
+
+    async def describe_inference_component(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeInferenceComponent: status, FailureReason, Specification as given, desired and current copies."""
+        record = self._component(params["InferenceComponentName"])
+        return components.describe(record, self._running_component(record)[1])
+
+    async def list_inference_components(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListInferenceComponents with the endpoint, variant, status, name and time filters, sorting and paging."""
+        records = list(self.store.inference_components.values())
+        for key, attr in (("EndpointNameEquals", "endpoint_name"), ("VariantNameEquals", "variant_name"),
+                          ("StatusEquals", "status")):
+            if params.get(key):
+                records = [r for r in records if getattr(r, attr) == params[key]]
+        if params.get("LastModifiedTimeBefore") is not None:
+            records = [r for r in records if r.modified < float(params["LastModifiedTimeBefore"])]
+        if params.get("LastModifiedTimeAfter") is not None:
+            records = [r for r in records if r.modified > float(params["LastModifiedTimeAfter"])]
+        items = [{"InferenceComponentName": r.name, "InferenceComponentArn": r.arn, "EndpointName": r.endpoint_name,
+                  "EndpointArn": r.endpoint_arn, "VariantName": r.variant_name, "InferenceComponentStatus": r.status,
+                  "CreationTime": r.created, "LastModifiedTime": r.modified} for r in _filter_sort(records, params)]
+        return _paginate(items, params, "InferenceComponents")
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None] | None) -> None:
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def delete_inference_component(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteInferenceComponent: Deleting while its copies stop, then gone."""
+        record = self._component(params["InferenceComponentName"])
+        if record.status == "Deleting":
+            return {}
+        record.set_status("Deleting")
+        task = asyncio.create_task(self._remove_component(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return {}
+
+    async def _remove_component(self, record: InferenceComponentRecord) -> None:
+        await self._cancel(record.task)
+        deployment, running = self._running_component(record)
+        if deployment is not None and running is not None:
+            del deployment.components[record.name.lower()]  # out of the rotation first, then stopped
+            await stop_variant(self.platform, deployment.endpoint, running)
+        if self.store.inference_components.get(record.name.lower()) is record:
+            del self.store.inference_components[record.name.lower()]
+
+    async def update_inference_component_runtime_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UpdateInferenceComponentRuntimeConfig: Updating while copies start (joining once healthy) or stop (leaving
+        the rotation first), then InService."""
+        record = self._component(params["InferenceComponentName"])
+        deployment, running = self._running_component(record)
+        if record.status != "InService" or deployment is None or running is None:
+            raise ControlPlaneError(f'Cannot update in-progress inference component "{record.arn}".')
+        count = int(params["DesiredRuntimeConfig"]["CopyCount"])
+        self._check_fits(deployment, record, record.specification, count)
+        previous, record.copy_count = record.copy_count, count
+        record.set_status("Updating")
+        record.task = asyncio.create_task(self._scale_component(record, deployment.endpoint, running, previous))
+        return {"InferenceComponentArn": record.arn}
+
+    async def _scale_component(self, record: InferenceComponentRecord, endpoint: str, running: VariantDeployment,
+                               previous: int) -> None:
+        try:
+            await scale_variant(self.platform, endpoint, running, record.copy_count)
+        except Exception as exc:  # the copies running keep serving; FailureReason says why (as UpdateEndpoint)
+            log.warning("updating inference component %s failed: %s", record.name, exc)
+            record.copy_count = previous
+            record.set_status("InService", str(exc))
+            return
+        record.failure_reason = None
+        record.set_status("InService")
 
     # -- tags (harness.tags) -----------------------------------------------------------------------------
     async def add_tags(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from harness.core import Platform
 from harness.data_capture import DataCapture
 from harness.instance_types import InstanceLimits, limits_for
 from harness.mme import ModelCache
-from harness.running import ContainerRuntime, Deployment, Instance, ServerlessState, VariantDeployment
+from harness.running import ComponentHost, ContainerRuntime, Deployment, Instance, ServerlessState, VariantDeployment
 from harness.state import ContainerDef, ModelRecord
 
 log = logging.getLogger("harness")
@@ -331,12 +331,20 @@ async def scale_variant(platform: Platform, endpoint: str, variant: VariantDeplo
     await _stop_instances(platform, endpoint, variant.name, surplus)
 
 
+async def start_copies(platform: Platform, running: VariantDeployment, endpoint: str, count: int,
+                       download_timeout: float) -> None:
+    """An inference component's copies: its artifact extracted once, then ``count`` copies (one instance each)
+    started and health-checked as scale_variant starts instances; DeploymentFailed says why they did not pass."""
+    await _extract_artifacts(platform, running, download_timeout)
+    await scale_variant(platform, endpoint, running, count)
+
+
 async def monitor_deployment(platform: Platform, deployment: Deployment) -> None:
     """Every ``health_check_interval_s``: replace instances that have a container that exited."""
     interval = platform.config.health_check_interval_s
     while True:
         await asyncio.sleep(interval)
-        for variant in deployment.variants + deployment.shadows:
+        for variant in deployment.variants + deployment.shadows + list(deployment.components.values()):
             for instance in list(variant.instances):
                 await _replace_if_dead(platform, deployment.endpoint, variant, instance)
             await _stop_if_idle(platform, deployment.endpoint, variant)
@@ -372,6 +380,12 @@ async def start_deployment(platform: Platform, endpoint: str, config: dict[str, 
     )
     try:
         for variant in config["ProductionVariants"]:
+            if not variant.get("ModelName"):  # capacity for inference components: nothing runs until one is created
+                deployment.hosts.append(ComponentHost(name=variant["VariantName"],
+                                                      instance_type=variant["InstanceType"],
+                                                      instance_count=int(variant["InitialInstanceCount"]),
+                                                      weight=float(variant.get("InitialVariantWeight", 1.0))))
+                continue
             model = models[variant["ModelName"].lower()]
             deployment.variants.append(await start_variant(platform, deployment, variant, model))
         # Shadow variants start as production variants do (their own instances and log streams).
@@ -397,8 +411,8 @@ async def stop_deployment(platform: Platform, deployment: Deployment) -> None:
     if deployment.monitor is not None:
         deployment.monitor.cancel()
         await asyncio.gather(deployment.monitor, return_exceptions=True)
-    await asyncio.gather(*(stop_variant(platform, deployment.endpoint, v)
-                           for v in deployment.variants + deployment.shadows), return_exceptions=True)
+    running = deployment.variants + deployment.shadows + list(deployment.components.values())
+    await asyncio.gather(*(stop_variant(platform, deployment.endpoint, v) for v in running), return_exceptions=True)
     if deployment.capture is not None:  # after the containers: requests in flight have been captured
         await deployment.capture.close()
     await asyncio.to_thread(shutil.rmtree, deployment.work_dir, True)

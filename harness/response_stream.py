@@ -42,7 +42,6 @@ log = logging.getLogger("harness")
 OPERATION = "InvokeEndpointWithResponseStream"
 #: Request members the harness cannot honour; each is refused, naming it.
 REFUSED_MEMBERS = {
-    "InferenceComponentName": "inference components are not emulated by the local harness",
     "SessionId": "stateful sessions are not emulated by the local harness",
 }
 
@@ -88,7 +87,7 @@ def parse_stream_invocation(endpoint: str, request_id: str, headers: Mapping[str
         endpoint=endpoint, request_id=request_id, body=body, content_type=members.get("ContentType"),
         accept=members.get("Accept"), custom_attributes=members.get("CustomAttributes"),
         target_variant=members.get("TargetVariant"), target_container=members.get("TargetContainerHostname"),
-        inference_id=members.get("InferenceId"),
+        inference_id=members.get("InferenceId"), inference_component=members.get("InferenceComponentName"),
     )
 
 
@@ -116,8 +115,9 @@ class OpenStream:
     _answer: list[bytes] = field(default_factory=list)
 
     def headers(self) -> dict[str, str]:
-        values = {"InvokedProductionVariant": self.variant.name, "ContentType": self.upstream.content_type,
-                  "CustomAttributes": self.upstream.custom_attributes}
+        # An inference component's copies answer for the variant hosting them (harness.runtime.component_copies).
+        values = {"InvokedProductionVariant": self.variant.host or self.variant.name,
+                  "ContentType": self.upstream.content_type, "CustomAttributes": self.upstream.custom_attributes}
         return {response_header(member): value for member, value in values.items() if value is not None}
 
     async def events(self) -> AsyncIterator[bytes]:

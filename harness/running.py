@@ -97,6 +97,10 @@ class VariantDeployment:
     #: A shadow variant's copies of production requests still running (harness.shadow bounds how many).
     copies: set[asyncio.Task[None]] = field(default_factory=set)
     serverless: ServerlessState | None = None  # a variant with ServerlessConfig
+    #: An inference component's copies: the production variant hosting them (its instances are the copies).
+    host: str | None = None
+    #: What one copy of an inference component reserves on an instance (cores, MinMemoryRequiredInMb).
+    reserved: InstanceLimits | None = None
     _round_robin: itertools.count[int] = field(default_factory=itertools.count)
 
     def pick_instance(self, target_model: str | None) -> Instance:
@@ -108,6 +112,16 @@ class VariantDeployment:
     def containers(self) -> list[ContainerRuntime]:
         """Every container of every instance."""
         return [c for i in self.instances for c in i.containers]
+
+
+@dataclass
+class ComponentHost:
+    """A production variant with an instance type and count but no model: capacity for inference components."""
+
+    name: str
+    instance_type: str
+    instance_count: int
+    weight: float
 
 
 @dataclass
@@ -123,6 +137,10 @@ class Deployment:
     capture: DataCapture | None = None
     monitor: asyncio.Task[None] | None = None
     log_dir: Path | None = None  # None: Platform.log_dir(endpoint); batch transform jobs set their own
+    #: Variants without a model, hosting inference components (docs/harness.md "Inference components").
+    hosts: list[ComponentHost] = field(default_factory=list)
+    #: Inference components in service, by lower-cased name; each one's instances are its copies.
+    components: dict[str, VariantDeployment] = field(default_factory=dict)
 
     def variant(self, name: str) -> VariantDeployment | None:
         """The variant called ``name``."""
@@ -147,4 +165,8 @@ class Deployment:
 
     def all_containers(self) -> list[ContainerRuntime]:
         """Every running container, across variants and instances."""
-        return [c for v in self.variants + self.shadows for c in v.containers()]
+        return [c for v in self.variants + self.shadows + list(self.components.values()) for c in v.containers()]
+
+    def host(self, name: str) -> ComponentHost | None:
+        """The inference-component variant called ``name``."""
+        return next((h for h in self.hosts if h.name == name), None)

@@ -68,6 +68,7 @@ class Invocation:
     target_container: str | None = None
     inference_id: str | None = None
     timeout_s: float | None = None  # per container; None: HarnessConfig.invocation_timeout_s
+    inference_component: str | None = None
 
     def outgoing(self) -> OutgoingRequest:
         """What the first (or only) container is sent."""
@@ -102,8 +103,29 @@ def parse_invocation(endpoint: str, request_id: str, headers: Mapping[str, str],
         content_type=members.get("ContentType"), accept=members.get("Accept"),
         custom_attributes=members.get("CustomAttributes"), target_model=members.get("TargetModel"),
         target_variant=members.get("TargetVariant"), target_container=members.get("TargetContainerHostname"),
-        inference_id=members.get("InferenceId"),
+        inference_id=members.get("InferenceId"), inference_component=members.get("InferenceComponentName"),
     )
+
+
+def component_copies(deployment: Deployment, invocation: Invocation) -> VariantDeployment:
+    """The copies of the inference component the request names (their metrics are kept under its name); the
+    refusals' wording is the harness's (docs/harness.md "Inference components")."""
+    endpoint, name = invocation.endpoint, invocation.inference_component
+    if not deployment.hosts:
+        raise ValidationError(f"Endpoint {endpoint} has no inference components; InferenceComponentName is not "
+                              "supported for it.")
+    if name is None:
+        raise ValidationError(f"Endpoint {endpoint} hosts inference components; the request must name one with "
+                              "InferenceComponentName.")
+    if invocation.target_variant is not None:
+        raise ValidationError("TargetVariant is not supported with InferenceComponentName.")
+    running = deployment.components.get(name.lower())
+    if running is None:
+        raise ValidationError(f"Inference component {name} does not exist or is not in service on endpoint "
+                              f"{endpoint}.")
+    if not running.instances:
+        raise ValidationError(f"Inference component {name} of endpoint {endpoint} has no copies.")
+    return running
 
 
 class Router:
@@ -129,6 +151,8 @@ class Router:
             self.record_outcome(invocation.endpoint, variant.name, client_error=throttled, server_error=not throttled)
             raise
         self.record_outcome(invocation.endpoint, variant.name, client_error=False, server_error=False)
+        if variant.host is not None:  # an inference component's copies answer for the variant hosting them
+            answer = replace(answer, variant=variant.host)
         if deployment.capture is not None and deployment.capture.sampled():
             deployment.capture.add(Exchange(variant=variant.name, request_type=invocation.content_type,
                                             request=invocation.body, response_type=answer.content_type,
@@ -231,7 +255,9 @@ class Router:
 
     @staticmethod
     def _variant(deployment: Deployment, invocation: Invocation) -> VariantDeployment:
-        """TargetVariant when given, else a weighted random pick."""
+        """The inference component named, TargetVariant when given, else a weighted random pick."""
+        if deployment.hosts or invocation.inference_component is not None:
+            return component_copies(deployment, invocation)
         if invocation.target_variant is None:
             return deployment.pick_variant()
         variant = deployment.variant(invocation.target_variant)

@@ -130,6 +130,32 @@ class TransformJobRecord:
             self.ended = self.modified
 
 
+@dataclass
+class InferenceComponentRecord:
+    """A CreateInferenceComponent call and its lifecycle (Creating -> InService | Failed; Updating; Deleting)."""
+
+    name: str
+    arn: str
+    endpoint_name: str
+    endpoint_arn: str
+    variant_name: str
+    created: float
+    specification: dict[str, Any]
+    copy_count: int  # RuntimeConfig.CopyCount: the desired copies
+    status: str = "Creating"
+    modified: float = field(default_factory=time.time)
+    failure_reason: str | None = None
+    task: asyncio.Task[None] | None = None  # creating, updating or deleting its copies
+    tags: dict[str, str] = field(default_factory=dict)  # harness.tags
+
+    def set_status(self, status: str, failure_reason: str | None = None) -> None:
+        """Move to ``status`` and stamp LastModifiedTime."""
+        self.status = status
+        if failure_reason is not None:
+            self.failure_reason = failure_reason
+        self.modified = time.time()
+
+
 class Store:
     """All resources, keyed by lower-cased name (SageMaker names are unique case-insensitively)."""
 
@@ -138,6 +164,7 @@ class Store:
         self.configs: dict[str, EndpointConfigRecord] = {}
         self.endpoints: dict[str, EndpointRecord] = {}
         self.transform_jobs: dict[str, TransformJobRecord] = {}
+        self.inference_components: dict[str, InferenceComponentRecord] = {}
 
 
 def write_state_file(state_dir: Path, url: str, backend: str, token: str | None = None) -> Path:

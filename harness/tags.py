@@ -32,6 +32,7 @@ RESOURCE_KINDS = {
     "endpoint-config": ("configs", "endpoint configuration"),
     "endpoint": ("endpoints", "endpoint"),
     "transform-job": ("transform_jobs", "transform job"),
+    "inference-component": ("inference_components", "inference component"),
 }
 
 

@@ -190,7 +190,6 @@ def test_operations_the_sdk_calls_that_make_no_sense_locally_say_so(fake_harness
     """docs/harness.md "Unsupported operations": boto3 sees UnknownOperationException naming the call."""
     sm, _ = boto_clients(fake_harness.endpoint_url)
     calls = {
-        "ListInferenceComponents": lambda: sm.list_inference_components(),
         "CreateModelPackage": lambda: sm.create_model_package(ModelPackageGroupName="g"),
         "ListModelPackages": lambda: sm.list_model_packages(),
         "ListContexts": lambda: sm.list_contexts(SourceUri="arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"),

@@ -184,7 +184,7 @@ def test_errors_before_the_stream(fake_harness, tmp_path):
     assert caught.value.response["Error"]["Message"] == "Endpoint nope of account 123456789012 not found."
     with pytest.raises(rt.exceptions.ValidationError) as caught:
         rt.invoke_endpoint_with_response_stream(EndpointName="ep", Body=b"x", InferenceComponentName="ic")
-    assert "InferenceComponentName is not supported" in caught.value.response["Error"]["Message"]
+    assert "has no inference components" in caught.value.response["Error"]["Message"]
 
     make_tar(tmp_path / "models" / "a.tar.gz", {"w": b"1"})
     deploy(sm, "mme", PrimaryContainer={"Image": IMAGE, "Mode": "MultiModel",
