@@ -9,6 +9,7 @@ rules of MultiModel / Direct / Serial, image labels through the backend). Messag
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -254,6 +255,7 @@ class ControlPlane:
             "ListInferenceComponents": self.list_inference_components,
             "DeleteInferenceComponent": self.delete_inference_component,
             "UpdateInferenceComponentRuntimeConfig": self.update_inference_component_runtime_config,
+            "UpdateInferenceComponent": self.update_inference_component,
         }
         self.router = Router(platform)  # batch transform jobs send their mini-batches through it
 
@@ -879,6 +881,47 @@ class ControlPlane:
             return
         record.failure_reason = None
         record.set_status("InService")
+
+    async def update_inference_component(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UpdateInferenceComponent: a new Specification replaces every copy (new copies start and pass the health
+        check, then take the traffic, then the old ones stop); a RuntimeConfig alone changes the copy count."""
+        for key in ("Specifications", "DeploymentConfig"):
+            if params.get(key):
+                raise ControlPlaneError(f"{key} is not supported by the local harness (a new Specification replaces "
+                                        "all copies at once once the new ones are healthy).")
+        record = self._component(params["InferenceComponentName"])
+        deployment, running = self._running_component(record)
+        if record.status != "InService" or deployment is None or running is None:
+            raise ControlPlaneError(f'Cannot update in-progress inference component "{record.arn}".')
+        if not params.get("Specification"):
+            return await self.update_inference_component_runtime_config(
+                {"InferenceComponentName": record.name, "DesiredRuntimeConfig": params.get("RuntimeConfig")
+                 or {"CopyCount": record.copy_count}})
+        wanted = dataclasses.replace(record, specification=params["Specification"], task=None,
+                                     copy_count=int((params.get("RuntimeConfig") or {}).get("CopyCount")
+                                                    or record.copy_count))
+        model = await self._component_model(record.name, wanted.specification)
+        self._check_fits(deployment, record, wanted.specification, wanted.copy_count)
+        record.set_status("Updating")
+        record.task = asyncio.create_task(self._replace_copies(record, wanted, deployment, model))
+        return {"InferenceComponentArn": record.arn}
+
+    async def _replace_copies(self, record: InferenceComponentRecord, wanted: InferenceComponentRecord,
+                              deployment: Deployment, model: ModelRecord) -> None:
+        new = components.plan_copies(self.platform, deployment, wanted, model)
+        try:
+            await start_copies(self.platform, new, deployment.endpoint, wanted.copy_count,
+                               components.download_timeout(wanted.specification))
+        except Exception as exc:  # the old copies keep serving; FailureReason says why (as UpdateEndpoint)
+            log.warning("updating inference component %s failed: %s", record.name, exc)
+            record.set_status("InService", str(exc))
+            return
+        old = deployment.components.get(record.name.lower())
+        deployment.components[record.name.lower()] = new
+        record.specification, record.copy_count, record.failure_reason = wanted.specification, wanted.copy_count, None
+        record.set_status("InService")
+        if old is not None:
+            await stop_variant(self.platform, deployment.endpoint, old)
 
     # -- tags (harness.tags) -----------------------------------------------------------------------------
     async def add_tags(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,16 @@ def test_copies_placed_routed_scaled_and_deleted(fake_harness):
         InferenceComponentName="ic", DesiredRuntimeConfig={"CopyCount": 3}))
     sm.update_inference_component_runtime_config(InferenceComponentName="ic", DesiredRuntimeConfig={"CopyCount": 1})
     assert wait_component(sm, "ic")["RuntimeConfig"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 1}
+    # A new Specification replaces the copies: the new ones answer once healthy, the old one stops.
+    old = fake_harness.platform.store.endpoints["ep"].deployment.components["ic"]
+    sm.update_inference_component(InferenceComponentName="ic", RuntimeConfig={"CopyCount": 2}, Specification={
+        "Container": {"Image": IMAGE, "Environment": {"USER_SETTING": "v2"}},
+        "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": 0.5, "MinMemoryRequiredInMb": 256}})
+    assert wait_component(sm, "ic")["RuntimeConfig"] == {"DesiredCopyCount": 2, "CurrentCopyCount": 2}
+    answer = rt.invoke_endpoint(EndpointName="ep", InferenceComponentName="ic", Body=b"{}")["Body"].read()
+    assert json.loads(answer)["user_env"] == "v2"
+    assert all(c.running.exit_code() is not None for c in old.containers())
+    copies = fake_harness.platform.store.endpoints["ep"].deployment.components["ic"]
     [listed] = sm.list_inference_components(EndpointNameEquals="ep")["InferenceComponents"]
     assert listed["InferenceComponentName"] == "ic" and listed["VariantName"] == "AllTraffic"
 
@@ -102,6 +112,9 @@ def test_refusals_and_a_copy_that_fails_its_ping(fake_harness):
         InferenceComponentName="gpu", EndpointName="ep", RuntimeConfig={"CopyCount": 1},
         Specification={"ModelName": "m", "ComputeResourceRequirements": {
             "MinMemoryRequiredInMb": 512, "NumberOfAcceleratorDevicesRequired": 1}}))
+    assert "DeploymentConfig is not supported" in message(lambda: sm.update_inference_component(
+        InferenceComponentName="nope", DeploymentConfig={"RollingUpdatePolicy": {
+            "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 0}}))
     assert "Either every production variant names a model" in message(lambda: sm.create_endpoint_config(
         EndpointConfigName="mixed", ProductionVariants=[
             {"VariantName": "a", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1},
