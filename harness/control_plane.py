@@ -727,6 +727,15 @@ class ControlPlane:
                                     "variants name models).")
         return deployment
 
+    async def _until_hosts_started(self, endpoint: EndpointRecord) -> None:
+        """An endpoint for inference components starts no container, so while it is Creating the request waits for
+        it (a moment): the SDK v2 creates the component right after CreateEndpoint (docs/harness.md "Inference
+        components")."""
+        config = self.store.configs.get(endpoint.config_name.lower())
+        hosts = config is not None and any(not v.get("ModelName") for v in config.variants)
+        if endpoint.status == "Creating" and hosts and endpoint.task is not None:
+            await asyncio.shield(endpoint.task)
+
     @staticmethod
     def _host_name(endpoint: EndpointRecord, deployment: Deployment, variant: str | None) -> str:
         if variant is None and len(deployment.hosts) == 1:
@@ -776,6 +785,7 @@ class ControlPlane:
         if not params.get("RuntimeConfig"):
             raise ControlPlaneError("RuntimeConfig must be specified for an inference component.")
         endpoint = self._endpoint(params["EndpointName"])
+        await self._until_hosts_started(endpoint)
         deployment = self._host_deployment(endpoint)
         spec = params["Specification"]
         model = await self._component_model(name, spec)

@@ -124,11 +124,17 @@ def test_refusals_and_a_copy_that_fails_its_ping(fake_harness):
                                   Specification={"Container": {"Image": IMAGE,
                                                                "Environment": {"FAKE_EXIT": "3"}},
                                                  "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256}})
+    # Created right after CreateEndpoint, as the SDK v2 does: the call waits for the endpoint, which starts nothing.
+    sm.create_endpoint(EndpointName="fresh", EndpointConfigName="ep")
+    sm.create_inference_component(InferenceComponentName="early", EndpointName="fresh", Specification=spec(),
+                                  RuntimeConfig={"CopyCount": 1})
+    wait_component(sm, "early")
     failed = wait_component(sm, "sick", wanted="Failed")
     assert "did not pass the ping health check" in failed["FailureReason"]
     assert failed["Specification"]["Container"]["DeployedImage"]["SpecifiedImage"] == IMAGE
 
     sm.delete_endpoint(EndpointName="ep")  # its inference components go with it
+    sm.delete_endpoint(EndpointName="fresh")
     deadline = time.monotonic() + 30
     while sm.list_inference_components()["InferenceComponents"]:
         assert time.monotonic() < deadline, "the endpoint's inference components outlived it"

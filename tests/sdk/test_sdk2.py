@@ -192,6 +192,16 @@ def test_deploy_with_data_capture_config(local_aws: LocalAws, iris: Artifact) ->
     assert {o["encoding"] for o in outputs} == {"JSON"}
 
 
+def test_deploy_inference_component_based(local_aws: LocalAws, iris: Artifact) -> None:
+    """``Model.deploy(endpoint_type=EndpointType.INFERENCE_COMPONENT_BASED, resources=ResourceRequirements(...))``:
+    two copies, answered through the predictor's component (docs/harness.md "Inference components")."""
+    result = v2(local_aws, "sdk2_inference_components.py", "sdk2-components", image=SKLEARN_IMAGE,
+                model_data=iris.url, rows=iris.rows)
+    assert [as_floats(a) for a in result["answers"]] == [as_floats(iris.expected)] * 2
+    assert result["runtime"] == {"DesiredCopyCount": 2, "CurrentCopyCount": 2}
+    assert result["requirements"] == {"MinMemoryRequiredInMb": 512, "NumberOfCpuCoresRequired": 1}
+
+
 def test_deploy_serverless_inference_config(local_aws: LocalAws, iris: Artifact) -> None:
     """``Model.deploy(serverless_inference_config=ServerlessInferenceConfig(...))``: answered after a cold start
     (docs/harness.md "Serverless")."""

@@ -46,6 +46,16 @@ def test_core_resources_create_wait_invoke_delete(local_aws: LocalAws, iris: Art
     assert result["leftovers"] == NOTHING_LEFT
 
 
+def test_core_inference_component_create_invoke_scale_delete(local_aws: LocalAws, iris: Artifact) -> None:
+    """``InferenceComponent.create`` on an endpoint of instance type and count only, ``Endpoint.invoke`` naming it,
+    ``update_runtime_configs`` (docs/harness.md "Inference components")."""
+    result = v3(local_aws, "sdk3_inference_components.py", "sdk3-components", image=SKLEARN_IMAGE,
+                model_data=iris.url, rows=iris.rows)
+    assert [[float(x) for x in json.loads(b)] for b in result["bodies"]] == [[float(x) for x in iris.expected]] * 2
+    assert result["variant"] == "AllTraffic"
+    assert result["copies"] == {"desired": 1, "current": 1}
+
+
 def test_model_builder_image_and_s3_artifact(local_aws: LocalAws, iris: Artifact) -> None:
     result = v3(local_aws, "sdk3_model_builder.py", "sdk3-model-builder", image=SKLEARN_IMAGE, model_data=iris.url,
                 rows=iris.rows)
