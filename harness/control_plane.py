@@ -610,6 +610,9 @@ class ControlPlane:
         record = self._endpoint(params["EndpointName"])
         if record.status != "InService" or record.deployment is None:
             raise ControlPlaneError(f'Cannot update in-progress endpoint "{record.arn}".')
+        if record.deployment.hosts:
+            raise ControlPlaneError("UpdateEndpointWeightsAndCapacities of an endpoint with inference components is "
+                                    "not supported by the local harness.")
         changes = _desired_changes(record.arn, record.deployment, params["DesiredWeightsAndCapacities"])
         for variant, change in changes:
             variant.desired_weight = float(change.get("DesiredWeight", variant.weight))

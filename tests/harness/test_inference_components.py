@@ -90,6 +90,11 @@ def test_copies_placed_routed_scaled_and_deleted(fake_harness):
     assert json.loads(answer)["user_env"] == "v2"
     assert all(c.running.exit_code() is not None for c in old.containers())
     copies = fake_harness.platform.store.endpoints["ep"].deployment.components["ic"]
+    copies.instances[0].containers[0].running.stop(1)  # a copy that exits is replaced, as an instance would be
+    deadline = time.monotonic() + 30
+    while copies.instances[0].containers[0].running.exit_code() is not None:
+        assert time.monotonic() < deadline, "the exited copy was not replaced"
+        time.sleep(0.1)
     [listed] = sm.list_inference_components(EndpointNameEquals="ep")["InferenceComponents"]
     assert listed["InferenceComponentName"] == "ic" and listed["VariantName"] == "AllTraffic"
 
@@ -102,7 +107,7 @@ def test_copies_placed_routed_scaled_and_deleted(fake_harness):
 
 
 def test_refusals_and_a_copy_that_fails_its_ping(fake_harness):
-    sm, _ = boto_clients(fake_harness.endpoint_url, **NO_RETRY)
+    sm, rt = boto_clients(fake_harness.endpoint_url, **NO_RETRY)
     sm.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
     ic_endpoint(sm, "ep", count=2)
     assert "do not fit on variant AllTraffic" in message(lambda: sm.create_inference_component(
@@ -115,6 +120,8 @@ def test_refusals_and_a_copy_that_fails_its_ping(fake_harness):
     assert "DeploymentConfig is not supported" in message(lambda: sm.update_inference_component(
         InferenceComponentName="nope", DeploymentConfig={"RollingUpdatePolicy": {
             "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 0}}))
+    assert "not supported by the local harness" in message(lambda: sm.update_endpoint_weights_and_capacities(
+        EndpointName="ep", DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 1}]))
     assert "Either every production variant names a model" in message(lambda: sm.create_endpoint_config(
         EndpointConfigName="mixed", ProductionVariants=[
             {"VariantName": "a", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1},
@@ -129,6 +136,11 @@ def test_refusals_and_a_copy_that_fails_its_ping(fake_harness):
     sm.create_inference_component(InferenceComponentName="early", EndpointName="fresh", Specification=spec(),
                                   RuntimeConfig={"CopyCount": 1})
     wait_component(sm, "early")
+    sm.update_inference_component_runtime_config(InferenceComponentName="early",
+                                                 DesiredRuntimeConfig={"CopyCount": 0})
+    assert wait_component(sm, "early")["RuntimeConfig"] == {"DesiredCopyCount": 0, "CurrentCopyCount": 0}
+    assert "has no copies" in message(lambda: rt.invoke_endpoint(EndpointName="fresh", InferenceComponentName="early",
+                                                                  Body=b"{}"))
     failed = wait_component(sm, "sick", wanted="Failed")
     assert "did not pass the ping health check" in failed["FailureReason"]
     assert failed["Specification"]["Container"]["DeployedImage"]["SpecifiedImage"] == IMAGE
