@@ -137,3 +137,34 @@ def test_weights_capacities_and_shadow_in_docker(harness, tmp_path):
         {"VariantName": "Main", "DesiredInstanceCount": 1}])
     wait_in_service(sm, "iris")
     assert subprocess.run(["docker", "inspect", surplus], capture_output=True, check=False).returncode != 0
+
+
+def test_inference_component_copy_in_docker(harness, tmp_path):
+    """An inference component's copy is a container with its CPU cores and MaxMemoryRequiredInMb (docs/harness.md
+    "Inference components")."""
+    sm, rt = boto_clients(harness.endpoint_url)
+    iris = sklearn_artifact(tmp_path / "iris")
+    sm.create_model(ModelName="iris", ExecutionRoleArn="arn:aws:iam::123456789012:role/SageMakerRole",
+                    PrimaryContainer={"Image": "servekit-sklearn",
+                                      "ModelDataUrl": str(tar_dir(iris.path, tmp_path / "iris.tar.gz"))})
+    sm.create_endpoint_config(EndpointConfigName="ic", ProductionVariants=[
+        {"VariantName": "AllTraffic", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    sm.create_endpoint(EndpointName="ic", EndpointConfigName="ic")
+    wait_in_service(sm, "ic")
+    sm.create_inference_component(InferenceComponentName="iris", EndpointName="ic", RuntimeConfig={"CopyCount": 1},
+                                  Specification={"ModelName": "iris", "ComputeResourceRequirements": {
+                                      "NumberOfCpuCoresRequired": 1, "MinMemoryRequiredInMb": 512,
+                                      "MaxMemoryRequiredInMb": 1024}})
+    deadline = time.monotonic() + 180
+    while (status := sm.describe_inference_component(InferenceComponentName="iris")["InferenceComponentStatus"]) \
+            == "Creating":
+        assert time.monotonic() < deadline, "the inference component stayed Creating"
+        time.sleep(0.25)
+    assert status == "InService"
+    answer = rt.invoke_endpoint(EndpointName="ic", InferenceComponentName="iris", Body=json.dumps(iris.rows.tolist()),
+                                ContentType="application/json")
+    assert predictions(answer["Body"].read()) == iris.expected
+    [copy] = harness.platform.store.endpoints["ic"].deployment.components["iris"].containers()
+    inspected = subprocess.run(["docker", "inspect", "--format", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}",
+                                copy.running.container_id], capture_output=True, text=True, check=True)
+    assert inspected.stdout.split() == [str(10**9), str(1024 * 2**20)]
