@@ -46,14 +46,16 @@ def test_core_resources_create_wait_invoke_delete(local_aws: LocalAws, iris: Art
     assert result["leftovers"] == NOTHING_LEFT
 
 
-def test_core_inference_component_create_invoke_scale_delete(local_aws: LocalAws, iris: Artifact) -> None:
-    """``InferenceComponent.create`` on an endpoint of instance type and count only, ``Endpoint.invoke`` naming it,
-    ``update_runtime_configs`` (docs/harness.md "Inference components")."""
-    result = v3(local_aws, "sdk3_inference_components.py", "sdk3-components", image=SKLEARN_IMAGE,
+def test_model_builder_inference_config_and_core_scaling(local_aws: LocalAws, iris: Artifact) -> None:
+    """``ModelBuilder.deploy(inference_config=ResourceRequirements(...))``: two copies answering through the
+    component, then ``InferenceComponent.update_runtime_configs`` to one (docs/harness.md "Inference components")."""
+    result = v3(local_aws, "sdk3_model_builder_components.py", "sdk3-components", image=SKLEARN_IMAGE,
                 model_data=iris.url, rows=iris.rows)
-    assert [[float(x) for x in json.loads(b)] for b in result["bodies"]] == [[float(x) for x in iris.expected]] * 2
-    assert result["variant"] == "AllTraffic"
-    assert result["copies"] == {"desired": 1, "current": 1}
+    assert [float(x) for x in json.loads(result["body"])] == [float(x) for x in iris.expected]
+    assert result["components"] == 1 and result["variant"] == "AllTraffic"
+    assert result["runtime"] == {"DesiredCopyCount": 2, "CurrentCopyCount": 2}
+    assert result["requirements"] == {"NumberOfCpuCoresRequired": 1, "MinMemoryRequiredInMb": 512}
+    assert result["scaled"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 1}
 
 
 def test_model_builder_image_and_s3_artifact(local_aws: LocalAws, iris: Artifact) -> None:
@@ -99,3 +101,4 @@ def test_core_shadow_variant_and_update_weights_and_capacities(local_aws: LocalA
     assert result["variant"] == "Main"
     assert result["main"] == [["Main", 2]]
     assert result["shadow"] == [["Shadow", 1]]
+
