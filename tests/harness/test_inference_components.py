@@ -7,9 +7,12 @@ import json
 import time
 from typing import Any
 
+import boto3
 import botocore.exceptions
+import httpx
 import pytest
 
+from harness.security import ADMIN_HEADER
 from tests.harness.conftest import IMAGE, boto_clients, wait_in_service
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -64,6 +67,12 @@ def test_copies_placed_routed_scaled_and_deleted(fake_harness):
     answers = [rt.invoke_endpoint(EndpointName="ep", InferenceComponentName="ic", Body=b"{}") for _ in range(4)]
     assert {a["InvokedProductionVariant"] for a in answers} == {"AllTraffic"}
     assert len({json.loads(a["Body"].read())["port"] for a in answers}) == 2  # round robin over both copies
+    listed = httpx.get(f"{fake_harness.endpoint_url}/_servekit/endpoints", headers={ADMIN_HEADER: "1"}).json()
+    assert [c["variant"] for c in listed["endpoints"][0]["containers"]] == ["ic", "ic"]  # servekit local ls
+    logs = boto3.client("logs", endpoint_url=fake_harness.endpoint_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/Endpoints/ep")["logStreams"]
+    assert len([s for s in streams if s["logStreamName"].startswith("ic/i-")]) == 2  # a log stream per copy
     metrics = fake_harness.platform.metrics.snapshot("ep")["ic"]["metrics"]
     assert metrics["Invocations"]["Sum"] == 4  # kept per component
 
