@@ -208,10 +208,15 @@ def _check_component_hosts(params: dict[str, Any]) -> None:
         raise ControlPlaneError("ModelName must be specified for every shadow variant.")
     hosts = [v for v in variants if not v.get("ModelName")]
     if not hosts:
+        if any(v.get("ManagedInstanceScaling") for v in variants):  # SageMaker's wording: sagemaker-contract §14
+            raise ControlPlaneError("ManagedInstanceScaling is only supported for inference component endpoints.")
         return
     if len(hosts) != len(variants):
         raise ControlPlaneError("Either every production variant names a model or none does (variants without "
                                 "ModelName host inference components).")
+    if not params.get("ExecutionRoleArn"):  # required by SageMaker here (sagemaker-contract §14); the wording is ours
+        raise ControlPlaneError("ExecutionRoleArn must be specified for an endpoint configuration that hosts "
+                                "inference components.")
     for key in ("ShadowProductionVariants", "AsyncInferenceConfig", "DataCaptureConfig"):
         if params.get(key):
             raise ControlPlaneError(f"{key} with inference components is not supported by the local harness.")
@@ -219,6 +224,9 @@ def _check_component_hosts(params: dict[str, Any]) -> None:
         if variant.get("ServerlessConfig"):
             raise ControlPlaneError(f"Variant {variant['VariantName']}: ServerlessConfig cannot host inference "
                                     "components; specify InstanceType and InitialInstanceCount.")
+        if (variant.get("ManagedInstanceScaling") or {}).get("Status") == "ENABLED":
+            raise ControlPlaneError(f"Variant {variant['VariantName']}: ManagedInstanceScaling is not supported by "
+                                    "the local harness (the variant keeps InitialInstanceCount instances).")
 
 
 class ControlPlane:
@@ -787,6 +795,8 @@ class ControlPlane:
                                     "supported by the local harness).")
         if not params.get("RuntimeConfig"):
             raise ControlPlaneError("RuntimeConfig must be specified for an inference component.")
+        if int(params["RuntimeConfig"]["CopyCount"]) < 1:  # SageMaker's wording, as reported: sagemaker-contract §14
+            raise ControlPlaneError("Inference components copy count an integer larger than 0")
         endpoint = self._endpoint(params["EndpointName"])
         await self._until_hosts_started(endpoint)
         deployment = self._host_deployment(endpoint)

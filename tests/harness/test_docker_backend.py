@@ -147,7 +147,8 @@ def test_inference_component_copy_in_docker(harness, tmp_path):
     sm.create_model(ModelName="iris", ExecutionRoleArn="arn:aws:iam::123456789012:role/SageMakerRole",
                     PrimaryContainer={"Image": "servekit-sklearn",
                                       "ModelDataUrl": str(tar_dir(iris.path, tmp_path / "iris.tar.gz"))})
-    sm.create_endpoint_config(EndpointConfigName="ic", ProductionVariants=[
+    sm.create_endpoint_config(EndpointConfigName="ic", ExecutionRoleArn="arn:aws:iam::123456789012:role/SageMakerRole",
+                              ProductionVariants=[
         {"VariantName": "AllTraffic", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
     sm.create_endpoint(EndpointName="ic", EndpointConfigName="ic")
     wait_in_service(sm, "ic")

@@ -131,6 +131,16 @@ def test_refusals_and_a_copy_that_fails_its_ping(fake_harness):
             "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 0}}))
     assert "not supported by the local harness" in message(lambda: sm.update_endpoint_weights_and_capacities(
         EndpointName="ep", DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 1}]))
+    assert "ExecutionRoleArn must be specified" in message(lambda: sm.create_endpoint_config(
+        EndpointConfigName="norole", ProductionVariants=[
+            {"VariantName": "a", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}]))
+    assert message(lambda: sm.create_endpoint_config(EndpointConfigName="scaled", ProductionVariants=[
+        {"VariantName": "b", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1,
+         "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": 2}}])) == (
+        "ManagedInstanceScaling is only supported for inference component endpoints.")
+    assert message(lambda: sm.create_inference_component(
+        InferenceComponentName="cold", EndpointName="ep", Specification=spec(), RuntimeConfig={"CopyCount": 0})) == (
+        "Inference components copy count an integer larger than 0")
     assert "Either every production variant names a model" in message(lambda: sm.create_endpoint_config(
         EndpointConfigName="mixed", ProductionVariants=[
             {"VariantName": "a", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1},
