@@ -30,6 +30,8 @@ from harness.running import ComponentHost, ContainerRuntime, Deployment, Instanc
 from harness.state import ContainerDef, ModelRecord
 
 log = logging.getLogger("harness")
+#: ModelDataDownloadTimeoutInSeconds when not given (docs/harness.md "Unsupported operations", last line).
+DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0
 
 
 class DeploymentFailed(Exception):
@@ -166,14 +168,19 @@ async def _unhealthy(platform: Platform, containers: list[ContainerRuntime],
     return list(failed.values())
 
 
+def host_limits() -> InstanceLimits:
+    """This machine's CPUs and memory: what a container's limits are capped to (an ml.m5.4xlarge on a 2-core laptop
+    gets the laptop: docker refuses --cpus above the host's count)."""
+    return InstanceLimits(vcpus=float(os.cpu_count() or 1), memory_mib=psutil.virtual_memory().total // 2**20)
+
+
 def _plan_variant(platform: Platform, deployment: Deployment, variant: dict[str, Any],
                   model: ModelRecord) -> VariantDeployment:
     """The variant as it will run: instance count, weight, each container's share of an instance."""
     instance_type = variant.get("InstanceType", "ml.m5.large")
     limits = limits_for(instance_type)
-    # An ml.m5.4xlarge on a 2-core laptop gets the laptop: docker refuses --cpus above the host's count.
-    host_cpus = float(os.cpu_count() or 1)
-    host_mib = psutil.virtual_memory().total // 2**20
+    host = host_limits()
+    host_cpus, host_mib = host.vcpus, host.memory_mib
     serverless = variant.get("ServerlessConfig")
     if serverless:
         # The container gets MemorySizeInMB exactly; AWS publishes no vCPU figure for serverless, so one vCPU per
@@ -224,7 +231,8 @@ async def start_variant(platform: Platform, deployment: Deployment, variant: dic
                         model: ModelRecord) -> VariantDeployment:
     """Start every instance of one variant and wait until all its containers are healthy."""
     running = _plan_variant(platform, deployment, variant, model)
-    await _extract_artifacts(platform, running, float(variant.get("ModelDataDownloadTimeoutInSeconds") or 3600))
+    await _extract_artifacts(platform, running, float(variant.get("ModelDataDownloadTimeoutInSeconds")
+                                                                 or DEFAULT_DOWNLOAD_TIMEOUT_S))
     try:
         # A serverless variant is started once here too, so a container that cannot pass the health check fails
         # the endpoint at CreateEndpoint; it then runs cold unless it has ProvisionedConcurrency.

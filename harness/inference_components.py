@@ -9,13 +9,11 @@ to MaxMemoryRequiredInMb (MinMemoryRequiredInMb when no maximum is given).
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import Any
 
-import psutil
-
 from harness.core import Platform
+from harness.deployment import DEFAULT_DOWNLOAD_TIMEOUT_S, host_limits
 from harness.instance_types import InstanceLimits, limits_for
 from harness.running import ComponentHost, Deployment, VariantDeployment
 from harness.state import InferenceComponentRecord, ModelRecord
@@ -105,19 +103,20 @@ def plan_copies(platform: Platform, deployment: Deployment, record: InferenceCom
     cores = float(requirements.get("NumberOfCpuCoresRequired") or size.vcpus)
     memory = int(requirements.get("MaxMemoryRequiredInMb") or requirements["MinMemoryRequiredInMb"])
     startup = (spec.get("StartupParameters") or {}).get("ContainerStartupHealthCheckTimeoutInSeconds")
+    host = host_limits()
     return VariantDeployment(
         name=record.name, weight=1.0, desired_count=record.copy_count, model=model, desired_weight=1.0,
         variant_dir=deployment.work_dir / f"ic-{record.name}-{secrets.token_hex(4)}",
-        share=InstanceLimits(vcpus=round(min(cores, float(os.cpu_count() or 1)), 2),
-                             memory_mib=min(memory, psutil.virtual_memory().total // 2**20)),
+        share=InstanceLimits(vcpus=round(min(cores, host.vcpus), 2), memory_mib=min(memory, host.memory_mib)),
         startup_s=float(startup or platform.config.startup_timeout_s),
         log_dir=deployment.log_dir, host=record.variant_name, reserved=reservation(spec),
     )
 
 
 def download_timeout(spec: dict[str, Any]) -> float:
-    """StartupParameters.ModelDataDownloadTimeoutInSeconds (SageMaker's default, 3600 s)."""
-    return float((spec.get("StartupParameters") or {}).get("ModelDataDownloadTimeoutInSeconds") or 3600)
+    """StartupParameters.ModelDataDownloadTimeoutInSeconds, with a variant's default."""
+    return float((spec.get("StartupParameters") or {}).get("ModelDataDownloadTimeoutInSeconds")
+                 or DEFAULT_DOWNLOAD_TIMEOUT_S)
 
 
 def describe(record: InferenceComponentRecord, running: VariantDeployment | None) -> dict[str, Any]:
