@@ -214,7 +214,8 @@ class AsyncQueue:
         invocation = Invocation(endpoint=self.record.name, request_id=request.inference_id, body=body,
                                 content_type=request.content_type, accept=request.accept,
                                 custom_attributes=request.custom_attributes, timeout_s=request.timeout_s)
-        reply = await self.router.run_model(invocation, variant, variant.pick_instance(None))
+        with variant.pick_instance(None).serving() as instance:
+            reply = await self.router.run_model(invocation, variant, instance)
         return reply.body, reply.content_type
 
     async def _fail(self, request: AsyncRequest, message: str) -> None:

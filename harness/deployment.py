@@ -26,7 +26,15 @@ from harness.core import Platform
 from harness.data_capture import DataCapture
 from harness.instance_types import InstanceLimits, limits_for
 from harness.mme import ModelCache
-from harness.running import ComponentHost, ContainerRuntime, Deployment, Instance, ServerlessState, VariantDeployment
+from harness.running import (
+    ComponentHost,
+    ContainerRuntime,
+    Deployment,
+    Instance,
+    ServerlessState,
+    VariantDeployment,
+    routing_strategy,
+)
 from harness.state import ContainerDef, ModelRecord
 
 log = logging.getLogger("harness")
@@ -200,6 +208,7 @@ def _plan_variant(platform: Platform, deployment: Deployment, variant: dict[str,
         startup_s=float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
                         or platform.config.startup_timeout_s),
         log_dir=deployment.log_dir,
+        routing=routing_strategy(variant),
     )
 
 
@@ -392,7 +401,8 @@ async def start_deployment(platform: Platform, endpoint: str, config: dict[str, 
                 deployment.hosts.append(ComponentHost(name=variant["VariantName"],
                                                       instance_type=variant["InstanceType"],
                                                       instance_count=int(variant["InitialInstanceCount"]),
-                                                      weight=float(variant.get("InitialVariantWeight", 1.0))))
+                                                      weight=float(variant.get("InitialVariantWeight", 1.0)),
+                                                      routing=routing_strategy(variant)))
                 continue
             model = models[variant["ModelName"].lower()]
             deployment.variants.append(await start_variant(platform, deployment, variant, model))

@@ -99,7 +99,8 @@ def plan_copies(platform: Platform, deployment: Deployment, record: InferenceCom
     limits (within this machine's, as for variants: docs/harness.md "Backends")."""
     spec = record.specification
     requirements = spec["ComputeResourceRequirements"]
-    size = limits_for(next(h.instance_type for h in deployment.hosts if h.name == record.variant_name))
+    hosting = next(h for h in deployment.hosts if h.name == record.variant_name)
+    size = limits_for(hosting.instance_type)
     cores = float(requirements.get("NumberOfCpuCoresRequired") or size.vcpus)
     memory = int(requirements.get("MaxMemoryRequiredInMb") or requirements["MinMemoryRequiredInMb"])
     startup = (spec.get("StartupParameters") or {}).get("ContainerStartupHealthCheckTimeoutInSeconds")
@@ -109,7 +110,7 @@ def plan_copies(platform: Platform, deployment: Deployment, record: InferenceCom
         variant_dir=deployment.work_dir / f"ic-{record.name}-{secrets.token_hex(4)}",
         share=InstanceLimits(vcpus=round(min(cores, host.vcpus), 2), memory_mib=min(memory, host.memory_mib)),
         startup_s=float(startup or platform.config.startup_timeout_s),
-        log_dir=deployment.log_dir, host=record.variant_name, reserved=reservation(spec),
+        log_dir=deployment.log_dir, host=record.variant_name, reserved=reservation(spec), routing=hosting.routing,
     )
 
 

@@ -31,7 +31,7 @@ from harness import eventstream
 from harness.container_client import ContainerStream
 from harness.data_capture import DataCapture, Exchange
 from harness.errors import ModelError, ValidationError
-from harness.running import ContainerRuntime, Deployment, VariantDeployment
+from harness.running import ContainerRuntime, Deployment, Instance, VariantDeployment
 from harness.runtime import Invocation, Router
 from harness.validation import format_errors, operation_model, validation_errors
 
@@ -112,6 +112,8 @@ class OpenStream:
     opened: float  # perf_counter() when the request arrived at the router
     #: The endpoint's data capture when this request is sampled: the whole answer is captured once it is complete.
     capture: DataCapture | None = None
+    #: The instance answering: counted in flight until ``close`` (LEAST_OUTSTANDING_REQUESTS routing).
+    instance: Instance | None = None
     _answer: list[bytes] = field(default_factory=list)
 
     def headers(self) -> dict[str, str]:
@@ -184,6 +186,9 @@ class OpenStream:
         self.router.record_outcome(endpoint, variant, client_error=False, server_error=failed)
 
     async def close(self) -> None:
+        if self.instance is not None:
+            self.instance.in_flight -= 1
+            self.instance = None
         await self.upstream.close()
 
 
@@ -191,24 +196,27 @@ async def open_stream(router: Router, deployment: Deployment, invocation: Invoca
     """Route ``invocation`` and send it; returns once the container answered 200 (RuntimeApiError else)."""
     opened = time.perf_counter()
     variant = router.target(deployment, invocation)
-    try:
-        container = _container(router, invocation, variant)
-        upstream = await router.client.open_stream(container, "/invocations", invocation.outgoing())
-        if upstream.status >= 400:
-            raise await _rejected(router, container, upstream)
-    except ModelError as error:
-        router.record_model_error(invocation.endpoint, variant.name, error)
-        raise
-    capture = deployment.capture if deployment.capture is not None and deployment.capture.sampled() else None
-    return OpenStream(router, invocation, variant, container, upstream, opened, capture)
-
-
-def _container(router: Router, invocation: Invocation, variant: VariantDeployment) -> ContainerRuntime:
-    """The one container that streams: a single model's, or Direct's TargetContainerHostname."""
     if variant.serverless is not None:
         raise ValidationError(f"Endpoint {invocation.endpoint} is a serverless endpoint; {OPERATION} to a serverless "
                               "endpoint is not emulated by the local harness.")
     instance = variant.pick_instance(None)
+    with instance.serving():  # while the stream opens; OpenStream counts it from then until close()
+        try:
+            container = _container(router, invocation, variant, instance)
+            upstream = await router.client.open_stream(container, "/invocations", invocation.outgoing())
+            if upstream.status >= 400:
+                raise await _rejected(router, container, upstream)
+        except ModelError as error:
+            router.record_model_error(invocation.endpoint, variant.name, error)
+            raise
+    instance.in_flight += 1
+    capture = deployment.capture if deployment.capture is not None and deployment.capture.sampled() else None
+    return OpenStream(router, invocation, variant, container, upstream, opened, capture, instance)
+
+
+def _container(router: Router, invocation: Invocation, variant: VariantDeployment,
+               instance: Instance) -> ContainerRuntime:
+    """The one container that streams: a single model's, or Direct's TargetContainerHostname."""
     if variant.model.mode == "Direct":
         return router.direct_container(invocation, instance)
     if len(instance.containers) > 1:

@@ -8,14 +8,15 @@ starts and stops them, harness.runtime routes requests through them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import RunningContainer
 from harness.instance_types import InstanceLimits
@@ -24,6 +25,15 @@ from harness.state import ContainerDef, ModelRecord
 if TYPE_CHECKING:
     from harness.data_capture import DataCapture
     from harness.mme import ModelCache
+
+#: ProductionVariantRoutingConfig's RoutingStrategy values (botocore's sagemaker model).
+RANDOM = "RANDOM"
+LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
+
+
+def routing_strategy(variant: dict[str, Any]) -> str | None:
+    """A ProductionVariant's RoutingConfig.RoutingStrategy, None when unset."""
+    return (variant.get("RoutingConfig") or {}).get("RoutingStrategy")
 
 
 @dataclass
@@ -48,6 +58,16 @@ class Instance:
 
     instance_id: str
     containers: list[ContainerRuntime] = field(default_factory=list)
+    in_flight: int = 0  # requests being answered (LEAST_OUTSTANDING_REQUESTS routing reads it)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[Instance]:
+        """Count one request in flight on this instance while the block runs."""
+        self.in_flight += 1
+        try:
+            yield self
+        finally:
+            self.in_flight -= 1
 
     def container(self, hostname: str) -> ContainerRuntime | None:
         """The container with ``hostname`` (exact match), if any."""
@@ -101,13 +121,24 @@ class VariantDeployment:
     host: str | None = None
     #: What one copy of an inference component reserves on an instance (cores, MinMemoryRequiredInMb).
     reserved: InstanceLimits | None = None
+    #: ProductionVariant RoutingConfig.RoutingStrategy; None (unset): round robin, the harness's choice
+    #: (docs/harness.md "Routing across instances").
+    routing: str | None = None
     _round_robin: itertools.count[int] = field(default_factory=itertools.count)
+    _random: random.Random = field(default_factory=random.Random)
 
     def pick_instance(self, target_model: str | None) -> Instance:
-        """Round-robin; MME requests stick to one instance per TargetModel (its cache lives there)."""
+        """The instance for the next request: MME requests stick to one instance per TargetModel (its
+        cache lives there); else as RoutingConfig says (RANDOM, LEAST_OUTSTANDING_REQUESTS), or round robin."""
         if target_model is not None:
             return self.instances[zlib.crc32(target_model.encode()) % len(self.instances)]
-        return self.instances[next(self._round_robin) % len(self.instances)]
+        if self.routing == RANDOM:
+            return self._random.choice(self.instances)
+        start = next(self._round_robin)
+        rotated = [self.instances[(start + i) % len(self.instances)] for i in range(len(self.instances))]
+        if self.routing == LEAST_OUTSTANDING_REQUESTS:
+            return min(rotated, key=lambda instance: instance.in_flight)  # ties: round robin order
+        return rotated[0]
 
     def containers(self) -> list[ContainerRuntime]:
         """Every container of every instance."""
@@ -122,6 +153,7 @@ class ComponentHost:
     instance_type: str
     instance_count: int
     weight: float
+    routing: str | None = None  # RoutingConfig.RoutingStrategy, applied across the components' copies
 
 
 @dataclass

@@ -313,11 +313,12 @@ class Router:
         # Only an MME request has a TargetModel (checked above); it sticks to one instance.
         instance = variant.pick_instance(invocation.target_model)
         started = time.perf_counter()
-        if variant.model.mode == "Direct":
-            answering, final = await self._direct(invocation, variant, instance)
-            model_latency = final.latency_us
-        else:
-            answering, final, model_latency = await self._serial(invocation, variant, instance)
+        with instance.serving():
+            if variant.model.mode == "Direct":
+                answering, final = await self._direct(invocation, variant, instance)
+                model_latency = final.latency_us
+            else:
+                answering, final, model_latency = await self._serial(invocation, variant, instance)
         total = (time.perf_counter() - started) * 1e6
         self.metrics.record(endpoint, variant.name, "ModelLatency", model_latency)
         self.metrics.record(endpoint, variant.name, "OverheadLatency", max(total - model_latency, 0.0))
