@@ -156,3 +156,16 @@ def moto_s3(tmp_path: Path) -> Iterator[str]:
     finally:
         stop_process(process)
         log.close()
+
+
+@pytest.fixture
+def s3(moto_s3: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 S3 client on moto with bucket ``data``; the harness finds the same S3 through the environment."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket="data")
+    return client

@@ -21,16 +21,6 @@ ASYNC = {"OutputConfig": {"S3OutputPath": "s3://data/async-out/", "S3FailurePath
          "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1}}
 
 
-@pytest.fixture
-def s3(moto_s3, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client("s3", region_name="us-east-1")
-    client.create_bucket(Bucket="data")
-    return client
-
-
 def async_endpoint(sm: Any, name: str, config: dict[str, Any] | None = None) -> None:
     sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
     sm.create_endpoint_config(EndpointConfigName=name, AsyncInferenceConfig=config or ASYNC, ProductionVariants=[

@@ -10,7 +10,6 @@ import sys
 import time
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -22,16 +21,6 @@ from tests.harness.conftest import FAKE_CONTAINER, IMAGE, boto_clients, wait_in_
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 TYPES = {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}
 KEY = re.compile(r"capture/cap/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl")
-
-
-@pytest.fixture
-def s3(moto_s3, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client("s3", region_name="us-east-1")
-    client.create_bucket(Bucket="data")
-    return client
 
 
 def capturing(sm: Any, name: str, capture: dict[str, Any], **environment: str) -> None:

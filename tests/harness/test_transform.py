@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
@@ -25,13 +24,8 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
 @pytest.fixture
-def batch(fake_harness, moto_s3, monkeypatch):
+def batch(fake_harness, s3):
     """(sagemaker client, s3 client, harness): S3 is moto, found by the harness through the environment."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="data")
     sm, _ = boto_clients(fake_harness.endpoint_url)
     return sm, s3, fake_harness
 

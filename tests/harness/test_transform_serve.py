@@ -7,7 +7,6 @@ import json
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -20,14 +19,9 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
 @pytest.fixture
-def setup(serve_harness, moto_s3, monkeypatch, tmp_path):
+def setup(serve_harness, s3, tmp_path):
     """(sagemaker, runtime, s3, iris artifact, harness) with the model ``iris`` created."""
     require_images(serve_harness, SKLEARN)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="data")
     iris = sklearn_artifact(tmp_path / "iris")
     archive = tar_dir(iris.path, tmp_path / "iris.tar.gz")
     sm, rt = boto_clients(serve_harness.endpoint_url)
