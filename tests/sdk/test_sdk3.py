@@ -102,3 +102,33 @@ def test_core_shadow_variant_and_update_weights_and_capacities(local_aws: LocalA
     assert result["main"] == [["Main", 2]]
     assert result["shadow"] == [["Shadow", 1]]
 
+
+
+def test_model_builder_serverless_waited_with_cloudwatch_logs(local_aws: LocalAws, iris: Artifact) -> None:
+    """``ModelBuilder.deploy(inference_config=ServerlessInferenceConfig(...), wait=True)``: v3's own wait reads
+    the endpoint's log group (FilterLogEvents) from the harness; answered after a cold start (docs/harness.md
+    "Serverless", "CloudWatch Logs")."""
+    result = v3(local_aws, "sdk3_serverless.py", "sdk3-serverless", image=SKLEARN_IMAGE, model_data=iris.url,
+                rows=iris.rows)
+    assert [float(x) for x in json.loads(result["body"])] == [float(x) for x in iris.expected]
+    assert result["status"] == "InService"
+    assert result["serverless"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 2}
+    assert "logs.FilterLogEvents" in result["calls"], result["calls"]
+
+
+def test_core_endpoint_config_with_data_capture(local_aws: LocalAws, iris: Artifact) -> None:
+    """``EndpointConfig.create(data_capture_config=DataCaptureConfig(...))``: the captured CSV requests and JSON
+    answers in S3 as SageMaker's JSON Lines (docs/harness.md "Data capture")."""
+    endpoint = "sdk3-capture"
+    result = v3(local_aws, "sdk3_data_capture.py", endpoint, image=SKLEARN_IMAGE, model_data=iris.url,
+                rows=iris.rows)
+    assert result["described"] == {"CaptureStatus": "Started", "CurrentSamplingPercentage": 100}
+    assert all(key.startswith(f"capture-v3/{endpoint}/AllTraffic/") for key in result["keys"]), result["keys"]
+    records = result["records"]
+    assert len(records) == 2 and {r["eventVersion"] for r in records} == {"0"}
+    assert all({"eventId", "inferenceTime"} <= set(r["eventMetadata"]) for r in records), records
+    inputs = [r["captureData"]["endpointInput"] for r in records]
+    outputs = [r["captureData"]["endpointOutput"] for r in records]
+    assert {(i["mode"], i["encoding"], i["observedContentType"]) for i in inputs} == {("INPUT", "CSV", "text/csv")}
+    assert {(o["mode"], o["encoding"]) for o in outputs} == {("OUTPUT", "JSON")}
+    assert sorted(json.loads(o["data"]) for o in outputs) == sorted(result["answers"])

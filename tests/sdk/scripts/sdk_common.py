@@ -11,6 +11,7 @@ import time
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 INSTANCE = "ml.m5.large"
 TIMINGS: dict = {}
+CALLS: list = []
 
 
 def args():
@@ -29,7 +30,7 @@ def timed(label, fn, *a, **kw):
 
 def report(result):
     """Print the result line the test reads (with the timings)."""
-    print("\nRESULT " + json.dumps({**result, "timings": TIMINGS}), flush=True)
+    print("\nRESULT " + json.dumps({**result, "timings": TIMINGS, "calls": sorted(set(CALLS))}), flush=True)
 
 
 def wait_deleted(sagemaker_client, endpoint_name):
@@ -62,3 +63,19 @@ def leftovers(sagemaker_client, name):
                     for c in sagemaker_client.list_endpoint_configs(NameContains=name)["EndpointConfigs"]],
         "models": [m["ModelName"] for m in sagemaker_client.list_models(NameContains=name)["Models"]],
     }
+
+
+
+def record_calls():
+    """Record every AWS operation any botocore client of this process sends, as ``service.Operation`` in
+    ``CALLS`` (reported with the result): the harness keeps no request log, and the SDK makes its clients
+    from several sessions, so the one place every call passes is botocore's ``BaseClient._make_api_call``."""
+    from botocore.client import BaseClient
+
+    send = BaseClient._make_api_call
+
+    def recorded(client, operation_name, api_params):
+        CALLS.append(f"{client.meta.service_model.service_name}.{operation_name}")
+        return send(client, operation_name, api_params)
+
+    BaseClient._make_api_call = recorded
