@@ -10,8 +10,9 @@ from sagemaker.model import Model
 from sagemaker.model_monitor import DataCaptureConfig
 from sagemaker.predictor import Predictor
 from sagemaker.serializers import CSVSerializer
-from sdk_common import INSTANCE, ROLE, args, report, timed, wait_deleted
+from sdk_common import INSTANCE, ROLE, args, record_calls, report, timed, wait_deleted
 
+record_calls()
 a = args()
 session = sagemaker.Session(default_bucket=a["bucket"])  # a local S3: the SDK reaches STS only on AWS
 destination = f"s3://{a['bucket']}/capture"

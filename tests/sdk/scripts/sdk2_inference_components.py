@@ -9,8 +9,9 @@ from sagemaker.enums import EndpointType
 from sagemaker.model import Model
 from sagemaker.predictor import Predictor
 from sagemaker.serializers import CSVSerializer
-from sdk_common import INSTANCE, ROLE, args, report, timed
+from sdk_common import INSTANCE, ROLE, args, record_calls, report, timed
 
+record_calls()
 a = args()
 session = sagemaker.Session(default_bucket=a["bucket"])  # a local S3: the SDK reaches STS only on AWS
 model = Model(image_uri=a["image"], model_data=a["model_data"], role=ROLE, sagemaker_session=session,
@@ -24,10 +25,11 @@ try:
     timed("wait_in_service", session.wait_for_inference_component, component, poll=1)
     answers = [timed(f"predict_{i}", predictor.predict, a["rows"]) for i in range(2)]
     described = session.sagemaker_client.describe_inference_component(InferenceComponentName=component)
-    report({"answers": answers, "component": component, "runtime": described["RuntimeConfig"],
-            "requirements": described["Specification"]["ComputeResourceRequirements"]})
+    result = {"answers": answers, "component": component, "runtime": described["RuntimeConfig"],
+              "requirements": described["Specification"]["ComputeResourceRequirements"]}
 finally:
     session.delete_inference_component(component, wait=False)
     session.wait_for_inference_component_deletion(component, poll=1)
     predictor.delete_endpoint()
     model.delete_model()
+report(result)  # after the cleanup: its calls are reported too

@@ -7,8 +7,9 @@ from sagemaker.model import Model
 from sagemaker.predictor import Predictor
 from sagemaker.serializers import CSVSerializer
 from sagemaker.serverless import ServerlessInferenceConfig
-from sdk_common import ROLE, args, report, timed
+from sdk_common import ROLE, args, record_calls, report, timed
 
+record_calls()
 a = args()
 session = sagemaker.Session(default_bucket=a["bucket"])  # a local S3: the SDK reaches STS only on AWS
 model = Model(image_uri=a["image"], model_data=a["model_data"], role=ROLE, sagemaker_session=session,
@@ -22,7 +23,8 @@ try:
     warm = timed("warm_predict", predictor.predict, a["rows"])
     described = session.sagemaker_client.describe_endpoint(EndpointName=a["endpoint"])["ProductionVariants"][0]
     variant = {"CurrentServerlessConfig": described["CurrentServerlessConfig"]}
-    report({"cold": cold, "warm": warm, "variant": variant})
+    result = {"cold": cold, "warm": warm, "variant": variant}
 finally:
     predictor.delete_endpoint()
     model.delete_model()
+report(result)  # after the cleanup: its calls are reported too

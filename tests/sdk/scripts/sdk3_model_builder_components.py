@@ -10,8 +10,9 @@ from sagemaker.core.inference_config import ResourceRequirements
 from sagemaker.core.resources import Endpoint, EndpointConfig, InferenceComponent
 from sagemaker.core.shapes import InferenceComponentRuntimeConfig
 from sagemaker.serve.model_builder import ModelBuilder
-from sdk_common import INSTANCE, ROLE, args, csv_rows, report, timed
+from sdk_common import INSTANCE, ROLE, args, csv_rows, record_calls, report, timed
 
+record_calls()
 a = args()
 name = a["endpoint"]
 session = Session(default_bucket=a["bucket"])  # a local S3: the SDK reaches STS only on AWS

@@ -4,8 +4,9 @@ variant summaries Endpoint.get reads."""
 
 from sagemaker.core.resources import Endpoint, EndpointConfig, Model
 from sagemaker.core.shapes import ContainerDefinition, DesiredWeightAndCapacity, ProductionVariant
-from sdk_common import INSTANCE, ROLE, args, csv_rows, report, timed
+from sdk_common import INSTANCE, ROLE, args, csv_rows, record_calls, report, timed
 
+record_calls()
 a = args()
 name = a["endpoint"]
 model = Model.create(model_name=name, execution_role_arn=ROLE,

@@ -30,7 +30,18 @@ def timed(label, fn, *a, **kw):
 
 def report(result):
     """Print the result line the test reads (with the timings)."""
-    print("\nRESULT " + json.dumps({**result, "timings": TIMINGS, "calls": sorted(set(CALLS))}), flush=True)
+    print("\nRESULT " + json.dumps({**result, "timings": TIMINGS, "calls": collapsed(CALLS)}), flush=True)
+
+
+def collapsed(calls):
+    """``calls`` in order, a run of the same call as one ``"<call> xN"`` (the waits' polls)."""
+    runs: list = []
+    for call in calls:
+        if runs and runs[-1][0] == call:
+            runs[-1][1] += 1
+        else:
+            runs.append([call, 1])
+    return [call if n == 1 else f"{call} x{n}" for call, n in runs]
 
 
 def wait_deleted(sagemaker_client, endpoint_name):
