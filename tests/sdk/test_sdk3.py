@@ -68,10 +68,14 @@ def test_model_builder_image_and_s3_artifact(local_aws: LocalAws, iris: Artifact
 
 
 def test_core_transform_job_and_async_endpoint(local_aws: LocalAws, iris: Artifact) -> None:
-    """``TransformJob.create`` + ``wait``, and ``Endpoint.invoke_async`` on an AsyncInferenceConfig endpoint."""
+    """``TransformJob.create`` + ``wait(logs=True)`` (CloudWatch Logs from the harness), and
+    ``Endpoint.invoke_async`` on an AsyncInferenceConfig endpoint."""
     result = v3(local_aws, "sdk3_transform_async.py", "sdk3-transform-async", image=SKLEARN_IMAGE,
                 model_data=iris.url, rows=iris.rows, prefix="v3/iris")
     assert result["transform_status"] == "Completed"
+    # wait(logs=True) found the job's log streams and read them (sagemaker/core/utils/logs.py)
+    assert "logs.DescribeLogStreams" in [call.split(" x")[0] for call in result["calls"]], result["calls"]
+    assert any(call.startswith("logs.GetLogEvents") for call in result["calls"]), result["calls"]
     assert [float(x) for x in result["transform"]] == [float(x) for x in iris.expected]
     assert result["inference_id"] == "v3-1"
     assert [float(x) for x in json.loads(result["async_answer"])] == [float(x) for x in iris.expected]

@@ -1,6 +1,8 @@
-"""SDK v3: sagemaker.core resources -- TransformJob.create + wait (a batch transform of CSV rows in S3),
+"""SDK v3: sagemaker.core resources -- TransformJob.create + wait(logs=True) (a batch transform of CSV rows in S3,
+its CloudWatch Logs read from the harness),
 and an endpoint with AsyncInferenceConfig answering Endpoint.invoke_async through S3."""
 
+import os
 import time
 
 import boto3
@@ -16,7 +18,11 @@ from sagemaker.core.shapes import (
     TransformResources,
     TransformS3DataSource,
 )
-from sdk_common import INSTANCE, ROLE, args, csv_rows, report, timed
+from sdk_common import INSTANCE, ROLE, args, csv_rows, record_calls, report, timed
+
+# CloudWatch Logs from the harness too: the one extra endpoint URL docs/harness.md "CloudWatch Logs" names.
+os.environ["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"] = os.environ["AWS_ENDPOINT_URL_SAGEMAKER"]
+record_calls()
 
 a = args()
 name, bucket, prefix = a["endpoint"], a["bucket"], a["prefix"]
@@ -35,7 +41,7 @@ try:
         transform_output=TransformOutput(s3_output_path=f"s3://{bucket}/{prefix}/out", accept="text/csv",
                                          assemble_with="Line"),
         transform_resources=TransformResources(instance_type=INSTANCE, instance_count=1))
-    timed("transform_wait", job.wait, poll=1, timeout=300)
+    timed("transform_wait", job.wait, poll=1, timeout=300, logs=True)
     body = s3.get_object(Bucket=bucket, Key=f"{prefix}/out/rows.csv.out")["Body"].read().decode()
     result.update(transform_status=TransformJob.get(name).transform_job_status, transform=body.split())
 
