@@ -65,15 +65,20 @@ def settled_memory(server: RunningServer) -> tuple[int, int]:
     return min(uss), min(pss)
 
 
+def wait_for_workers(server: RunningServer, loaded: int) -> None:
+    """One worker per loaded model, and the spare the engine forks ahead of the next load
+    (serve/engine.py, _keep_spare), which it may still be forking after the last load: polled. Memory
+    is read only then, so that the spare's few MiB are in every reading or in none."""
+    deadline = time.monotonic() + 30
+    while (workers := len(server.forked_workers())) != loaded + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers == loaded + 1, (loaded, server.log()[-3000:])
+
+
 def check_consistent(server: RunningServer, models: dict[str, Path]) -> list[str]:
     """After the traffic: the listed models, the worker processes and the answers agree."""
     listed = [m["modelName"] for m in httpx.get(server.url + "/models", timeout=30).json()["models"]]
-    # one worker per listed model, and the spare the engine forks ahead of the next load
-    # (serve/engine.py, _keep_spare), which it may still be forking after the last load: polled
-    deadline = time.monotonic() + 30
-    while (workers := len(server.forked_workers())) != len(listed) + 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert workers == len(listed) + 1, (listed, server.log()[-3000:])
+    wait_for_workers(server, len(listed))
     for name in models:
         answer = httpx.post(f"{server.url}/models/{name}/invoke", json=ROW, timeout=30)
         if name in listed:
@@ -131,6 +136,7 @@ def test_soak_mixed_traffic_with_eviction_churn(tmp_path: Path) -> None:
         assert_clean(warm)
         unload_all(server.url)
         load_set(server.url, models, MEASURED)
+        wait_for_workers(server, len(MEASURED))
         before, before_pss = settled_memory(server)
         parts_before = uss_breakdown(server.process.pid)
         with TreeSampler(server.process.pid) as sampler:
@@ -140,6 +146,7 @@ def test_soak_mixed_traffic_with_eviction_churn(tmp_path: Path) -> None:
         listed = check_consistent(server, models)
         unload_all(server.url)
         load_set(server.url, models, MEASURED)
+        wait_for_workers(server, len(MEASURED))
         after, after_pss = settled_memory(server)
         parts_after = uss_breakdown(server.process.pid)
         log = server.log()
