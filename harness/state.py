@@ -75,8 +75,24 @@ class EndpointConfigRecord:
         return list(self.params["ProductionVariants"])
 
 
+class StatusStamps:
+    """``set_status`` for the records below with a status, a FailureReason and LastModifiedTime (each
+    dataclass declares the three fields)."""
+
+    status: str
+    failure_reason: str | None
+    modified: float
+
+    def set_status(self, status: str, failure_reason: str | None = None) -> None:
+        """Move to ``status`` and stamp LastModifiedTime."""
+        self.status = status
+        if failure_reason is not None:
+            self.failure_reason = failure_reason
+        self.modified = time.time()
+
+
 @dataclass
-class EndpointRecord:
+class EndpointRecord(StatusStamps):
     """An endpoint and its lifecycle state."""
 
     name: str
@@ -93,16 +109,10 @@ class EndpointRecord:
     # harness.async_inference.AsyncQueue when the configuration has AsyncInferenceConfig
     async_queue: Any = None
 
-    def set_status(self, status: str, failure_reason: str | None = None) -> None:
-        """Move to ``status`` and stamp LastModifiedTime."""
-        self.status = status
-        if failure_reason is not None:
-            self.failure_reason = failure_reason
-        self.modified = time.time()
 
 
 @dataclass
-class TransformJobRecord:
+class TransformJobRecord(StatusStamps):
     """A CreateTransformJob call and its lifecycle (InProgress -> Completed | Failed | Stopping -> Stopped)."""
 
     name: str
@@ -122,16 +132,13 @@ class TransformJobRecord:
 
     def set_status(self, status: str, failure_reason: str | None = None) -> None:
         """Move to ``status``; a final status stamps TransformEndTime."""
-        self.status = status
-        if failure_reason is not None:
-            self.failure_reason = failure_reason
-        self.modified = time.time()
+        super().set_status(status, failure_reason)
         if status in ("Completed", "Failed", "Stopped"):
             self.ended = self.modified
 
 
 @dataclass
-class InferenceComponentRecord:
+class InferenceComponentRecord(StatusStamps):
     """A CreateInferenceComponent call and its lifecycle (Creating -> InService | Failed; Updating; Deleting)."""
 
     name: str
@@ -148,12 +155,6 @@ class InferenceComponentRecord:
     task: asyncio.Task[None] | None = None  # creating, updating or deleting its copies
     tags: dict[str, str] = field(default_factory=dict)  # harness.tags
 
-    def set_status(self, status: str, failure_reason: str | None = None) -> None:
-        """Move to ``status`` and stamp LastModifiedTime."""
-        self.status = status
-        if failure_reason is not None:
-            self.failure_reason = failure_reason
-        self.modified = time.time()
 
 
 class Store:
