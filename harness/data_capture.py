@@ -68,13 +68,14 @@ class CaptureSettings:
 
     def encode(self, mode: str, content_type: str | None, body: bytes) -> dict[str, str]:
         """One side of a record: CSV or JSON text for the listed content types, else BASE64 (SageMaker's
-        default when CaptureContentTypeHeader lists none)."""
+        default when CaptureContentTypeHeader lists none). A listed body that is not UTF-8 text is written
+        as BASE64 too, which its ``encoding`` says, so the record keeps its bytes exactly."""
         kind = media_type(content_type)
         encoding = "CSV" if kind in self.csv_types else "JSON" if kind in self.json_types else "BASE64"
-        if encoding == "BASE64":
-            data = base64.b64encode(body).decode("ascii")
-        else:
-            data = body.decode("utf-8", errors="replace")
+        try:
+            data = base64.b64encode(body).decode("ascii") if encoding == "BASE64" else body.decode("utf-8")
+        except UnicodeDecodeError:
+            encoding, data = "BASE64", base64.b64encode(body).decode("ascii")
         return {"observedContentType": content_type or "", "mode": mode, "data": data, "encoding": encoding}
 
 

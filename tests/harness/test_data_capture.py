@@ -173,3 +173,14 @@ def test_streamed_answers_captured_whole(s3, fake_harness):
     assert first["captureData"]["endpointInput"]["data"] == "stream:3"
     assert first["captureData"]["endpointOutput"]["data"] == received.decode() and received.count(b"part-") == 3
     assert first["eventMetadata"]["inferenceId"] == "s-1"
+
+
+def test_a_listed_body_that_is_not_utf8_is_captured_as_base64_with_its_bytes() -> None:
+    from harness.data_capture import CaptureSettings
+
+    settings = CaptureSettings.from_config({"InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://data/c",
+                                            "CaptureOptions": [{"CaptureMode": "Input"}],
+                                            "CaptureContentTypeHeader": TYPES})
+    assert settings.encode("INPUT", "text/csv", b"1,2\n")["encoding"] == "CSV"
+    side = settings.encode("INPUT", "text/csv", b"1,\xff\n")
+    assert side["encoding"] == "BASE64" and base64.b64decode(side["data"]) == b"1,\xff\n"
