@@ -52,6 +52,10 @@ def _port_range(value: str) -> tuple[int, int] | None:
     return (low, high)
 
 
+def _optional_bool(value: str) -> bool | None:
+    return _bool(value) if value.strip() else None
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -340,10 +344,12 @@ class Settings:
         "SERVE_MAX_IN_FLIGHT_PER_MODEL", _optional_positive_int, None,
         "Requests one model may hold running or queued (native engine); beyond it 503 "
         "(default: 100 per worker of the model).")
-    prefork: bool = variable(
-        "SERVE_PREFORK", _bool, False,
-        "true: single-model mode, native engine: once the model is loaded its workers answer HTTP "
-        "themselves on the shared port, with no hop through the front (docs/engines.md, \"Prefork\").")
+    prefork_choice: bool | None = variable(
+        "SERVE_PREFORK", _optional_bool, None,
+        "Single-model mode, native engine: once the model is loaded its workers answer HTTP themselves "
+        "on the shared port, with no hop through the front (docs/engines.md, \"Prefork\"). Unset: on, "
+        "unless batching or SERVE_MAX_IN_FLIGHT_PER_MODEL needs the front's queue; true: on, and a "
+        "setting it cannot honour stops the start; false: every request through the front.")
     install_requirements: bool = variable(
         "SERVE_INSTALL_REQUIREMENTS", _bool, True,
         "pip-install code/requirements.txt when a model loads (false: pre-bake them into the image).")
@@ -358,7 +364,7 @@ class Settings:
         batching = self.batching  # resolving it refuses what cannot be honoured
         if batching is not None:
             self._check_batching(batching)
-        if self.prefork:
+        if self.prefork_choice:
             self._check_prefork()
         if self.require_gpu and self.accelerator != GPU:
             raise SettingsError(f"SERVE_REQUIRE_GPU=true needs a GPU image ({ACCELERATOR_VARIABLE}={GPU}): "
@@ -376,6 +382,15 @@ class Settings:
             raise SettingsError("SERVE_MAX_IN_FLIGHT_PER_MODEL cannot be honoured with SERVE_PREFORK=true: "
                                 "each worker takes the connections it accepts; the kernel's listen backlog "
                                 "bounds what waits")
+
+    @property
+    def prefork(self) -> bool:
+        """Whether the single model's workers answer HTTP themselves: SERVE_PREFORK, or by default
+        wherever nothing needs the front's queue (docs/engines.md, "Prefork")."""
+        if self.prefork_choice is not None:
+            return self.prefork_choice
+        return (self.engine == "native" and not self.multi_model and self.max_in_flight_per_model is None
+                and self.batching is None)
 
     @property
     def log_level(self) -> int:
@@ -434,7 +449,7 @@ class Settings:
         if self.engine != "native":
             raise SettingsError(f"{batching.source} needs SERVE_ENGINE=native: servekit's mms engine does not "
                                 "batch (docs/engines.md, \"Batching\")")
-        if self.prefork:
+        if self.prefork_choice:
             raise SettingsError(f"{batching.source} cannot be honoured with SERVE_PREFORK=true: each worker "
                                 "answers its own connections, so no queue gathers requests")
 

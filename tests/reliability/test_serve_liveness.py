@@ -14,11 +14,14 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from serve.http import MAX_HEADER_BYTES
 from tests.support.models import SLOW_SCRIPT, sklearn_artifact
 from tests.support.server import BusyRequest, RunningServer, run_server
 
+#: SageMaker's /ping timeout (docs/sagemaker-contract.md).
+PING_TIMEOUT_S = 2.0
 #: A user script whose model_fn takes 3 s once ``slow_reload`` exists in the model directory, so a
 #: replacement worker's load is long enough to observe /ping meanwhile.
 SLOW_RELOAD_SCRIPT = """
@@ -74,19 +77,29 @@ def test_an_idle_worker_killed_is_replaced_before_any_request(tmp_path: Path) ->
         assert worker_pids(server) == after
 
 
-def test_ping_is_not_200_while_the_single_model_has_no_live_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefork", ["false", "true"])
+def test_ping_is_not_200_while_the_single_model_has_no_live_worker(tmp_path: Path, prefork: str) -> None:
+    """Through the front /ping answers 503; with prefork (the default) the workers answer /ping, so
+    with none alive it waits in the listen backlog, unanswered within SageMaker's 2 s ping timeout
+    (docs/engines.md, "Prefork")."""
     artifact = sklearn_artifact(tmp_path / "model", code=SLOW_RELOAD_SCRIPT)
-    with run_server(single(artifact.path, SAGEMAKER_MODEL_SERVER_WORKERS="2")) as server:
+    with run_server(single(artifact.path, SAGEMAKER_MODEL_SERVER_WORKERS="2", SERVE_PREFORK=prefork)) as server:
         before = wait_for_workers(server, 2, set())
         (artifact.path / "slow_reload").write_text("")
         for pid in before:
             os.kill(pid, signal.SIGKILL)
-        statuses = []
+        statuses: list[int | str] = []
         deadline = time.monotonic() + 2  # replacements take 3 s to load
         while time.monotonic() < deadline:
-            statuses.append(httpx.get(server.url + "/ping", timeout=5).status_code)
+            try:
+                statuses.append(httpx.get(server.url + "/ping", timeout=PING_TIMEOUT_S).status_code)
+            except httpx.TimeoutException:
+                statuses.append("timed out")
             time.sleep(0.05)  # poll interval
-        assert statuses and statuses[-1] == 503, statuses
+        if prefork == "false":
+            assert statuses and statuses[-1] == 503, statuses
+        else:
+            assert statuses and set(statuses) == {"timed out"}, statuses
         wait_for_workers(server, 2, before)
         deadline = time.monotonic() + 30
         while httpx.get(server.url + "/ping", timeout=5).status_code != 200:

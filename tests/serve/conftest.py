@@ -54,6 +54,8 @@ def engine_env(engine: str) -> dict[str, str]:
     """The server's environment for an ``engine`` fixture value."""
     if engine == "prefork":
         return {"SERVE_ENGINE": "native", "SERVE_PREFORK": "true"}
+    if engine == "native":  # the front path; unset, single-model mode would be prefork (the default)
+        return {"SERVE_ENGINE": "native", "SERVE_PREFORK": "false"}
     return {"SERVE_ENGINE": engine}
 
 

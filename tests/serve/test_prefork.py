@@ -1,4 +1,5 @@
-"""SERVE_PREFORK=true: the workers answer HTTP themselves, and the front still supervises them.
+"""Prefork (single-model mode's default, SERVE_PREFORK=true to insist): the workers answer HTTP
+themselves, and the front still supervises them.
 
 The single-model contract suite runs with prefork as well (``test_contract_single.py``); these are
 the properties only prefork has."""
@@ -10,6 +11,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.serve.conftest import engine_env
 from tests.support.models import SLOW_SCRIPT, sklearn_artifact
@@ -43,6 +45,30 @@ def test_requests_are_answered_while_the_front_is_stopped(tmp_path: Path) -> Non
         assert [a.status_code for a in answers] == [200] * 20, answers[-1].text
         assert {a.json()["pid"] for a in answers} <= {p.pid for p in server.tree()} - {front}
         assert ping.status_code == 200
+
+
+def test_a_single_model_server_with_no_setting_is_prefork_and_false_opts_out(tmp_path: Path) -> None:
+    """Issue 25: with SERVE_PREFORK unset the workers answer (the front, stopped, answers nothing);
+    SERVE_PREFORK=false sends every request through the front again."""
+    artifact = sklearn_artifact(tmp_path / "model", code=SLOW_SCRIPT)
+    plain = {"SERVE_ENGINE": "native", "SERVE_FRAMEWORK": "sklearn", "SERVE_MODEL_DIR": str(artifact.path),
+             "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    with run_server(plain) as server:
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            answer = httpx.post(server.url + "/invocations", json={"sleep": 0}, timeout=10)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert answer.status_code == 200, answer.text
+        assert server.log_lines_containing("the model's workers answer on port")
+    with run_server({**plain, "SERVE_PREFORK": "false"}) as server:
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(server.url + "/invocations", json={"sleep": 0}, timeout=2)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert not server.log_lines_containing("the model's workers answer on port", deadline_s=0)
 
 
 def test_a_worker_stuck_beyond_sigalrm_is_killed_and_replaced(tmp_path: Path) -> None:

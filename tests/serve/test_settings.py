@@ -44,6 +44,26 @@ def test_prefork_with_a_setting_it_cannot_honour_is_refused(conflict: dict[str, 
     assert Settings.from_env(conflict).prefork is False  # the same settings alone are fine
 
 
+@pytest.mark.parametrize(("env", "prefork"), [
+    ({}, True),  # the default: single-model mode on the native engine
+    ({"SERVE_PREFORK": "false"}, False),  # the opt-out
+    ({"SERVE_PREFORK": ""}, True),
+    ({"SAGEMAKER_MULTI_MODEL": "true"}, False),
+    ({"SERVE_ENGINE": "mms"}, False),
+    ({"SERVE_MAX_IN_FLIGHT_PER_MODEL": "5"}, False),  # needs the front's queue
+    ({"SERVE_BATCH_MAX_SIZE": "8"}, False),
+    ({"SERVE_BATCH_MAX_SIZE": "1"}, True),  # 1 is no batching
+    ({"SERVE_FRAMEWORK": "tensorflow", "SAGEMAKER_TFS_ENABLE_BATCHING": "true"}, False),
+])
+def test_prefork_is_the_default_where_nothing_needs_the_front_queue(env: dict[str, str], prefork: bool) -> None:
+    assert Settings.from_env(env).prefork is prefork
+
+
+def test_batching_with_prefork_asked_for_is_refused() -> None:
+    with pytest.raises(SettingsError, match="SERVE_BATCH_MAX_SIZE cannot be honoured with SERVE_PREFORK=true"):
+        Settings.from_env({"SERVE_PREFORK": "true", "SERVE_BATCH_MAX_SIZE": "8"})
+
+
 @pytest.mark.parametrize(("env", "level"), [
     ({}, 20),
     ({"SAGEMAKER_TFS_NGINX_LOGLEVEL": "debug"}, 10),  # SDK v2 TensorFlowModel(container_log_level=DEBUG)
