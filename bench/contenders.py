@@ -1,4 +1,5 @@
-"""The contenders: AWS's stack, servekit native (also with SERVE_PREFORK=true), servekit mms (servers)
+"""The contenders: AWS's stack, servekit native (its defaults: prefork in single-model mode; also with
+SERVE_PREFORK=false, every request through the front), servekit mms (servers)
 and the in-process floor.
 
 ``start`` launches one server on a free loopback port and times it to ``/ping`` 200 and to its first
@@ -19,12 +20,15 @@ import psutil
 from bench import aws_stack, procs
 from tests.support.server import PORT_TAKEN, free_port, start_server
 
-LABELS = {"aws": "AWS stack", "native": "native", "prefork": "native prefork", "mms": "servekit mms"}
-#: servekit's environment per contender ("aws" is launched its own way).
+LABELS = {"aws": "AWS stack", "native": "native", "front": "native front", "mms": "servekit mms"}
+#: servekit's environment per contender ("aws" is launched its own way). "native" is servekit's
+#: defaults: in single-model mode its workers answer HTTP themselves (prefork, docs/engines.md);
+#: "front" is the opt-out, every request handed from the front to a worker.
 ENGINE_ENV = {"native": {"SERVE_ENGINE": "native"}, "mms": {"SERVE_ENGINE": "mms"},
-              "prefork": {"SERVE_ENGINE": "native", "SERVE_PREFORK": "true"}}
-#: Contenders that serve only one model (SERVE_PREFORK applies to single-model mode): no MME scenario.
-SINGLE_MODEL_ONLY = {"prefork"}
+              "front": {"SERVE_ENGINE": "native", "SERVE_PREFORK": "false"}}
+#: Contenders that differ from "native" only in single-model mode (an MME always goes through the
+#: front): no MME scenario.
+SINGLE_MODEL_ONLY = {"front"}
 PORT_ATTEMPTS = 5
 
 

@@ -18,18 +18,29 @@ FRAMEWORKS = ("pytorch", "tensorflow")
 CONCURRENCY = (1, 16)
 #: Rows sent at once to check the answers.
 CHECKED = 32
+FRONT = {"SERVE_PREFORK": "false"}
 #: Variant label -> settings, per framework; the first is the baseline.
 VARIANTS: dict[str, dict[str, dict[str, str]]] = {
     # PyTorch's BLAS runs a batch's matrix product on every core's thread by default; with two cores
     # shared by the front and the workers those threads wait for each other, so the same pair is
     # also measured with one thread per worker (OMP_NUM_THREADS=1, what AWS's TF Serving container
     # sets when unset, docs/sagemaker-contract.md §12.1).
-    "pytorch": {"unbatched": {}, "SERVE_BATCH_MAX_SIZE=16": {"SERVE_BATCH_MAX_SIZE": "16"},
-                "SAGEMAKER_TS_BATCH_SIZE=16 (AWS's 100 ms delay)": {"SAGEMAKER_TS_BATCH_SIZE": "16"},
-                "unbatched, OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"},
-                "SERVE_BATCH_MAX_SIZE=16, OMP_NUM_THREADS=1": {"SERVE_BATCH_MAX_SIZE": "16", "OMP_NUM_THREADS": "1"}},
-    "tensorflow": {"unbatched": {}, "SERVE_BATCH_MAX_SIZE=16": {"SERVE_BATCH_MAX_SIZE": "16"},
-                   "SAGEMAKER_TFS_ENABLE_BATCHING=true (AWS's 8, 1000 µs)": {"SAGEMAKER_TFS_ENABLE_BATCHING": "true"}},
+    # Batching needs the front's queue, so the baseline is the front path (SERVE_PREFORK=false); the
+    # default path (prefork, which batching turns off) is measured beside it.
+    "pytorch": {
+        "unbatched": FRONT,
+        "unbatched, default (prefork)": {},
+        "SERVE_BATCH_MAX_SIZE=16": {"SERVE_BATCH_MAX_SIZE": "16"},
+        "SAGEMAKER_TS_BATCH_SIZE=16 (AWS's 100 ms delay)": {"SAGEMAKER_TS_BATCH_SIZE": "16"},
+        "unbatched, OMP_NUM_THREADS=1": {**FRONT, "OMP_NUM_THREADS": "1"},
+        "SERVE_BATCH_MAX_SIZE=16, OMP_NUM_THREADS=1": {"SERVE_BATCH_MAX_SIZE": "16", "OMP_NUM_THREADS": "1"},
+    },
+    "tensorflow": {
+        "unbatched": FRONT,
+        "unbatched, default (prefork)": {},
+        "SERVE_BATCH_MAX_SIZE=16": {"SERVE_BATCH_MAX_SIZE": "16"},
+        "SAGEMAKER_TFS_ENABLE_BATCHING=true (AWS's 8, 1000 µs)": {"SAGEMAKER_TFS_ENABLE_BATCHING": "true"},
+    },
 }
 
 

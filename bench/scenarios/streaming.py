@@ -1,7 +1,7 @@
 """Streamed answers (docs/handlers.md "Streaming"): for a script that generates its answer token by
 token, the time to the first chunk against the time to the whole answer, per contender that streams.
 
-Only servekit's native engine streams (default and prefork); multi-model-server (AWS's stack and
+Only servekit's native engine streams (default and front); multi-model-server (AWS's stack and
 servekit mms) sends whole answers, so those contenders are not measured here (servekit mms refuses
 the request with 501, docs/engines.md).
 """
@@ -17,7 +17,7 @@ from bench.run import Run
 from tests.support.models import sklearn_artifact
 
 #: The contenders that can stream.
-STREAMING = ("native", "prefork")
+STREAMING = ("native", "front")
 #: One token's generation, simulated: the script sleeps this long before each chunk.
 SCRIPT = """
 import json, time
