@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("SERVEKIT_BENCH") != "1",
-    reason="SKIPPED: the benchmark suite (python -m bench --quick, ~5 min) runs only with SERVEKIT_BENCH=1",
+    reason="SKIPPED: the benchmark suite (python -m bench --quick, ~3 min) runs only with SERVEKIT_BENCH=1",
 )
 
 

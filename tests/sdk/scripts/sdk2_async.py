@@ -22,7 +22,10 @@ predictor = timed("deploy", model.deploy, initial_instance_count=1, instance_typ
                   deserializer=JSONDeserializer(), wait=False)
 try:
     timed("wait_in_service", session.wait_for_endpoint, a["endpoint"], poll=1)
-    waiter = WaiterConfig(max_attempts=120, delay=1)
+    # The SDK polls the output and the failure path in two threads and returns once the output is
+    # there, but the failure path's thread is not a daemon and polls on for every attempt, so the
+    # script cannot exit before max_attempts x delay: 15 s, not the minutes of the SDK's default.
+    waiter = WaiterConfig(max_attempts=15, delay=1)
     answer = timed("predict", predictor.predict, a["rows"], waiter_config=waiter)
     response = predictor.predict_async(a["rows"])
     later = response.get_result(waiter)
