@@ -87,8 +87,14 @@ def run_native(settings: Settings) -> int:
     # With SERVE_PREFORK the workers get their own descriptor of the listening socket: uvicorn's
     # closes when the front stops accepting.
     prefork = Prefork(listener.dup(), prefork_worker_main) if listener is not None else None
-    app = create_app(settings, on_fatal=on_fatal, engine=Engine(settings, prefork),
-                     on_ready=(lambda: stop_accepting(server, settings)) if listener is not None else None)
+    engine = Engine(settings, prefork)
+
+    def hand_over() -> None:
+        stop_accepting(server, settings)
+        engine.hand_over()
+
+    app = create_app(settings, on_fatal=on_fatal, engine=engine,
+                     on_ready=hand_over if listener is not None else None)
     server = uvicorn.Server(uvicorn_config(app, settings, host=settings.host, port=settings.port, lifespan="on"))
     # uvicorn re-raises the signal it caught once it has shut down; with a Python handler installed
     # that is a no-op, so a SIGTERM stop exits 0 as SageMaker expects instead of dying by the signal.

@@ -192,8 +192,17 @@ class Engine:
             ])
         else:
             self._use_spawn(f"{self.handler.__name__} declares fork_safe = False")
+        # Prefork: set once the front has stopped accepting (hand_over); the workers wait for it.
+        self._handed_over = self._ctx.RawValue("b", 0) if prefork is not None else None
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
+
+    def hand_over(self) -> None:
+        """Prefork: the front has stopped accepting, so the single model's workers accept from now on
+        (and every worker started later, at once). Before it, a worker that had loaded its model
+        while another was still loading would answer beside a front that still says "loading"."""
+        if self._handed_over is not None:
+            self._handed_over.value = 1
 
     async def start(self) -> None:
         """Start the fork parent now and wait until it has imported the framework (seconds for
@@ -257,7 +266,7 @@ class Engine:
         target: Callable[..., None] = worker_main
         if self.prefork is not None:
             serving = PreforkServing(self.prefork.listener, self.settings, self.handler.default_workers,
-                                     self._ctx.RawValue("d", 0.0))
+                                     self._ctx.RawValue("d", 0.0), self._handed_over)
             target, args = self.prefork.main, (*args, serving)
         process = self._ctx.Process(
             target=target, args=args, name=f"serve-worker-{model[1] if model is not None else '(spare)'}")

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("serve.worker")
 
 T = TypeVar("T")
+#: How often a worker started before the hand-over looks whether the front has stopped accepting
+#: (only while the model's workers load: seconds at most, so a poll costs nothing that matters).
+HAND_OVER_POLL_S = 0.005
 
 
 class RequestTimedOut(BaseException):
@@ -140,6 +143,10 @@ def serve_http(conn: WorkerChannel, served: ServedModel, model_name: str, servin
 
     async def main() -> None:
         asyncio.get_running_loop().add_reader(conn.sock.fileno(), on_channel_readable)
+        while not serving.handed_over.value:  # the front answers on the port until every worker is up
+            if server.should_exit:
+                return
+            await asyncio.sleep(HAND_OVER_POLL_S)
         await server.serve(sockets=[serving.listener])
 
     signal.signal(signal.SIGALRM, _on_alarm)

@@ -47,12 +47,15 @@ class PreforkServing:
     """What a prefork worker (SERVE_PREFORK=true) needs beyond its model: the port's listening
     socket, the settings, the model's default worker count (for /execution-parameters) and a cell
     shared with the front where it records since when (``time.monotonic``) it is busy, 0 when idle,
-    so the front can kill it when a request outlives the timeout where SIGALRM cannot reach."""
+    so the front can kill it when a request outlives the timeout where SIGALRM cannot reach; and a
+    flag the front sets once it has stopped accepting (``Engine.hand_over``): until then the front
+    answers on the port, and a worker accepts nothing."""
 
     listener: socket.socket
     settings: Settings
     default_workers: int
     busy_since: Any  # a multiprocessing RawValue("d")
+    handed_over: Any  # a multiprocessing RawValue("b"), shared by every worker
 
 
 def request_fields(request: Request) -> list[Any]:

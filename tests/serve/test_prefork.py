@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -69,6 +70,35 @@ def test_a_single_model_server_with_no_setting_is_prefork_and_false_opts_out(tmp
         finally:
             os.kill(server.process.pid, signal.SIGCONT)
         assert not server.log_lines_containing("the model's workers answer on port", deadline_s=0)
+
+
+#: model_fn: the first worker to load is fast, every other one takes 3 s.
+FIRST_FAST_SCRIPT = """
+import os, time
+import joblib
+
+def model_fn(model_dir):
+    try:
+        os.close(os.open(os.path.join(model_dir, "first"), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        time.sleep(3)
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+
+def test_no_worker_answers_until_every_worker_has_loaded(tmp_path: Path) -> None:
+    """A worker that loaded first waits for the front to hand the port over: otherwise the front,
+    still loading the other, answered some of the connections 404 "not loaded" (the bench found it
+    with TensorFlow)."""
+    artifact = sklearn_artifact(tmp_path / "model", code=FIRST_FAST_SCRIPT)
+    env = {"SERVE_ENGINE": "native", "SERVE_FRAMEWORK": "sklearn", "SERVE_MODEL_DIR": str(artifact.path),
+           "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    with run_server(env) as server:  # /ping 200 from whoever answered first
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(
+                lambda _: httpx.post(server.url + "/invocations", json=artifact.rows.tolist(), timeout=30),
+                range(32)))
+        assert [a.status_code for a in answers] == [200] * 32, [a.text for a in answers if a.status_code != 200]
 
 
 def test_a_worker_stuck_beyond_sigalrm_is_killed_and_replaced(tmp_path: Path) -> None:
