@@ -16,9 +16,6 @@ from serve.settings import Settings, SettingsError, describe_variables
 if TYPE_CHECKING:
     import uvicorn
 
-#: The listening socket's backlog with SERVE_PREFORK (uvicorn's default): connections wait here for
-#: a worker to accept them.
-LISTEN_BACKLOG = 2048
 
 DESCRIPTION = """\
 Serve models behind SageMaker's container contract: GET /ping and POST /invocations, and in
@@ -46,10 +43,21 @@ def configure_logging(level: int) -> None:
     )
 
 
-def listening_socket(settings: Settings) -> socket.socket:
-    """The port's socket, bound and listening, for the front and (SERVE_PREFORK) the workers."""
+def bound_socket(settings: Settings) -> socket.socket:
+    """The port's socket, bound but not yet listening, for the front and (prefork) the workers.
+
+    uvicorn listens on it once its start-up is done (the fork parent's framework import: seconds for
+    TensorFlow), as it does on a port it binds itself; until then a connection is refused at once.
+    Listening earlier would hold SageMaker's /ping in the backlog, unanswered past its 2 s timeout."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    return socket.create_server((settings.host, settings.port), family=family, backlog=LISTEN_BACKLOG)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and create_server do
+        sock.bind((settings.host, settings.port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def stop_accepting(server: uvicorn.Server | None, settings: Settings) -> None:
@@ -80,9 +88,9 @@ def run_native(settings: Settings) -> int:
     listener = None
     if settings.prefork:
         try:
-            listener = listening_socket(settings)
+            listener = bound_socket(settings)
         except OSError as exc:
-            logging.getLogger("serve").error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+            logging.getLogger("serve").error("cannot bind %s:%d: %s", settings.host, settings.port, exc)
             return 1
     # With SERVE_PREFORK the workers get their own descriptor of the listening socket: uvicorn's
     # closes when the front stops accepting.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,8 +16,8 @@ import httpx
 import pytest
 
 from tests.serve.conftest import engine_env
-from tests.support.models import SLOW_SCRIPT, sklearn_artifact
-from tests.support.server import run_server
+from tests.support.models import SLOW_SCRIPT, sklearn_artifact, tensorflow_artifact
+from tests.support.server import run_server, start_server, stop_server
 
 #: A predict_fn that blocks SIGALRM first, as code inside a C call is out of its reach.
 UNREACHABLE_SCRIPT = SLOW_SCRIPT.replace(
@@ -99,6 +100,32 @@ def test_no_worker_answers_until_every_worker_has_loaded(tmp_path: Path) -> None
                 lambda _: httpx.post(server.url + "/invocations", json=artifact.rows.tolist(), timeout=30),
                 range(32)))
         assert [a.status_code for a in answers] == [200] * 32, [a.text for a in answers if a.status_code != 200]
+
+
+def test_ping_is_refused_not_held_while_the_framework_imports(tmp_path: Path) -> None:
+    """The port listens only once the front has started (after the fork parent imported TensorFlow,
+    seconds): before, a /ping sent meanwhile waited in the backlog past SageMaker's 2 s (the build's
+    doctor check `ping-latency` found it)."""
+    artifact = tensorflow_artifact(tmp_path / "model")
+    env = {"SERVE_ENGINE": "native", "SERVE_FRAMEWORK": "tensorflow", "SERVE_MODEL_DIR": str(artifact.path)}
+    server = start_server(env)
+    try:
+        slowest, deadline = 0.0, time.monotonic() + 120
+        while time.monotonic() < deadline:
+            sent = time.monotonic()
+            try:
+                status = httpx.get(server.url + "/ping", timeout=10).status_code
+            except httpx.ConnectError:
+                status = None
+            slowest = max(slowest, time.monotonic() - sent)
+            if status == 200:
+                break
+            time.sleep(0.02)  # poll interval
+        else:
+            raise AssertionError(f"/ping never answered 200:\n{server.log()[-3000:]}")
+        assert slowest < 1.0, f"a /ping took {slowest:.2f} s"
+    finally:
+        stop_server(server)
 
 
 def test_a_worker_stuck_beyond_sigalrm_is_killed_and_replaced(tmp_path: Path) -> None:
