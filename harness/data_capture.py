@@ -72,10 +72,13 @@ class CaptureSettings:
         as BASE64 too, which its ``encoding`` says, so the record keeps its bytes exactly."""
         kind = media_type(content_type)
         encoding = "CSV" if kind in self.csv_types else "JSON" if kind in self.json_types else "BASE64"
-        try:
-            data = base64.b64encode(body).decode("ascii") if encoding == "BASE64" else body.decode("utf-8")
-        except UnicodeDecodeError:
-            encoding, data = "BASE64", base64.b64encode(body).decode("ascii")
+        if encoding != "BASE64":
+            try:
+                data = body.decode("utf-8")
+            except UnicodeDecodeError:
+                encoding = "BASE64"
+        if encoding == "BASE64":
+            data = base64.b64encode(body).decode("ascii")
         return {"observedContentType": content_type or "", "mode": mode, "data": data, "encoding": encoding}
 
 

@@ -110,7 +110,6 @@ class EndpointRecord(StatusStamps):
     async_queue: Any = None
 
 
-
 @dataclass
 class TransformJobRecord(StatusStamps):
     """A CreateTransformJob call and its lifecycle (InProgress -> Completed | Failed | Stopping -> Stopped)."""
@@ -154,7 +153,6 @@ class InferenceComponentRecord(StatusStamps):
     failure_reason: str | None = None
     task: asyncio.Task[None] | None = None  # creating, updating or deleting its copies
     tags: dict[str, str] = field(default_factory=dict)  # harness.tags
-
 
 
 class Store:
