@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from serve.http import MAX_HEADER_BYTES
@@ -41,15 +40,7 @@ def single(model_dir: Path, **extra: str) -> dict[str, str]:
 
 def worker_pids(server: RunningServer) -> set[int]:
     """The model workers: the processes the forkserver forked."""
-    pids = set()
-    for proc in server.tree():
-        try:
-            parent = proc.parent()
-            if parent is not None and "forkserver" in " ".join(parent.cmdline()):
-                pids.add(proc.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return pids
+    return {proc.pid for proc in server.forked_workers()}
 
 
 def wait_for_workers(server: RunningServer, count: int, gone: set[int], deadline_s: float = 60) -> set[int]:
