@@ -56,6 +56,10 @@ build options:
                          built here as SageMaker runs it, with a tiny model made inside the image
   --model-data PATH      with --dockerfile: the model doctor runs the image with (without it,
   --sample CT:FILE       doctor is not run on it and build.sh says so); --sample: one request body
+  --cross                another platform's sklearn --no-mms image with its Python packages
+                         installed here for that platform (pip --platform, wheels only) and the
+                         base's Debian files as they are: minutes instead of a quarter hour under
+                         QEMU; anything it cannot install exactly is refused (docs/images.md)
   --no-cache             build without the layer cache
   --network MODE         build network (default host: works with or without a bridge)
   --progress MODE        BuildKit progress output: plain (default), auto, tty, quiet
@@ -71,6 +75,9 @@ base options:
   --if-no-registry       do nothing when the default base image can be pulled
   --ca-bundle FILE       CA bundle copied into the base (default /etc/ssl/certs/ca-certificates.crt)
   --mirror URL           Debian mirror (default http://deb.debian.org/debian)
+  --extract              another platform's base without running its package scripts under
+                         QEMU: unpacked and set up here (docker/cross/rootfs.sh, ~1 min instead
+                         of ~8); labelled com.servekit.base=extracted (docs/images.md)
 
 Environment: SERVEKIT_DOCKER (docker client to use), SERVEKIT_PULL_TIMEOUT_S (registry probe, 20),
 SERVEKIT_ARM64=sklearn|all (test: also set up emulation and build and test the arm64 images).
@@ -178,6 +185,17 @@ require_emulation() {
 
 image_arch() { docker image inspect -f '{{.Architecture}}' "$1" 2>/dev/null; }
 
+# --extract and --cross byte-compile another architecture's Python files with servekit's .venv,
+# whose CPython must be the images' 3.11 (the .pyc format changes between minor versions).
+require_host_python311() {
+    VENV_PY="${SERVEKIT_VENV:-$REPO/.venv}/bin/python"
+    [[ -x "$VENV_PY" ]] || die "$1: no $VENV_PY (./build.sh setup makes it)" 2
+    local version
+    version="$("$VENV_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    [[ "$version" == 3.11 ]] \
+        || die "$1: $VENV_PY is Python $version, the images' is 3.11: .pyc files compiled here would not load there" 2
+}
+
 # ---------------------------------------------------------------------------------------------
 # base
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +213,7 @@ remove_rootfs() {
 # engines without experimental features (the image would say amd64), so the tree is added to an
 # empty image by a one-line build for that platform, which labels it correctly.
 image_from_tree() {
-    local tree="$1" name="$2" arch="$3" ctx
+    local tree="$1" name="$2" arch="$3" how="${4:-debootstrap}" ctx
     ctx="$(mktemp -d /tmp/servekit-base-ctx.XXXXXX)"
     say "making $name (linux/$arch) from the tree"
     tar -C "$tree" --one-file-system -cf "$ctx/rootfs.tar" .
@@ -205,6 +223,7 @@ ADD rootfs.tar /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
 CMD ["/bin/bash"]
 DOCKERFILE
+    echo "LABEL com.servekit.base=$how" >>"$ctx/Dockerfile"
     pick_docker
     local rc=0
     DOCKER_BUILDKIT=1 "${DOCKER[@]}" build --network host --quiet --platform "linux/$arch" \
@@ -215,10 +234,11 @@ DOCKERFILE
 
 cmd_base() {
     local force=0 if_no_registry=0 ca="/etc/ssl/certs/ca-certificates.crt"
-    local mirror="http://deb.debian.org/debian" name="" platform=""
+    local mirror="http://deb.debian.org/debian" name="" platform="" extract=0
     while (($#)); do
         case "$1" in
             --force) force=1 ;;
+            --extract) extract=1 ;;
             --platform) platform="${2:?--platform needs linux/amd64 or linux/arm64}"; shift ;;
             --if-no-registry) if_no_registry=1 ;;
             --ca-bundle) ca="${2:?--ca-bundle needs a file}"; shift ;;
@@ -236,6 +256,11 @@ cmd_base() {
         arch="$(platform_arch "$platform")"
     fi
     [[ -n "$name" ]] || name="$(local_base_for "$arch")"
+    if ((extract)); then
+        [[ "$arch" != "$(host_arch)" ]] \
+            || die "base: --extract is for another architecture than this machine's ($arch is native: nothing runs under QEMU)" 2
+        require_host_python311 "base --extract"
+    fi
     require_engine
     if ((!force)) && image_exists "$name"; then
         say "base image $name exists; skipping (use --force to remake it)"
@@ -263,9 +288,14 @@ cmd_base() {
     # interpreter (its F flag makes it usable inside the chroot without copying it there).
     local stage1=(--variant=minbase "--arch=$arch" "--include=python3,python3-venv,ca-certificates")
     ((foreign)) && stage1+=(--foreign)
-    debootstrap "${stage1[@]}" bookworm "$rootfs" "$mirror" >"$log" 2>&1 \
-        || { tail -n 20 "$log" >&2; die "debootstrap ($arch) failed (log $log)"; }
-    if ((foreign)); then
+    if ((extract)); then
+        SERVEKIT_HOST_PYTHON="$VENV_PY" bash "$REPO/docker/cross/rootfs.sh" "$rootfs" "$arch" "$mirror" "$log" \
+            || { tail -n 20 "$log" >&2; die "base --extract ($arch) failed (log $log)"; }
+    elif ! debootstrap "${stage1[@]}" bookworm "$rootfs" "$mirror" >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        die "debootstrap ($arch) failed (log $log)"
+    fi
+    if ((foreign && !extract)); then
         say "second stage under emulation (slow: every binary runs through QEMU)"
         chroot "$rootfs" /debootstrap/debootstrap --second-stage >>"$log" 2>&1 \
             || { tail -n 20 "$log" >&2; die "debootstrap second stage ($arch, emulated) failed (log $log)"; }
@@ -275,7 +305,9 @@ cmd_base() {
     cp "$ca" "$rootfs/etc/ssl/certs/ca-certificates.crt"
     # Keep the image small: package caches and lists are refetched by any build that needs them.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    if ((foreign)); then
+    if ((extract)); then
+        image_from_tree "$rootfs" "$name" "$arch" extracted
+    elif ((foreign)); then
         image_from_tree "$rootfs" "$name" "$arch"
     else
         say "importing as $name"
@@ -304,6 +336,37 @@ cleanup_staged() {
     local f
     for f in "${STAGED[@]}"; do rm -f "$f"; done
     STAGED=()
+    remove_prebuilt
+}
+
+# docker/prebuilt holds one --cross build's venv.tar (~0.5 GB) and wheel; no later build context may carry them.
+remove_prebuilt() { rm -rf "$REPO/docker/prebuilt/venv.tar" "$REPO/docker/prebuilt/dist"; }
+
+# --cross: the sklearn --no-mms image's virtualenv and servekit's wheel, made here for BUILD_ARCH
+# (Dockerfile.sklearn's DEPS=prebuilt stages add them; docs/images.md, "arm64 in minutes").
+stage_prebuilt() {
+    local base="$1" out="$REPO/docker/prebuilt" work cid
+    work="$(mktemp -d /tmp/servekit-cross.XXXXXX)"
+    mkdir -p "$out/dist" "$work/wheels" "$work/src"
+    # pip and setuptools as the base's `python3 -m venv` installs them (Debian's python3-pip-whl).
+    cid="$(docker create --platform "linux/$BUILD_ARCH" "$base" /bin/true)" || die "--cross: cannot create a container of $base"
+    if ! docker cp "$cid:/usr/share/python-wheels/." "$work/wheels/" >/dev/null 2>&1; then
+        docker rm "$cid" >/dev/null
+        rm -rf "$work"
+        die "--cross: $base has no /usr/share/python-wheels (Debian's python3-venv): use servekit's base (./build.sh base --platform linux/$BUILD_ARCH --extract)"
+    fi
+    docker rm "$cid" >/dev/null
+    "$VENV_PY" "$REPO/docker/pyproject_requirements.py" "$REPO/pyproject.toml" sklearn "" >"$work/requirements.txt"
+    say "--cross: installing the requirements for linux/$BUILD_ARCH here (pip --platform, wheels only)"
+    "$VENV_PY" "$REPO/docker/cross/prebuilt_venv.py" --arch "$BUILD_ARCH" --requirements "$work/requirements.txt" \
+        --wheels "$work/wheels" --out "$out/venv.tar" || { rm -rf "$work"; die "--cross: the linux/$BUILD_ARCH venv could not be made (see above)"; }
+    # servekit's own wheel (pure Python), from a copy of what the Docker context holds (.dockerignore),
+    # so that setuptools' build/ and *.egg-info stay out of the checkout.
+    cp -r "$REPO"/{pyproject.toml,README.md,LICENSE,handlers,serve,harness} "$work/src/"
+    find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+    "$VENV_PY" -m pip wheel --quiet --disable-pip-version-check --no-build-isolation --no-deps \
+        --wheel-dir "$out/dist" "$work/src" || { rm -rf "$work"; die "--cross: building servekit's wheel failed"; }
+    rm -rf "$work"
 }
 
 # The wheel-file suffix of an architecture (manylinux tags).
@@ -404,6 +467,10 @@ build_one() {
         --platform "linux/$BUILD_ARCH" --build-arg "BASE_IMAGE=$base" --build-arg "WITH_MMS=$with_mms"
         --build-arg "SERVE_USER=$SERVE_USER" --build-arg "SERVE_UID=$SERVE_UID" --build-arg "ACCELERATOR=$ACCELERATOR")
     ((NO_CACHE)) && args+=(--no-cache)
+    if ((CROSS)); then
+        stage_prebuilt "$base"
+        args+=(--build-arg DEPS=prebuilt)
+    fi
     if [[ "$framework" == pytorch && "$ACCELERATOR" == gpu ]]; then
         # PyPI's torch of the same release is the CUDA build (with its nvidia-* wheels).
         say "pytorch: installing torch ${TORCH_VERSION_DEFAULT%+cpu} from PyPI (the CUDA build)"
@@ -431,6 +498,7 @@ build_one() {
     local secs=$((SECONDS - t0))
     # The wheels are for this image only: the next image's build context must not carry them.
     rm -f "$REPO"/docker/wheels/*.whl
+    remove_prebuilt
     if ((rc)); then
         SUMMARY+=("$image|FAILED|-|${secs}s")
         return "$rc"
@@ -446,6 +514,24 @@ build_one() {
         return 1
     fi
     SUMMARY+=("$image|ok|$(human_size "$bytes")|${secs}s")
+}
+
+# check_cross WITH_MMS "ARCHS" DOCKERFILE TARGET...: what --cross can make, or one line why not.
+check_cross() {
+    local with_mms="$1" archs="$2" dockerfile="$3" target arch
+    shift 3
+    [[ -z "$dockerfile" ]] || die "build: --cross builds servekit's sklearn image, not --dockerfile" 2
+    for target in "$@"; do
+        [[ "$target" == sklearn ]] \
+            || die "build: --cross: only sklearn's dependencies are all wheels for every platform; build $target without --cross (under QEMU)" 2
+    done
+    [[ "$with_mms" == false ]] \
+        || die "build: --cross needs --no-mms: sagemaker-inference has no wheel (sdist only) and Java would be installed under QEMU" 2
+    for arch in $archs; do
+        [[ "$arch" != "$(host_arch)" ]] \
+            || die "build: --cross is for another architecture than this machine's; linux/$arch builds natively without it" 2
+    done
+    require_host_python311 "build --cross"
 }
 
 # doctor_smoke IMAGE FRAMEWORK(or ""): run the image as SageMaker would (servekit doctor,
@@ -534,6 +620,7 @@ cmd_build() {
     local targets=() tag="" base="" ca="" with_mms=true dockerfile="" name="" context=""
     NO_CACHE=0 NETWORK=host PROGRESS=plain TORCH_WHEELS="" TORCH_INDEX_URL="$TORCH_INDEX_URL_DEFAULT"
     local torch_source_given=0 platforms="" gpu=0 user=""
+    CROSS=0
     DOCTOR=1 DOCTOR_MODEL_DATA="" DOCTOR_SAMPLE=""
     while (($#)); do
         case "$1" in
@@ -554,6 +641,7 @@ cmd_build() {
             --no-doctor) DOCTOR=0 ;;
             --model-data) DOCTOR_MODEL_DATA="${2:?--model-data needs a directory, model.tar.gz or s3:// URL}"; shift ;;
             --sample) DOCTOR_SAMPLE="${2:?--sample needs CONTENT_TYPE:FILE}"; shift ;;
+            --cross) CROSS=1 ;;
             --no-cache) NO_CACHE=1 ;;
             --network) NETWORK="${2:?--network needs a mode}"; shift ;;
             --progress) PROGRESS="${2:?--progress needs a mode}"; shift ;;
@@ -636,6 +724,8 @@ COPY the certificates in your Dockerfile, or pass --context $REPO" 2
         archs=("$(host_arch)")
     fi
 
+    ((CROSS && gpu)) && die "build: --cross and --gpu do not go together (GPU images are linux/amd64 only)" 2
+    ((CROSS)) && check_cross "$with_mms" "${archs[*]}" "$dockerfile" "${targets[@]}"
     pick_docker
     require_engine
     for arch in "${archs[@]}"; do
@@ -848,9 +938,11 @@ cmd_test() {
             # Images first: the image tests use them (and build any that is missing, slower).
             phase "build: the three images (./build.sh build all)" "$REPO/build.sh" build all \
                 || die "building the images failed (see above)"
-            # SERVEKIT_ARM64=sklearn|all: the arm64 images, built under emulation for tests/images/test_arm64.py.
+            # SERVEKIT_ARM64=sklearn|all: the arm64 images for tests/images/test_arm64.py. The base is
+            # extracted and sklearn's packages installed here (--extract, --cross: ~2 min); pytorch and
+            # tensorflow (all) are built under emulation (~15 min, docs/images.md).
             if [[ -n "${SERVEKIT_ARM64:-}" ]]; then
-                local arm64_targets=() fw
+                local arm64_targets=() fw cross
                 case "$SERVEKIT_ARM64" in
                     sklearn) arm64_targets=(sklearn) ;;
                     all) arm64_targets=("${FRAMEWORKS[@]}") ;;
@@ -858,15 +950,17 @@ cmd_test() {
                 esac
                 phase "setup: arm64 emulation (.ci/setup-emulation.sh)" bash "$REPO/.ci/setup-emulation.sh" \
                     || die "SERVEKIT_ARM64 is set but arm64 emulation could not be set up (see above)"
-                phase "build: arm64 base (./build.sh base --platform linux/arm64)" \
-                    "$REPO/build.sh" base --platform linux/arm64 || die "building the arm64 base failed (see above)"
+                phase "build: arm64 base (./build.sh base --platform linux/arm64 --extract)" \
+                    "$REPO/build.sh" base --platform linux/arm64 --extract || die "building the arm64 base failed (see above)"
                 # --no-mms: the arm64 checks use the native engine; Java's apt-get and jlink under QEMU
                 # would add minutes. tests/images/test_arm64.py reads the tag from SERVEKIT_ARM64_TAG.
                 # One framework at a time: one that cannot be built (e.g. no torch CPU wheel for
                 # aarch64) fails its own test with build.sh's line, and the others still run.
                 for fw in "${arm64_targets[@]}"; do
-                    phase "build: arm64 $fw image (--no-mms)" \
-                        "$REPO/build.sh" build "$fw" --no-mms --platform linux/arm64 \
+                    cross=()
+                    [[ "$fw" == sklearn ]] && cross=(--cross)
+                    phase "build: arm64 $fw image (--no-mms ${cross[*]})" \
+                        "$REPO/build.sh" build "$fw" --no-mms --platform linux/arm64 "${cross[@]}" \
                         || say "WARNING: the arm64 $fw image could not be built: its test will fail"
                 done
                 export SERVEKIT_ARM64_TAG=latest-nomms

@@ -8,8 +8,10 @@ SKIPS, saying so; set, a machine that cannot run arm64 binaries FAILS (run
 
 Images: ``servekit-<framework>:<tag>-arm64`` (tag ``SERVEKIT_ARM64_TAG``, else ``SERVEKIT_IMAGE_TAG``,
 default ``latest``; ``./build.sh test`` builds and sets ``latest-nomms``: no Java under QEMU), built
-here with ``./build.sh base --platform linux/arm64`` and ``./build.sh build FRAMEWORK --platform
-linux/arm64`` when missing (tens of minutes). Every container runs with ``--platform linux/arm64``.
+here when missing: the scikit-learn ``--no-mms`` image with ``./build.sh base --platform linux/arm64
+--extract`` and ``./build.sh build sklearn --no-mms --platform linux/arm64 --cross`` (about two
+minutes, what CI runs), the others under emulation (tens of minutes). Every container runs with
+``--platform linux/arm64``.
 """
 
 from __future__ import annotations
@@ -92,11 +94,14 @@ def arm64_image(framework: str) -> str:
     if name in _ready:
         return name
     if docker("image", "inspect", name, check=False).returncode != 0:
-        steps = [[str(REPO / "build.sh"), "base", "--platform", PLATFORM]]
+        base = [str(REPO / "build.sh"), "base", "--platform", PLATFORM]
         build = [str(REPO / "build.sh"), "build", framework, "--platform", PLATFORM, "--tag", arm64_tag()]
         if arm64_tag().endswith("nomms"):
             build.append("--no-mms")
-        steps.append(build)
+            if framework == "sklearn":  # as ./build.sh test makes it
+                base.append("--extract")
+                build.append("--cross")
+        steps = [base, build]
         for step in steps:
             result = subprocess.run(step, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
             if result.returncode != 0:
@@ -130,6 +135,58 @@ def run_arm64(docker_engine: None) -> Iterator[Any]:
     yield start
     for container in started:
         container.remove()
+
+
+DISTRIBUTIONS = ("import importlib.metadata as m; "
+                 "print('\\n'.join(sorted(f'{d.name}=={d.version}' for d in m.distributions())))")
+
+
+def distributions(image: str, platform_name: str) -> set[str]:
+    """``name==version`` of every distribution in the image's Python environment."""
+    result = docker("run", "--rm", "--platform", platform_name, "--network", "host", "--entrypoint", "python",
+                    image, "-c", DISTRIBUTIONS, timeout=300)
+    return {line.strip() for line in result.stdout.splitlines() if line.strip()}
+
+
+def test_sklearn_arm64_image_has_the_amd64_images_versions(docker_engine: None) -> None:
+    # --cross installs aarch64 wheels with the host's pip; a release without an aarch64 wheel must
+    # fail the build, never drift to an older one. pip and setuptools come with each base's Python.
+    require("sklearn")
+    image = arm64_image("sklearn")
+    amd64 = f"servekit-sklearn:{image_tag()}"
+    if docker("image", "inspect", amd64, check=False).returncode != 0:
+        pytest.fail(f"{amd64} (linux/amd64) is missing: ./build.sh build sklearn makes it")
+    from_base = ("pip==", "setuptools==")
+    arm = {item for item in distributions(image, PLATFORM) if not item.startswith(from_base)}
+    amd = distributions(amd64, "linux/amd64")
+    assert len(arm) > 20, arm
+    assert arm <= amd, f"versions in {image} but not in {amd64}: {sorted(arm - amd)}"
+
+
+BASE = "servekit/base:bookworm-arm64"
+# What the packages' scripts leave in a base, which ./build.sh base --extract writes without running
+# them (docs/images.md): a dpkg database apt can use, the loader cache, accounts, the CA bundle.
+BASE_CHECKS = """
+dpkg --audit
+dpkg -S /bin/gzip >/dev/null
+test "$(dpkg-query -W -f='${db:Status-Status}' python3.11)" = installed
+test -s /etc/ld.so.cache
+python3 -c 'import ctypes.util, sys; sys.exit(ctypes.util.find_library("c") is None)'
+getent passwd root >/dev/null
+test "$(grep -c BEGIN /etc/ssl/certs/ca-certificates.crt)" -gt 100
+test "$(readlink -f /usr/bin/awk)" = /usr/bin/mawk
+echo base-ok
+"""
+
+
+def test_arm64_base_is_set_up_as_its_packages_scripts_would(docker_engine: None) -> None:
+    require("sklearn")
+    arm64_image("sklearn")  # makes the base too when missing
+    how = docker("image", "inspect", "-f", '{{index .Config.Labels "com.servekit.base"}}', BASE).stdout.strip()
+    result = docker("run", "--rm", "--platform", PLATFORM, "--network", "host", "--entrypoint", "/bin/bash", BASE,
+                    "-ec", BASE_CHECKS, timeout=300, check=False)
+    assert result.returncode == 0 and "base-ok" in result.stdout, (
+        f"{BASE} (made by {how or 'an older build.sh'}) fails a check:\n{result.stdout}{result.stderr}")
 
 
 def test_sklearn_arm64_image_runs_arm64_code(docker_engine: None) -> None:

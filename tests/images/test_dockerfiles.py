@@ -96,7 +96,8 @@ def test_build_sh_misuse_exits_2_with_a_clear_message(args: tuple[str, ...], fra
 def test_build_sh_passes_shellcheck() -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("SHELLCHECK NOT RUN: shellcheck is not installed (apt-get install shellcheck)")
-    result = subprocess.run(["shellcheck", str(REPO / "build.sh"), str(REPO / ".ci" / "setup-docker.sh")],
+    scripts = [REPO / "build.sh", REPO / ".ci" / "setup-docker.sh", REPO / "docker" / "cross" / "rootfs.sh"]
+    result = subprocess.run(["shellcheck", *map(str, scripts)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
 

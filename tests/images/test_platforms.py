@@ -48,6 +48,13 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     (("build", "sklearn", "--user", "svc:abc"), ("UID must be a number",)),
     (("build", "sklearn", "tensorflow", "--platform", "linux/amd64,linux/arm64", "--base-image", "x:y"),
      ("one --platform at a time",)),
+    (("build", "pytorch", "--no-mms", "--cross", "--platform", "linux/arm64"), ("--cross", "build pytorch without")),
+    (("build", "sklearn", "--cross", "--platform", "linux/arm64"), ("--cross needs --no-mms", "sdist only")),
+    (("build", "sklearn", "--no-mms", "--cross"), ("--cross is for another architecture",)),
+    (("build", "--no-mms", "--cross", "--platform", "linux/arm64", "--dockerfile", "Dockerfile.sklearn", "--name", "x"),
+     ("--cross", "not --dockerfile")),
+    (("build", "pytorch", "--gpu", "--cross"), ("--cross and --gpu",)),
+    (("base", "--extract"), ("--extract is for another architecture",)),
 ])
 def test_misuse_is_refused_with_one_line_and_exit_2(args: tuple[str, ...], words: tuple[str, ...]) -> None:
     result = build_sh(*args)
