@@ -1,7 +1,8 @@
 """linux/arm64 images (SageMaker's Graviton instances), built and run under QEMU emulation here.
 
-Opt-in, because emulation is slow: ``SERVEKIT_ARM64=sklearn`` runs the scikit-learn image's
-single-model and multi-model contract checks (what CI can afford); ``SERVEKIT_ARM64=all`` also
+Selected by ``SERVEKIT_ARM64``, which ``.ci/run`` sets to ``sklearn``: the arm64 base's set-up, the
+scikit-learn image's versions against the amd64 image's, and its single-model and multi-model
+contract checks (about 40 s here once built); ``SERVEKIT_ARM64=all`` (opt-in, slow) also
 starts the PyTorch and TensorFlow arm64 images and sends each one request. Unset, every test here
 SKIPS, saying so; set, a machine that cannot run arm64 binaries FAILS (run
 ``bash .ci/setup-emulation.sh`` as root), so the option can never pass without running them.
