@@ -24,8 +24,8 @@ MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
-def build_sh(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, SERVEKIT_PULL_TIMEOUT_S="5")
+def build_sh(*args: str, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, SERVEKIT_PULL_TIMEOUT_S="5", **extra_env)
     return subprocess.run([str(REPO / "build.sh"), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -62,6 +62,22 @@ def test_misuse_is_refused_with_one_line_and_exit_2(args: tuple[str, ...], words
     line = one_error_line(result)
     for word in words:
         assert word in line, line
+
+
+@pytest.mark.parametrize("args", [
+    ("build", "sklearn", "--no-mms", "--cross", "--platform", "linux/arm64"),
+    ("base", "--platform", "linux/arm64", "--extract"),
+])
+def test_cross_and_extract_refuse_a_host_python_other_than_the_images(args: tuple[str, ...], tmp_path: Path) -> None:
+    # They byte-compile the target's Python files with servekit's venv; 3.12's .pyc would not load in 3.11.
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text("#!/bin/sh\necho 3.12\n")
+    python.chmod(0o755)
+    result = build_sh(*args, SERVEKIT_VENV=str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result)
+    assert "Python 3.12" in line and "3.11" in line, line
 
 
 def test_pytorch_arm64_without_a_cpu_wheel_source_is_refused_not_built(tmp_path: Path) -> None:
