@@ -24,6 +24,11 @@ from harness.errors import ModelError, model_error
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
+#: httpcore asks a new connection for its socket's details at once; when the container has already
+#: reset it (a container dying as it starts), anyio finds no socket and raises AttributeError
+#: ("'NoneType' object has no attribute 'getpeername'") instead of a connection error, the race of
+#: encode/httpcore#239. It means what a reset means: the container was not reachable.
+RESET_AS_OPENED = AttributeError
 
 
 class ContainerTarget(Protocol):
@@ -151,7 +156,7 @@ class ContainerClient:
                 answer = await self.http.get(f"{running.base_url}{path}", timeout=self.config.ping_timeout_s)
                 if answer.status_code != 200:
                     return False
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RESET_AS_OPENED):
             return False
         return True
 
@@ -189,6 +194,8 @@ class ContainerClient:
             raise self._timed_out(container) from None
         except httpx.HTTPError as exc:
             raise self.unreachable(container, exc) from None
+        except RESET_AS_OPENED:
+            raise self.unreachable(container, ConnectionResetError("connection reset as it opened")) from None
 
     async def execution_parameters(self, running: RunningContainer) -> dict[str, object] | None:
         """``GET /execution-parameters`` (batch transform): the container's JSON object, or None when it
@@ -196,7 +203,7 @@ class ContainerClient:
         try:
             answer = await self.http.get(f"{running.base_url}/execution-parameters",
                                          timeout=self.config.ping_timeout_s)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RESET_AS_OPENED):
             return None
         if answer.status_code == 404:
             return None
