@@ -73,8 +73,11 @@ def require(framework: str) -> None:
     """Skip loudly unless the option selects ``framework``; fail when it does and emulation is missing."""
     chosen = selected()
     if framework not in chosen:
-        pytest.skip(f"ARM64 {framework.upper()} IMAGE TEST NOT RUN: set {OPTION}=sklearn (scikit-learn only) "
-                    f"or {OPTION}=all (every framework) to run it under emulation")
+        now = f"{OPTION} is unset"
+        if chosen:
+            now = f"{OPTION}={os.environ[OPTION].strip()} selects {', '.join(chosen)} only"
+        pytest.skip(f"ARM64 {framework.upper()} IMAGE TEST NOT RUN: {now}; {OPTION}=all runs every framework's "
+                    "under emulation (tens of minutes)")
     problem = emulation_problem()
     if problem is not None:
         pytest.fail(f"{OPTION} asks for arm64 tests but this machine cannot run arm64 binaries: {problem}. "
