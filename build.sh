@@ -213,7 +213,7 @@ remove_rootfs() {
 # engines without experimental features (the image would say amd64), so the tree is added to an
 # empty image by a one-line build for that platform, which labels it correctly.
 image_from_tree() {
-    local tree="$1" name="$2" arch="$3" how="${4:-debootstrap}" ctx
+    local tree="$1" name="$2" arch="$3" how="$4" ctx
     ctx="$(mktemp -d /tmp/servekit-base-ctx.XXXXXX)"
     say "making $name (linux/$arch) from the tree"
     tar -C "$tree" --one-file-system -cf "$ctx/rootfs.tar" .
@@ -288,14 +288,13 @@ cmd_base() {
     # interpreter (its F flag makes it usable inside the chroot without copying it there).
     local stage1=(--variant=minbase "--arch=$arch" "--include=python3,python3-venv,ca-certificates")
     ((foreign)) && stage1+=(--foreign)
+    debootstrap "${stage1[@]}" bookworm "$rootfs" "$mirror" >"$log" 2>&1 \
+        || { tail -n 20 "$log" >&2; die "debootstrap ($arch) failed (log $log)"; }
     if ((extract)); then
-        SERVEKIT_HOST_PYTHON="$VENV_PY" bash "$REPO/docker/cross/rootfs.sh" "$rootfs" "$arch" "$mirror" "$log" \
-            || { tail -n 20 "$log" >&2; die "base --extract ($arch) failed (log $log)"; }
-    elif ! debootstrap "${stage1[@]}" bookworm "$rootfs" "$mirror" >"$log" 2>&1; then
-        tail -n 20 "$log" >&2
-        die "debootstrap ($arch) failed (log $log)"
-    fi
-    if ((foreign && !extract)); then
+        say "second stage on this machine (docker/cross/rootfs.sh): only a few commands run under QEMU"
+        SERVEKIT_HOST_PYTHON="$VENV_PY" bash "$REPO/docker/cross/rootfs.sh" "$rootfs" "$mirror" \
+            || die "base --extract ($arch): finishing the tree failed (see above; debootstrap's log $log)"
+    elif ((foreign)); then
         say "second stage under emulation (slow: every binary runs through QEMU)"
         chroot "$rootfs" /debootstrap/debootstrap --second-stage >>"$log" 2>&1 \
             || { tail -n 20 "$log" >&2; die "debootstrap second stage ($arch, emulated) failed (log $log)"; }
@@ -305,10 +304,10 @@ cmd_base() {
     cp "$ca" "$rootfs/etc/ssl/certs/ca-certificates.crt"
     # Keep the image small: package caches and lists are refetched by any build that needs them.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    if ((extract)); then
-        image_from_tree "$rootfs" "$name" "$arch" extracted
-    elif ((foreign)); then
-        image_from_tree "$rootfs" "$name" "$arch"
+    if ((foreign)); then
+        local how=debootstrap
+        ((extract)) && how=extracted
+        image_from_tree "$rootfs" "$name" "$arch" "$how"
     else
         say "importing as $name"
         tar -C "$rootfs" --one-file-system -c . | docker import \

@@ -1,23 +1,20 @@
 #!/usr/bin/env bash
-# rootfs.sh ROOT ARCH MIRROR LOG (./build.sh base --extract): a Debian bookworm tree for another architecture, made on
-# this machine without running that architecture's package scripts under emulation.
+# rootfs.sh ROOT MIRROR (./build.sh base --extract): finishes a Debian bookworm tree of another
+# architecture that `debootstrap --foreign` began, on this machine, without running that
+# architecture's package scripts under emulation.
 #
-# `debootstrap --foreign` downloads and verifies the packages (Release signature, hashes) and
-# unpacks the required ones; its second stage would then run dpkg and every maintainer script
-# through QEMU (about 8 minutes for arm64 on two cores, docs/images.md). Here the remaining
-# packages are unpacked with the host's dpkg-deb, what their scripts leave behind is written
-# directly, the standard library is byte-compiled by the host's CPython 3.11 (same .pyc format),
-# and the dpkg database records every package as installed, so apt works in images built FROM it.
-# Only ldconfig and update-ca-certificates run under emulation. What is not reproduced is listed
-# in docs/images.md ("arm64 base, extracted").
+# debootstrap's first stage has downloaded and verified the packages (Release signature, hashes) and
+# unpacked the required ones; its second stage would run dpkg and every maintainer script through
+# QEMU (about 8 minutes for arm64 on two cores, docs/images.md). Here the remaining packages are
+# unpacked with the host's dpkg-deb, what their scripts leave behind is written directly, the
+# standard library is byte-compiled by the host's CPython 3.11 (same .pyc format), and the dpkg
+# database records every package as installed, so apt works in images built FROM it. Only ldconfig,
+# update-ca-certificates and update-alternatives run under emulation. What is not reproduced is
+# listed in docs/images.md ("arm64 in minutes").
 set -euo pipefail
-R="$1" ARCH="$2" MIRROR="$3" LOG="$4"
+R="$1" MIRROR="$2"
 PY="${SERVEKIT_HOST_PYTHON:?SERVEKIT_HOST_PYTHON: the host CPython 3.11 that compiles the tree}"
 step() { printf '==> rootfs: %s\n' "$*" >&2; }
-
-step "debootstrap --foreign $ARCH (download, verify, unpack the required packages)"
-debootstrap --variant=minbase "--arch=$ARCH" --include=python3,python3-venv,ca-certificates \
-    --foreign bookworm "$R" "$MIRROR" >"$LOG" 2>&1
 
 deb_of() { awk -v p="$1" '$1 == p { print $2 }' "$R/debootstrap/debpaths"; }
 
