@@ -24,11 +24,6 @@ from harness.errors import ModelError, model_error
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
-#: httpcore asks a new connection for its socket's details at once; when the container has already
-#: reset it (a container dying as it starts), anyio finds no socket and raises AttributeError
-#: ("'NoneType' object has no attribute 'getpeername'") instead of a connection error, the race of
-#: encode/httpcore#239. It means what a reset means: the container was not reachable.
-RESET_AS_OPENED = AttributeError
 
 
 class ContainerTarget(Protocol):
@@ -117,6 +112,25 @@ class ContainerStream:
         await self.response.aclose()
 
 
+class ResetAsOpened(httpx.AsyncBaseTransport):
+    """httpcore asks a new connection for its socket's details at once; when the container has already
+    reset it (a container dying as it starts), anyio finds no socket and raises AttributeError
+    ("'NoneType' object has no attribute 'getpeername'") instead of a connection error, the race of
+    encode/httpcore#239. This transport raises the ConnectError it means, for every call below."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.inner.handle_async_request(request)
+        except AttributeError as exc:
+            raise httpx.ConnectError("connection reset as it opened", request=request) from exc
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 class ContainerClient:
     """Every call from the harness to a container goes through here."""
 
@@ -129,8 +143,9 @@ class ContainerClient:
         """Created on first use, so that it belongs to the server's event loop."""
         if self._http is None:
             # No connection pool limit worth hitting locally; keep-alive makes small calls cheap.
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
             self._http = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), trust_env=False
+                transport=ResetAsOpened(httpx.AsyncHTTPTransport(limits=limits)), trust_env=False
             )
             # Containers get only the headers SageMaker forwards: no default "Accept: */*" (a pipeline's
             # intermediate containers must see no Accept at all) and no compression negotiation.
@@ -156,7 +171,7 @@ class ContainerClient:
                 answer = await self.http.get(f"{running.base_url}{path}", timeout=self.config.ping_timeout_s)
                 if answer.status_code != 200:
                     return False
-        except (httpx.HTTPError, RESET_AS_OPENED):
+        except httpx.HTTPError:
             return False
         return True
 
@@ -194,8 +209,6 @@ class ContainerClient:
             raise self._timed_out(container) from None
         except httpx.HTTPError as exc:
             raise self.unreachable(container, exc) from None
-        except RESET_AS_OPENED:
-            raise self.unreachable(container, ConnectionResetError("connection reset as it opened")) from None
 
     async def execution_parameters(self, running: RunningContainer) -> dict[str, object] | None:
         """``GET /execution-parameters`` (batch transform): the container's JSON object, or None when it
@@ -203,7 +216,7 @@ class ContainerClient:
         try:
             answer = await self.http.get(f"{running.base_url}/execution-parameters",
                                          timeout=self.config.ping_timeout_s)
-        except (httpx.HTTPError, RESET_AS_OPENED):
+        except httpx.HTTPError:
             return None
         if answer.status_code == 404:
             return None
