@@ -43,3 +43,17 @@ def test_http_floor_measures_both_servers() -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines()[2:]]
     assert rows == ["raw", "uvicorn"], done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_mme_split_measures_the_hop_and_the_no_hop_path() -> None:
+    if shutil.which("wrk") is None:
+        pytest.fail("SERVEKIT_BENCH=1 but wrk is missing: apt-get install -y wrk (or ./build.sh bench)")
+    done = subprocess.run([sys.executable, "-m", "bench.mme_split", "--models", "2", "--seconds", "1", "--rounds", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in done.stdout.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["2", "1, no hop"], done.stdout
+    hop, no_hop = ([float(cell) for cell in row[1:]] for row in rows)
+    assert hop[0] > 0 and hop[1] > 0 and hop[3] > 0 and hop[5] > 0, done.stdout  # req/s, front, workers, in-process
+    assert no_hop[0] > 0 and no_hop[1] == 0 and no_hop[3] > 0, done.stdout

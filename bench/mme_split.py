@@ -1,0 +1,169 @@
+"""python -m bench.mme_split [--models 2,10] [--seconds S] [--rounds N]
+
+Where an MME round-robin request's CPU goes in the native engine: the scikit-learn CSV request sent
+by wrk (concurrency 16) round robin over N loaded models, with each process's user and system CPU
+read before and after, divided by the requests served:
+
+- front: the process that parses HTTP and hands each request to its model's worker;
+- workers: every other process of the server's tree (the models' workers, the fork parent, the spare);
+- in-process: ``ServedModel.invoke`` round robin over the same N models in this process, no server.
+
+Each round also measures one of the models served alone on the default single-model path (prefork:
+the process that parses HTTP holds the model, no hop), in the row "1, no hop": what a request costs
+where nothing crosses a process boundary; its CPU is every process's, in the workers' columns. It
+runs one worker per CPU, as the bench's single-model scenario does.
+
+The workers' figure above the in-process one is what a request costs for crossing into a process of
+its own; docs/engines.md ("Issue 25's goals in one full run") reads the MME goal's limit from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from bench import artifacts, contenders, procs, wrk
+
+CONCURRENCY = 16
+START_DEADLINE_S = 180.0
+LOAD_TIMEOUT_S = 60.0
+STOP_GRACE_S = 20.0
+#: wrk's run before the measured one: every model's worker has answered and the spare is forked.
+WARMUP_S = 2.0
+
+
+@dataclass
+class Split:
+    models: int
+    rps: float
+    front_user_ms: float
+    front_system_ms: float
+    workers_user_ms: float
+    workers_system_ms: float
+    in_process_ms: float
+
+
+def _times(tree: list[psutil.Process]) -> dict[int, tuple[float, float]]:
+    out = {}
+    for proc in tree:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[proc.pid] = (t.user + t.children_user, t.system + t.children_system)
+    return out
+
+
+def _per_request_ms(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]],
+                    pids: set[int], requests: int) -> tuple[float, float]:
+    user = sum(max(0.0, after[p][0] - before.get(p, (0.0, 0.0))[0]) for p in pids if p in after)
+    system = sum(max(0.0, after[p][1] - before.get(p, (0.0, 0.0))[1]) for p in pids if p in after)
+    return user / requests * 1000, system / requests * 1000
+
+
+def in_process_ms(models: list[artifacts.Artifact], seconds: float) -> float:
+    """CPU per request of ``ServedModel.invoke`` round robin over ``models`` in this process."""
+    from handlers.base import Request
+    from handlers.model import ServedModel
+    from handlers.registry import handler_class
+
+    served = [ServedModel.load(handler_class("sklearn")(), str(m.path), f"m{i}") for i, m in enumerate(models)]
+    request = Request(body=artifacts.body("sklearn", "csv"), content_type="text/csv", accept="application/json")
+    try:
+        for model in served * 20:
+            model.invoke(request)
+        count, started, deadline = 0, time.process_time(), time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            for model in served:
+                model.invoke(request)
+            count += len(served)
+        return (time.process_time() - started) / count * 1000
+    finally:
+        for model in served:
+            model.unload()
+
+
+def measure(models: list[artifacts.Artifact], seconds: float, workdir: Path) -> Split:
+    server = contenders.start("native", contenders.Launch("sklearn", None, 1), workdir, START_DEADLINE_S)
+    try:
+        for i, model in enumerate(models):
+            spec = json.dumps({"model_name": f"m{i}", "url": str(model.path)}).encode()
+            status, answer, _ = contenders.post(server.port, "/models", spec, "application/json", LOAD_TIMEOUT_S)
+            if status != 200:
+                raise RuntimeError(f"loading m{i} answered {status}: {answer[:300]!r}")
+        paths = [f"/models/m{i}/invoke" for i in range(len(models))]
+        body = artifacts.body("sklearn", "csv")
+        wrk.run(server.url, paths, body, "text/csv", CONCURRENCY, WARMUP_S)
+        tree = procs.settled_tree(server.tree)
+        front = server.process.pid
+        before = _times(tree)
+        result = wrk.run(server.url, paths, body, "text/csv", CONCURRENCY, seconds)
+        after = _times(tree)
+    finally:
+        server.stop(STOP_GRACE_S)
+    front_ms = _per_request_ms(before, after, {front}, result.requests)
+    workers_ms = _per_request_ms(before, after, set(after) - {front}, result.requests)
+    return Split(len(models), result.rps, *front_ms, *workers_ms, in_process_ms(models, seconds / 2))
+
+
+def measure_no_hop(model: artifacts.Artifact, seconds: float, workdir: Path) -> Split:
+    """One model on the single-model path (prefork by default, a worker per CPU): every process's CPU,
+    as the workers'."""
+    launch = contenders.Launch("sklearn", model.path, os.cpu_count() or 1)
+    server = contenders.start("native", launch, workdir, START_DEADLINE_S)
+    try:
+        body = artifacts.body("sklearn", "csv")
+        wrk.run(server.url, ["/invocations"], body, "text/csv", CONCURRENCY, WARMUP_S)
+        tree = procs.settled_tree(server.tree)
+        before = _times(tree)
+        result = wrk.run(server.url, ["/invocations"], body, "text/csv", CONCURRENCY, seconds)
+        after = _times(tree)
+    finally:
+        server.stop(STOP_GRACE_S)
+    every = _per_request_ms(before, after, set(after), result.requests)
+    return Split(1, result.rps, 0.0, 0.0, *every, in_process_ms([model], seconds / 2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.mme_split", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="2,10", help="model counts to measure, comma-separated (default 2,10)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per wrk run (default 6)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, model counts alternating (default 2)")
+    args = parser.parse_args(argv)
+    try:
+        counts = [int(n) for n in args.models.split(",")]
+    except ValueError:
+        parser.error(f"--models takes whole numbers separated by commas, not {args.models!r}")
+    if not counts or min(counts) < 1:
+        parser.error("--models: every count must be at least 1")
+    if not wrk.available():
+        print("python -m bench.mme_split: wrk is missing (apt-get install -y wrk)", file=sys.stderr)
+        return 1
+    print("| models | req/s | front user ms | front sys ms | workers user ms | workers sys ms | in-process ms |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="bench-mme-split-") as tmp:
+        work = Path(tmp)
+        models = artifacts.make_many("sklearn", work / "models", max(counts))
+        for _ in range(args.rounds):
+            for count in counts:
+                print_row(str(count), measure(models[:count], args.seconds, work))
+            print_row("1, no hop", measure_no_hop(models[0], args.seconds, work))
+    return 0
+
+
+def print_row(label: str, s: Split) -> None:
+    print(f"| {label} | {s.rps:.0f} | {s.front_user_ms:.3f} | {s.front_system_ms:.3f} | "
+                      f"{s.workers_user_ms:.3f} | {s.workers_system_ms:.3f} | {s.in_process_ms:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
