@@ -343,6 +343,10 @@ remove_prebuilt() { rm -rf "$REPO/docker/prebuilt/venv.tar" "$REPO/docker/prebui
 
 # --cross: the sklearn --no-mms image's virtualenv and servekit's wheel, made here for BUILD_ARCH
 # (Dockerfile.sklearn's DEPS=prebuilt stages add them; docs/images.md, "arm64 in minutes").
+# Every file in both gets one modification time (SOURCE_DATE_EPOCH, unless set: 1980-01-01, the
+# earliest a wheel's zip holds), so the same sources make the same bytes and the image's layers
+# stay cached from one build to the next (https://reproducible-builds.org/specs/source-date-epoch/).
+CROSS_EPOCH="${SOURCE_DATE_EPOCH:-315532800}"
 stage_prebuilt() {
     local base="$1" out="$REPO/docker/prebuilt" work cid
     work="$(mktemp -d /tmp/servekit-cross.XXXXXX)"
@@ -358,12 +362,12 @@ stage_prebuilt() {
     "$VENV_PY" "$REPO/docker/pyproject_requirements.py" "$REPO/pyproject.toml" sklearn "" >"$work/requirements.txt"
     say "--cross: installing the requirements for linux/$BUILD_ARCH here (pip --platform, wheels only)"
     "$VENV_PY" "$REPO/docker/cross/prebuilt_venv.py" --arch "$BUILD_ARCH" --requirements "$work/requirements.txt" \
-        --wheels "$work/wheels" --out "$out/venv.tar" || { rm -rf "$work"; die "--cross: the linux/$BUILD_ARCH venv could not be made (see above)"; }
+        --wheels "$work/wheels" --out "$out/venv.tar" --epoch "$CROSS_EPOCH" || { rm -rf "$work"; die "--cross: the linux/$BUILD_ARCH venv could not be made (see above)"; }
     # servekit's own wheel (pure Python), from a copy of what the Docker context holds (.dockerignore),
     # so that setuptools' build/ and *.egg-info stay out of the checkout.
     cp -r "$REPO"/{pyproject.toml,README.md,LICENSE,handlers,serve,harness} "$work/src/"
     find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
-    "$VENV_PY" -m pip wheel --quiet --disable-pip-version-check --no-build-isolation --no-deps \
+    SOURCE_DATE_EPOCH="$CROSS_EPOCH" "$VENV_PY" -m pip wheel --quiet --disable-pip-version-check --no-build-isolation --no-deps \
         --wheel-dir "$out/dist" "$work/src" || { rm -rf "$work"; die "--cross: building servekit's wheel failed"; }
     rm -rf "$work"
 }

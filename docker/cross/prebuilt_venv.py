@@ -19,22 +19,31 @@ Three things make that equal to what pip would install inside the image, or refu
 * layout: ``--target`` writes console scripts with this machine's interpreter and RECORD paths for
   its own tree; both are rewritten for ``/opt/venv``.
 
+The tar is the same bytes for the same pins, so the image's ``ADD`` layer stays cached from one
+build to the next: every file gets one fixed modification time before the ``.pyc`` files, which
+record it, are compiled here with the paths they have in the image (pip's own byte-compiling would
+record the time of unpacking and this machine's temporary directory).
+
 pip and setuptools come from ``--wheels``: the base image's ``/usr/share/python-wheels``, which is
 what ``python3 -m venv`` installs there. The host interpreter must be CPython 3.11 like the image's,
-because pip byte-compiles with it.
+because the .pyc files are compiled with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import csv
+import io
 import json
 import os
+import py_compile
 import re
 import subprocess
 import sys
 import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 VENV = "/opt/venv"
 PYTHON_VERSION = "3.11"
@@ -88,8 +97,8 @@ def pins(resolved: list[dict[str, object]]) -> list[str]:
 def install_for(arch: str, requirements: list[str], wheels: list[Path], site: Path) -> None:
     """Install exactly ``requirements`` (pins) plus the base's pip/setuptools wheels for ``arch``."""
     pip(
-        "install", "--quiet", "--only-binary=:all:", "--no-deps", "--target", str(site), *platform_args(arch),
-        *requirements, *map(str, wheels),
+        "install", "--quiet", "--only-binary=:all:", "--no-deps", "--no-compile", "--target", str(site),
+        *platform_args(arch), *requirements, *map(str, wheels),
     )  # fmt: skip
 
 
@@ -97,9 +106,6 @@ def fix_scripts(site: Path, bin_dir: Path) -> None:
     """Move --target's console scripts to the venv's bin/ and point them at the venv's python."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     for script in sorted((site / "bin").iterdir()):
-        if script.is_dir():  # __pycache__ of a script written in Python (jp.py)
-            script.rename(bin_dir / script.name)
-            continue
         text = script.read_bytes()
         if text.startswith(b"#!"):
             first, _, rest = text.partition(b"\n")
@@ -148,12 +154,47 @@ def refuse_host_paths(root: Path) -> None:
             raise Refused(f"{script.name} still names this machine's interpreter ({sys.prefix})")
 
 
-def write_tar(root: Path, out: Path) -> None:
-    """The venv's lib/ and bin/ as a tar owned by root (the Dockerfile ADDs it onto /opt/venv)."""
+def set_times(root: Path, epoch: int) -> None:
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def compile_as_pip(root: Path, site: Path, epoch: int) -> None:
+    """Byte-compile every .py as pip does after installing (a file that does not compile is left
+    without a .pyc, as pip leaves it), recording ``epoch`` as each source's time and the file's path
+    under /opt/venv; then list the .pyc files in RECORD as pip lists the ones it compiles."""
+    set_times(root, epoch)
+    compileall.compile_dir(root, ddir=VENV, quiet=2, workers=0,
+                           invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    set_times(root, epoch)  # the directories that gained a __pycache__, and the .pyc files
+    for record in site.glob("*.dist-info/RECORD"):
+        record.write_bytes(record_with_compiled(record.read_bytes(), site))
+        os.utime(record, (epoch, epoch))
+
+
+def record_with_compiled(record: bytes, site: Path) -> bytes:
+    """RECORD's rows plus one ``path.pyc,,`` row for each listed .py compiled, sorted as pip writes them."""
+    rows = [tuple(row) for row in csv.reader(io.StringIO(record.decode("utf-8"))) if row]
+    listed = {row[0] for row in rows}
+    for row in list(rows):
+        source = PurePosixPath(row[0])
+        if source.suffix == ".py":
+            compiled = str(source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc")
+            if compiled not in listed and (site / compiled).is_file():
+                rows.append((compiled, "", ""))
+    out = io.StringIO()
+    csv.writer(out).writerows(sorted(rows))
+    return out.getvalue().encode("utf-8")
+
+
+def write_tar(root: Path, out: Path, epoch: int) -> None:
+    """The venv's lib/ and bin/ as a tar owned by root (the Dockerfile ADDs it onto /opt/venv), its
+    members in name order with one modification time: the same files make the same bytes."""
 
     def as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
         info.uname = info.gname = "root"
+        info.mtime = epoch
         return info
 
     with tarfile.open(out, "w") as tar:
@@ -161,8 +202,8 @@ def write_tar(root: Path, out: Path) -> None:
             tar.add(root / name, arcname=name, filter=as_root)
 
 
-def build(arch: str, requirements: Path, wheels_dir: Path, out: Path) -> list[str]:
-    """Make ``out``; returns the pins installed."""
+def build(arch: str, requirements: Path, wheels_dir: Path, out: Path, epoch: int) -> list[str]:
+    """Make ``out``, every file's time ``epoch``; returns the pins installed."""
     if sys.implementation.name != "cpython" or f"{sys.version_info[0]}.{sys.version_info[1]}" != PYTHON_VERSION:
         here = sys.version.split()[0]
         raise Refused(f"this is Python {here}; the image's is {PYTHON_VERSION}: its .pyc files would not load")
@@ -185,7 +226,8 @@ def build(arch: str, requirements: Path, wheels_dir: Path, out: Path) -> list[st
         fix_scripts(site, root / "bin")
         match_pip_metadata(site, lines, wheels)
         refuse_host_paths(root)
-        write_tar(root, out)
+        compile_as_pip(root, site, epoch)
+        write_tar(root, out, epoch)
     return exact
 
 
@@ -195,9 +237,12 @@ def main() -> None:
     parser.add_argument("--requirements", required=True, type=Path)
     parser.add_argument("--wheels", required=True, type=Path, help="the base image's /usr/share/python-wheels")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--epoch", required=True, type=int,
+                        help="every file's modification time, in seconds (SOURCE_DATE_EPOCH, "
+                             "https://reproducible-builds.org/specs/source-date-epoch/)")
     args = parser.parse_args()
     try:
-        exact = build(args.arch, args.requirements, args.wheels, args.out)
+        exact = build(args.arch, args.requirements, args.wheels, args.out, args.epoch)
     except Refused as refused:
         raise SystemExit(f"prebuilt venv for linux/{args.arch}: {refused}") from None
     print(f"prebuilt venv for linux/{args.arch}: {len(exact)} distributions: {' '.join(exact)}", file=sys.stderr)

@@ -5,8 +5,11 @@ emulation in tests/images/test_arm64.py (versions equal to the amd64 image's, co
 from __future__ import annotations
 
 import importlib.util
+import marshal
+import struct
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +18,7 @@ import pytest
 from tests.images.conftest import REPO
 
 SCRIPT = REPO / "docker" / "cross" / "prebuilt_venv.py"
+TAG = sys.implementation.cache_tag  # the script refuses any interpreter but the image's CPython 3.11
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def test_the_command_refuses_in_one_line_before_installing(tmp_path: Path) -> No
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("numpy>=1.24\ntensorflow-cpu>=2.15; platform_machine == 'x86_64'\n")
     result = subprocess.run([sys.executable, str(SCRIPT), "--arch", "arm64", "--requirements", str(requirements),
-                             "--wheels", str(tmp_path), "--out", str(tmp_path / "venv.tar")],
+                             "--wheels", str(tmp_path), "--out", str(tmp_path / "venv.tar"), "--epoch", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
@@ -77,3 +81,47 @@ def test_scripts_and_metadata_are_those_pip_writes_in_the_image(cross: ModuleTyp
     assert (uvicorn / "REQUESTED").exists() and not (click / "REQUESTED").exists()  # click is only a dependency
     assert (pip / "REQUESTED").exists() and not (pip / "direct_url.json").exists()
     assert (pip / "RECORD").read_text() == "pip/__init__.py,,\n"
+
+
+def tiny_venv(root: Path) -> Path:
+    """A venv tree as --target leaves it once the scripts are moved: one package, one script."""
+    site = root / "lib" / "python3.11" / "site-packages"
+    (site / "pkg").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    (site / "pkg" / "broken.py").write_text("def (:\n")  # pip leaves a file that does not compile as it is
+    (root / "bin").mkdir()
+    (root / "bin" / "tool.py").write_text("print('tool')\n")
+    dist_info(site, "pkg-1.0", {"RECORD": "pkg/__init__.py,sha256=a,10\r\npkg/broken.py,sha256=b,8\r\n"
+                                          "../../../bin/tool.py,sha256=c,14\r\npkg-1.0.dist-info/RECORD,,\r\n"})
+    return site
+
+
+def test_the_tar_is_the_same_bytes_from_two_trees_made_apart(cross: ModuleType, tmp_path: Path) -> None:
+    tars = []
+    for attempt in ("first", "second"):
+        root = tmp_path / attempt / "venv"
+        site = tiny_venv(root)
+        cross.compile_as_pip(root, site, 315532800)
+        cross.write_tar(root, tmp_path / f"{attempt}.tar", 315532800)
+        tars.append((tmp_path / f"{attempt}.tar").read_bytes())
+    assert tars[0] == tars[1]
+    with tarfile.open(tmp_path / "first.tar") as tar:
+        members = {member.name: member for member in tar.getmembers()}
+    assert {member.mtime for member in members.values()} == {315532800}
+    assert f"bin/__pycache__/tool.{TAG}.pyc" in members
+    assert f"lib/python3.11/site-packages/pkg/__pycache__/broken.{TAG}.pyc" not in members
+
+
+def test_the_pyc_files_record_the_image_path_and_are_listed(cross: ModuleType, tmp_path: Path) -> None:
+    root = tmp_path / "venv"
+    site = tiny_venv(root)
+    cross.compile_as_pip(root, site, 315532800)
+    pyc = site / "pkg" / "__pycache__" / f"__init__.{TAG}.pyc"
+    flags, mtime, size = struct.unpack("<III", pyc.read_bytes()[4:16])
+    assert (flags, mtime, size) == (0, 315532800, len("VALUE = 1\n"))  # a timestamp .pyc valid in the image
+    code = marshal.loads(pyc.read_bytes()[16:])
+    assert code.co_filename == "/opt/venv/lib/python3.11/site-packages/pkg/__init__.py"
+    assert (site / "pkg-1.0.dist-info" / "RECORD").read_bytes() == (
+        f"../../../bin/__pycache__/tool.{TAG}.pyc,,\r\n../../../bin/tool.py,sha256=c,14\r\n"
+        f"pkg-1.0.dist-info/RECORD,,\r\npkg/__init__.py,sha256=a,10\r\n"
+        f"pkg/__pycache__/__init__.{TAG}.pyc,,\r\npkg/broken.py,sha256=b,8\r\n").encode()
