@@ -1,12 +1,12 @@
-"""python -m bench.mme_split [--models 2,10] [--seconds S] [--rounds N]
+"""python -m bench.mme_split [--models 2,10] [--seconds S] [--rounds R]
 
 Where an MME round-robin request's CPU goes in the native engine: the scikit-learn CSV request sent
-by wrk (concurrency 16) round robin over N loaded models, with each process's user and system CPU
+by wrk (concurrency 16) round robin over each count of loaded models, with each process's user and system CPU
 read before and after, divided by the requests served:
 
 - front: the process that parses HTTP and hands each request to its model's worker;
 - workers: every other process of the server's tree (the models' workers, the fork parent, the spare);
-- in-process: ``ServedModel.invoke`` round robin over the same N models in this process, no server.
+- in-process: ``ServedModel.invoke`` round robin over the same models in this process, no server.
 
 Each round also measures one of the models served alone on the default single-model path (prefork:
 the process that parses HTTP holds the model, no hop), in the row "1, no hop": what a request costs
@@ -28,16 +28,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from bench import artifacts, contenders, procs, wrk
+from bench.plan import full_plan
 
-CONCURRENCY = 16
-START_DEADLINE_S = 180.0
+#: The full plan's highest concurrency, start-up deadline, stop grace and warm-up (before the
+#: measured run, every model's worker has answered and the spare worker is forked).
+PLAN = full_plan()
+CONCURRENCY = max(PLAN.concurrency)
 LOAD_TIMEOUT_S = 60.0
-STOP_GRACE_S = 20.0
-#: wrk's run before the measured one: every model's worker has answered and the spare is forked.
-WARMUP_S = 2.0
+CpuTimes = dict[int, tuple[float, float]]  # pid: (user, system) seconds
 
 
 @dataclass
@@ -51,22 +50,27 @@ class Split:
     in_process_ms: float
 
 
-def _times(tree: list[psutil.Process]) -> dict[int, tuple[float, float]]:
-    out = {}
-    for proc in tree:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        out[proc.pid] = (t.user + t.children_user, t.system + t.children_system)
-    return out
-
-
-def _per_request_ms(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]],
-                    pids: set[int], requests: int) -> tuple[float, float]:
-    user = sum(max(0.0, after[p][0] - before.get(p, (0.0, 0.0))[0]) for p in pids if p in after)
-    system = sum(max(0.0, after[p][1] - before.get(p, (0.0, 0.0))[1]) for p in pids if p in after)
+def _per_request_ms(before: CpuTimes, after: CpuTimes, pids: set[int], requests: int) -> tuple[float, float]:
+    user = sum(after[p][0] - before[p][0] for p in pids)
+    system = sum(after[p][1] - before[p][1] for p in pids)
     return user / requests * 1000, system / requests * 1000
+
+
+def measured_run(server: contenders.Server, paths: list[str], seconds: float) -> tuple[wrk.WrkResult, CpuTimes,
+                                                                                       CpuTimes]:
+    """wrk's warm-up, then the measured run with every process's CPU read around it; refused when a
+    request failed or the server's processes changed meanwhile (a process's CPU would be lost)."""
+    body = artifacts.body("sklearn", "csv")
+    wrk.run(server.url, paths, body, "text/csv", CONCURRENCY, PLAN.warmup_seconds)
+    tree = procs.settled_tree(server.tree)
+    before = procs.cpu_split(tree)
+    result = wrk.run(server.url, paths, body, "text/csv", CONCURRENCY, seconds)
+    after = procs.cpu_split(tree)
+    if result.errors or not result.requests:
+        raise RuntimeError(f"{result.errors} of {result.requests} requests failed:\n{server.log_tail()}")
+    if set(after) != set(before) or {proc.pid for proc in server.tree()} != set(before):
+        raise RuntimeError("the server's processes changed during the measured run: run it again")
+    return result, before, after
 
 
 def in_process_ms(models: list[artifacts.Artifact], seconds: float) -> float:
@@ -92,42 +96,32 @@ def in_process_ms(models: list[artifacts.Artifact], seconds: float) -> float:
 
 
 def measure(models: list[artifacts.Artifact], seconds: float, workdir: Path) -> Split:
-    server = contenders.start("native", contenders.Launch("sklearn", None, 1), workdir, START_DEADLINE_S)
+    """MME, the models loaded, wrk's round robin over them."""
+    server = contenders.start("native", contenders.Launch("sklearn", None, 1), workdir, PLAN.start_deadline_s)
     try:
         for i, model in enumerate(models):
             spec = json.dumps({"model_name": f"m{i}", "url": str(model.path)}).encode()
             status, answer, _ = contenders.post(server.port, "/models", spec, "application/json", LOAD_TIMEOUT_S)
             if status != 200:
                 raise RuntimeError(f"loading m{i} answered {status}: {answer[:300]!r}")
-        paths = [f"/models/m{i}/invoke" for i in range(len(models))]
-        body = artifacts.body("sklearn", "csv")
-        wrk.run(server.url, paths, body, "text/csv", CONCURRENCY, WARMUP_S)
-        tree = procs.settled_tree(server.tree)
+        result, before, after = measured_run(server, [f"/models/m{i}/invoke" for i in range(len(models))], seconds)
         front = server.process.pid
-        before = _times(tree)
-        result = wrk.run(server.url, paths, body, "text/csv", CONCURRENCY, seconds)
-        after = _times(tree)
     finally:
-        server.stop(STOP_GRACE_S)
+        server.stop(PLAN.stop_grace_s)
     front_ms = _per_request_ms(before, after, {front}, result.requests)
     workers_ms = _per_request_ms(before, after, set(after) - {front}, result.requests)
     return Split(len(models), result.rps, *front_ms, *workers_ms, in_process_ms(models, seconds / 2))
 
 
 def measure_no_hop(model: artifacts.Artifact, seconds: float, workdir: Path) -> Split:
-    """One model on the single-model path (prefork by default, a worker per CPU): every process's CPU,
-    as the workers'."""
+    """One model on the single-model path (prefork by default), a worker per CPU as the bench's
+    single-model scenario runs it: every process's CPU, in the workers' columns."""
     launch = contenders.Launch("sklearn", model.path, os.cpu_count() or 1)
-    server = contenders.start("native", launch, workdir, START_DEADLINE_S)
+    server = contenders.start("native", launch, workdir, PLAN.start_deadline_s)
     try:
-        body = artifacts.body("sklearn", "csv")
-        wrk.run(server.url, ["/invocations"], body, "text/csv", CONCURRENCY, WARMUP_S)
-        tree = procs.settled_tree(server.tree)
-        before = _times(tree)
-        result = wrk.run(server.url, ["/invocations"], body, "text/csv", CONCURRENCY, seconds)
-        after = _times(tree)
+        result, before, after = measured_run(server, ["/invocations"], seconds)
     finally:
-        server.stop(STOP_GRACE_S)
+        server.stop(PLAN.stop_grace_s)
     every = _per_request_ms(before, after, set(after), result.requests)
     return Split(1, result.rps, 0.0, 0.0, *every, in_process_ms([model], seconds / 2))
 
@@ -137,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="2,10", help="model counts to measure, comma-separated (default 2,10)")
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds per wrk run (default 6)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds, model counts alternating (default 2)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds, each measuring every count in turn, then the no-hop row (default 2)")
     args = parser.parse_args(argv)
+    if args.seconds < 1 or args.rounds < 1:
+        parser.error("--seconds and --rounds must be at least 1")
     try:
         counts = [int(n) for n in args.models.split(",")]
     except ValueError:
@@ -153,10 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-mme-split-") as tmp:
         work = Path(tmp)
         models = artifacts.make_many("sklearn", work / "models", max(counts))
-        for _ in range(args.rounds):
-            for count in counts:
-                print_row(str(count), measure(models[:count], args.seconds, work))
-            print_row("1, no hop", measure_no_hop(models[0], args.seconds, work))
+        try:
+            for _ in range(args.rounds):
+                for count in counts:
+                    print_row(str(count), measure(models[:count], args.seconds, work))
+                print_row("1, no hop", measure_no_hop(models[0], args.seconds, work))
+        except RuntimeError as failed:
+            print(f"python -m bench.mme_split: {failed}", file=sys.stderr)
+            return 1
     return 0
 
 

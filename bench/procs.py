@@ -57,6 +57,18 @@ def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
     return out
 
 
+def cpu_split(procs: list[psutil.Process]) -> dict[int, tuple[float, float]]:
+    """User and system CPU seconds of each live process, apart and its own only (not its children's)."""
+    out = {}
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[proc.pid] = (t.user, t.system)
+    return out
+
+
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU spent between two snapshots; processes born in between count in full."""
     return sum(max(0.0, value - before.get(pid, 0.0)) for pid, value in after.items())

@@ -32,8 +32,10 @@ because the .pyc files are compiled with it.
 from __future__ import annotations
 
 import argparse
+import base64
 import compileall
 import csv
+import hashlib
 import io
 import json
 import os
@@ -46,6 +48,8 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 VENV = "/opt/venv"
+#: The venv's bin/ as RECORD names it, relative to site-packages.
+SCRIPTS_FROM_SITE = "../../../bin/"
 PYTHON_VERSION = "3.11"
 # pip takes --platform literally: every manylinux tag the target's glibc (Debian bookworm: 2.36) runs.
 GLIBC_MINORS = range(17, 37)
@@ -118,7 +122,7 @@ def fix_scripts(site: Path, bin_dir: Path) -> None:
     (site / "bin").rmdir()
     # RECORD lists scripts relative to site-packages: ../../bin from --target's tree, ../../../bin in a venv.
     for record in site.glob("*.dist-info/RECORD"):
-        record.write_text(re.sub(r"^\.\./\.\./bin/", "../../../bin/", record.read_text(), flags=re.M))
+        record.write_text(re.sub(r"^\.\./\.\./bin/", SCRIPTS_FROM_SITE, record.read_text(), flags=re.M))
 
 
 def match_pip_metadata(site: Path, requested: list[str], wheels: list[Path]) -> None:
@@ -130,6 +134,7 @@ def match_pip_metadata(site: Path, requested: list[str], wheels: list[Path]) -> 
         name = canonical(dist_info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
         if name not in named:
             (dist_info / "REQUESTED").unlink(missing_ok=True)
+            _drop_record_line(dist_info, "REQUESTED")
         if name in from_base:
             (dist_info / "direct_url.json").unlink(missing_ok=True)
             _drop_record_line(dist_info, "direct_url.json")
@@ -162,29 +167,41 @@ def set_times(root: Path, epoch: int) -> None:
 def compile_as_pip(root: Path, site: Path, epoch: int) -> None:
     """Byte-compile every .py as pip does after installing (a file that does not compile is left
     without a .pyc, as pip leaves it), recording ``epoch`` as each source's time and the file's path
-    under /opt/venv; then list the .pyc files in RECORD as pip lists the ones it compiles."""
+    under /opt/venv; then write each RECORD as pip writes it in the image."""
     set_times(root, epoch)
-    compileall.compile_dir(root, ddir=VENV, quiet=2, workers=0,
+    compileall.compile_dir(root, ddir=VENV, quiet=2, workers=0, optimize=0,
                            invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
     set_times(root, epoch)  # the directories that gained a __pycache__, and the .pyc files
     for record in site.glob("*.dist-info/RECORD"):
-        record.write_bytes(record_with_compiled(record.read_bytes(), site))
+        record.write_bytes(pip_record(record.read_bytes(), site))
         os.utime(record, (epoch, epoch))
 
 
-def record_with_compiled(record: bytes, site: Path) -> bytes:
-    """RECORD's rows plus one ``path.pyc,,`` row for each listed .py compiled, sorted as pip writes them."""
+def pip_record(record: bytes, site: Path) -> bytes:
+    """RECORD's rows as pip writes them in the image: the scripts' hashes and sizes as rewritten for
+    /opt/venv, one ``path.pyc,,`` row for each listed .py compiled, sorted, CSV with CRLF."""
     rows = [tuple(row) for row in csv.reader(io.StringIO(record.decode("utf-8"))) if row]
     listed = {row[0] for row in rows}
-    for row in list(rows):
-        source = PurePosixPath(row[0])
-        if source.suffix == ".py":
-            compiled = str(source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc")
-            if compiled not in listed and (site / compiled).is_file():
-                rows.append((compiled, "", ""))
+    written = []
+    for path, *rest in rows:
+        if path.startswith(SCRIPTS_FROM_SITE) and rest and rest[0]:
+            rest = list(file_hash(site / path))
+        written.append((path, *rest))
+        source = PurePosixPath(path)
+        compiled = str(source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc")
+        if source.suffix == ".py" and compiled not in listed and (site / compiled).is_file():
+            listed.add(compiled)
+            written.append((compiled, "", ""))
     out = io.StringIO()
-    csv.writer(out).writerows(sorted(rows))
+    csv.writer(out).writerows(sorted(written))
     return out.getvalue().encode("utf-8")
+
+
+def file_hash(path: Path) -> tuple[str, str]:
+    """RECORD's hash and size fields of a file (PEP 376: urlsafe base64 without padding)."""
+    data = path.read_bytes()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={digest}", str(len(data))
 
 
 def write_tar(root: Path, out: Path, epoch: int) -> None:
@@ -195,6 +212,8 @@ def write_tar(root: Path, out: Path, epoch: int) -> None:
         info.uid = info.gid = 0
         info.uname = info.gname = "root"
         info.mtime = epoch
+        if info.isreg() or info.isdir():  # the host's umask out of it
+            info.mode = 0o755 if info.isdir() or info.mode & 0o111 else 0o644
         return info
 
     with tarfile.open(out, "w") as tar:
@@ -207,6 +226,9 @@ def build(arch: str, requirements: Path, wheels_dir: Path, out: Path, epoch: int
     if sys.implementation.name != "cpython" or f"{sys.version_info[0]}.{sys.version_info[1]}" != PYTHON_VERSION:
         here = sys.version.split()[0]
         raise Refused(f"this is Python {here}; the image's is {PYTHON_VERSION}: its .pyc files would not load")
+    if sys.pycache_prefix:
+        raise Refused("PYTHONPYCACHEPREFIX (or -X pycache_prefix) is set here: the .pyc files would be "
+                      "written outside the venv")
     lines = [line for line in requirements.read_text().splitlines() if line.strip()]
     refuse_machine_markers(lines, str(requirements))
     wheels = sorted(wheels_dir.glob("*.whl"))

@@ -1,7 +1,7 @@
 """The benchmark suite end to end at --quick size; runs only with SERVEKIT_BENCH=1 (it takes minutes).
 
 Checks that every file was produced and every request succeeded (the suite's exit code), never the
-numbers.
+numbers; of bench.mme_split's, only that each column measured what it names.
 """
 
 from __future__ import annotations
@@ -55,5 +55,9 @@ def test_mme_split_measures_the_hop_and_the_no_hop_path() -> None:
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in done.stdout.splitlines()[2:]]
     assert [row[0] for row in rows] == ["2", "1, no hop"], done.stdout
     hop, no_hop = ([float(cell) for cell in row[1:]] for row in rows)
-    assert hop[0] > 0 and hop[1] > 0 and hop[3] > 0 and hop[5] > 0, done.stdout  # req/s, front, workers, in-process
-    assert no_hop[0] > 0 and no_hop[1] == 0 and no_hop[3] > 0, done.stdout
+    rps, front_user, _, workers_user, workers_system, in_process = hop
+    assert rps > 0 and front_user > 0 and in_process > 0, done.stdout
+    # the workers run the model: at least half of what invoke costs in one process
+    assert workers_user + workers_system > in_process / 2, done.stdout
+    rps, _, _, every_user, every_system, in_process = no_hop
+    assert rps > 0 and every_user + every_system > in_process / 2, done.stdout

@@ -4,6 +4,8 @@ emulation in tests/images/test_arm64.py (versions equal to the amd64 image's, co
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.util
 import marshal
 import struct
@@ -19,6 +21,7 @@ from tests.images.conftest import REPO
 
 SCRIPT = REPO / "docker" / "cross" / "prebuilt_venv.py"
 TAG = sys.implementation.cache_tag  # the script refuses any interpreter but the image's CPython 3.11
+EPOCH = 315532800
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,7 @@ def test_scripts_and_metadata_are_those_pip_writes_in_the_image(cross: ModuleTyp
     (site / "bin").mkdir(parents=True)
     (site / "bin" / "uvicorn").write_text(f"#!{sys.executable}\nimport uvicorn\n")
     uvicorn = dist_info(site, "uvicorn-0.55.0", {"REQUESTED": "", "RECORD": "../../bin/uvicorn,sha256=x,1\n"})
-    click = dist_info(site, "click-8.5.1", {"REQUESTED": "", "RECORD": ""})
+    click = dist_info(site, "click-8.5.1", {"REQUESTED": "", "RECORD": "click-8.5.1.dist-info/REQUESTED,,\n"})
     pip = dist_info(site, "pip-23.0.1", {"REQUESTED": "", "direct_url.json": "{}",
                                          "RECORD": "pip-23.0.1.dist-info/direct_url.json,,\npip/__init__.py,,\n"})
     cross.fix_scripts(site, tmp_path / "venv" / "bin")
@@ -79,6 +82,7 @@ def test_scripts_and_metadata_are_those_pip_writes_in_the_image(cross: ModuleTyp
     assert script.read_text().splitlines()[0] == "#!/opt/venv/bin/python3"
     assert (uvicorn / "RECORD").read_text().startswith("../../../bin/uvicorn,")
     assert (uvicorn / "REQUESTED").exists() and not (click / "REQUESTED").exists()  # click is only a dependency
+    assert "REQUESTED" not in (click / "RECORD").read_text()
     assert (pip / "REQUESTED").exists() and not (pip / "direct_url.json").exists()
     assert (pip / "RECORD").read_text() == "pip/__init__.py,,\n"
 
@@ -92,7 +96,8 @@ def tiny_venv(root: Path) -> Path:
     (root / "bin").mkdir()
     (root / "bin" / "tool.py").write_text("print('tool')\n")
     dist_info(site, "pkg-1.0", {"RECORD": "pkg/__init__.py,sha256=a,10\r\npkg/broken.py,sha256=b,8\r\n"
-                                          "../../../bin/tool.py,sha256=c,14\r\npkg-1.0.dist-info/RECORD,,\r\n"})
+                                          "../../../bin/tool.py,sha256=c,99\r\npkg-1.0.dist-info/RECORD,,\r\n"
+                                          "pkg/__init__.py,sha256=a,10\r\n"})  # listed twice, pypa/pip#5868
     return site
 
 
@@ -101,13 +106,13 @@ def test_the_tar_is_the_same_bytes_from_two_trees_made_apart(cross: ModuleType, 
     for attempt in ("first", "second"):
         root = tmp_path / attempt / "venv"
         site = tiny_venv(root)
-        cross.compile_as_pip(root, site, 315532800)
-        cross.write_tar(root, tmp_path / f"{attempt}.tar", 315532800)
+        cross.compile_as_pip(root, site, EPOCH)
+        cross.write_tar(root, tmp_path / f"{attempt}.tar", EPOCH)
         tars.append((tmp_path / f"{attempt}.tar").read_bytes())
     assert tars[0] == tars[1]
     with tarfile.open(tmp_path / "first.tar") as tar:
         members = {member.name: member for member in tar.getmembers()}
-    assert {member.mtime for member in members.values()} == {315532800}
+    assert {member.mtime for member in members.values()} == {EPOCH}
     assert f"bin/__pycache__/tool.{TAG}.pyc" in members
     assert f"lib/python3.11/site-packages/pkg/__pycache__/broken.{TAG}.pyc" not in members
 
@@ -115,13 +120,15 @@ def test_the_tar_is_the_same_bytes_from_two_trees_made_apart(cross: ModuleType, 
 def test_the_pyc_files_record_the_image_path_and_are_listed(cross: ModuleType, tmp_path: Path) -> None:
     root = tmp_path / "venv"
     site = tiny_venv(root)
-    cross.compile_as_pip(root, site, 315532800)
+    cross.compile_as_pip(root, site, EPOCH)
     pyc = site / "pkg" / "__pycache__" / f"__init__.{TAG}.pyc"
     flags, mtime, size = struct.unpack("<III", pyc.read_bytes()[4:16])
-    assert (flags, mtime, size) == (0, 315532800, len("VALUE = 1\n"))  # a timestamp .pyc valid in the image
+    assert (flags, mtime, size) == (0, EPOCH, len("VALUE = 1\n"))  # a timestamp .pyc valid in the image
     code = marshal.loads(pyc.read_bytes()[16:])
     assert code.co_filename == "/opt/venv/lib/python3.11/site-packages/pkg/__init__.py"
+    # the script's hash and size are its own (pip's in the image), not the ones --target recorded
+    tool_hash = base64.urlsafe_b64encode(hashlib.sha256(b"print('tool')\n").digest()).rstrip(b"=").decode()
     assert (site / "pkg-1.0.dist-info" / "RECORD").read_bytes() == (
-        f"../../../bin/__pycache__/tool.{TAG}.pyc,,\r\n../../../bin/tool.py,sha256=c,14\r\n"
-        f"pkg-1.0.dist-info/RECORD,,\r\npkg/__init__.py,sha256=a,10\r\n"
+        f"../../../bin/__pycache__/tool.{TAG}.pyc,,\r\n../../../bin/tool.py,sha256={tool_hash},14\r\n"
+        f"pkg-1.0.dist-info/RECORD,,\r\npkg/__init__.py,sha256=a,10\r\npkg/__init__.py,sha256=a,10\r\n"
         f"pkg/__pycache__/__init__.{TAG}.pyc,,\r\npkg/broken.py,sha256=b,8\r\n").encode()

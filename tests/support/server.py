@@ -139,11 +139,16 @@ class BusyRequest:
     """A request to ``SLOW_SCRIPT``'s model running in a thread; ``pid`` is the worker serving it."""
 
     def __init__(self, server: RunningServer, path: str, seconds: float, pid_file: Path) -> None:
-        self.result: list[httpx.Response] = []
+        self.result: list[httpx.Response | httpx.HTTPError] = []
         body = {"sleep": seconds, "pid_file": str(pid_file)}
-        self.thread = threading.Thread(
-            target=lambda: self.result.append(httpx.post(server.url + path, json=body,
-                                                  timeout=seconds + BUSY_ANSWER_MARGIN_S)))
+
+        def send() -> None:
+            try:
+                self.result.append(httpx.post(server.url + path, json=body, timeout=seconds + BUSY_ANSWER_MARGIN_S))
+            except httpx.HTTPError as exc:  # raised again by response(), in the test's thread
+                self.result.append(exc)
+
+        self.thread = threading.Thread(target=send)
         self.thread.start()
         deadline = time.monotonic() + 30
         while not (pid_file.exists() and pid_file.read_text()):
@@ -154,6 +159,10 @@ class BusyRequest:
 
     def response(self, timeout: float = 120) -> httpx.Response:
         self.thread.join(timeout)
+        if not self.result:
+            raise TimeoutError(f"the request was still running after {timeout} s")
+        if isinstance(self.result[0], httpx.HTTPError):
+            raise self.result[0]
         return self.result[0]
 
 
