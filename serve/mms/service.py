@@ -32,6 +32,9 @@ import http
 import logging
 import os
 import signal
+import struct
+import sys
+import termios
 import threading
 import time
 import traceback
@@ -57,6 +60,11 @@ _served: Any = None
 _timeout_s: float | None = None
 #: (pid, fd) of this worker's in-flight lock file; see _busy().
 _busy_file: tuple[int, int] | None = None
+#: How long a worker whose model failed to load waits for MMS to read its last log lines before it
+#: dies: MMS stops reading a worker's stdout and stderr once the worker disconnects, and the lines
+#: still in the pipes are lost (the reason's line, written last, was lost so in a CI run).
+LOG_RELAY_WAIT_S = 2.0
+LOG_RELAY_POLL_S = 0.01
 
 
 class RequestTimedOut(BaseException):
@@ -90,6 +98,22 @@ def _die_with_parent() -> None:
         set_parent_death_signal(signal.SIGKILL)
     except OSError:
         log.debug("PR_SET_PDEATHSIG is not available here")
+
+
+def _wait_for_log_relay() -> None:
+    """Return once MMS has read everything this worker wrote to its stdout and stderr pipes (the
+    bytes a pipe holds unread: FIONREAD), or after LOG_RELAY_WAIT_S; at once where they are not pipes."""
+    deadline = time.monotonic() + LOG_RELAY_WAIT_S
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        while time.monotonic() < deadline:
+            try:
+                unread = struct.unpack("i", fcntl.ioctl(stream.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+            except (OSError, ValueError):  # not a pipe (a file, a closed stream)
+                break
+            if not unread:
+                break
+            time.sleep(LOG_RELAY_POLL_S)
 
 
 def _report_failure(message: str) -> None:
@@ -129,17 +153,20 @@ def load_model(model_dir: str, model_name: str, report: bool = True) -> None:
         if report:
             log.error("loading model %s from %s failed: %s", model_name, model_dir, exc.message)
             _report_failure(exc.message)
+            _wait_for_log_relay()
         raise ModelLoadFailed(exc.message) from None
     except ValueError as exc:  # handler_class: unknown framework or missing extra
         if report:
             log.error("loading model %s failed: %s", model_name, exc)
             _report_failure(str(exc))
+            _wait_for_log_relay()
         raise ModelLoadFailed(str(exc)) from None
     except Exception as exc:  # user model_fn or framework failure
         message = unexpected_error("loading the model", exc)
         if report:
             log.error("loading model %s failed:\n%s", model_name, traceback.format_exc())
             _report_failure(message)
+            _wait_for_log_relay()
         raise ModelLoadFailed(message) from None
     budget_mb = settings.memory_limit_mb
     if budget_mb:

@@ -283,3 +283,35 @@ def test_worker_settings_carry_the_log_level_from_either_name(monkeypatch):
     settings = Settings.from_env({"SAGEMAKER_TFS_NGINX_LOGLEVEL": "error"})
     monkeypatch.setenv(worker_env.SETTINGS_ENV, worker_env.encode_worker_settings(settings))
     assert worker_env.worker_settings_from_env().log_level == 40
+
+
+def test_a_failing_worker_waits_until_its_log_lines_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MMS stops reading a worker's pipes once it disconnects: the worker waits for them to drain."""
+    import io
+    import threading
+    import time
+
+    from serve.mms import service
+
+    read_end, write_end = os.pipe()
+    pipe = open(write_end, "w")  # noqa: SIM115 (closed below)
+    monkeypatch.setattr(sys, "stdout", pipe)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a pipe: no wait for it
+    monkeypatch.setattr(service, "LOG_RELAY_WAIT_S", 5.0)
+    try:
+        pipe.write("loading model m failed: the reason\n")
+        reader = threading.Timer(0.3, lambda: os.read(read_end, 4096))  # MMS reads 0.3 s later
+        reader.start()
+        started = time.monotonic()
+        service._wait_for_log_relay()
+        waited = time.monotonic() - started
+        reader.join()
+        assert 0.25 < waited < 4.0, waited  # until the line was read, not the whole deadline
+        pipe.write("unread\n")
+        monkeypatch.setattr(service, "LOG_RELAY_WAIT_S", 0.2)
+        started = time.monotonic()
+        service._wait_for_log_relay()  # nobody reads: bounded by the deadline
+        assert 0.15 < time.monotonic() - started < 2.0
+    finally:
+        pipe.close()
+        os.close(read_end)
