@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -45,28 +46,25 @@ def tree(root_pid: int, session: bool) -> list[psutil.Process]:
     return list(procs.values())
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
-    """User + system CPU seconds of each live process (reaped children included)."""
+def _cpu_times(procs: list[psutil.Process]) -> dict[int, Any]:
+    """psutil's CPU times of each live process (one that exited meanwhile is left out)."""
     out = {}
     for proc in procs:
         try:
-            t = proc.cpu_times()
+            out[proc.pid] = proc.cpu_times()
         except psutil.Error:
             continue
-        out[proc.pid] = t.user + t.system + t.children_user + t.children_system
     return out
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
+    """User + system CPU seconds of each live process (reaped children included)."""
+    return {pid: t.user + t.system + t.children_user + t.children_system for pid, t in _cpu_times(procs).items()}
 
 
 def cpu_split(procs: list[psutil.Process]) -> dict[int, tuple[float, float]]:
     """User and system CPU seconds of each live process, apart and its own only (not its children's)."""
-    out = {}
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        out[proc.pid] = (t.user, t.system)
-    return out
+    return {pid: (t.user, t.system) for pid, t in _cpu_times(procs).items()}
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
