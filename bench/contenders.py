@@ -121,7 +121,7 @@ def _lost_port(server: Server) -> bool:
     return server.process.poll() is not None and PORT_TAKEN in server.log_tail(20000).lower()
 
 
-def _wait_ping(server: Server, deadline_s: float) -> None:
+def wait_ping(server: Server, deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -161,7 +161,7 @@ def start(contender: str, launch: Launch, workdir: Path, deadline_s: float, aws_
         run_dir = Path(tempfile.mkdtemp(prefix=f"{contender}-", dir=workdir))
         server = _spawn(contender, launch, free_port(), run_dir, aws_python)
         try:
-            _wait_ping(server, deadline_s)
+            wait_ping(server, deadline_s)
             return server
         except (RuntimeError, TimeoutError):
             if attempt + 1 < PORT_ATTEMPTS and _lost_port(server):

@@ -1,17 +1,24 @@
-"""python -m bench.mme_split [--models 2,10] [--seconds S] [--rounds R]
+"""python -m bench.mme_split [--models 2,10] [--seconds S] [--rounds R] [--no-aws]
 
-Where an MME round-robin request's CPU goes in the native engine: the scikit-learn CSV request sent
-by wrk (concurrency 16) round robin over each count of loaded models, with each process's user and system CPU
-read before and after, divided by the requests served:
+Where an MME round-robin request's CPU goes: the scikit-learn CSV request sent by wrk (concurrency
+16) round robin over each count of loaded models, with each process's user and system CPU read
+before and after, divided by the requests served. Rows per count:
 
-- front: the process that parses HTTP and hands each request to its model's worker;
-- workers: every other process of the server's tree (the models' workers, the fork parent, the spare);
-- in-process: ``ServedModel.invoke`` round robin over the same models in this process, no server.
+- N: servekit's native engine in MME mode. Front: the process that parses HTTP and hands each
+  request to its model's worker; workers: every other process of the server's tree (the models'
+  workers, the fork parent, the spare);
+- "N, every process holds every model": ``bench.shared_mme_server``, one process per CPU, each
+  holding every model and answering HTTP itself with the native engine's request path (no front:
+  every process's CPU is in the workers' columns). The design docs/engines.md weighs for the MME
+  goal, reduced to its request path: what a request costs with no hop;
+- "N, AWS's stack": multi-model-server 1.1.11 + sagemaker-inference 1.10.1 as it ships (front: MMS's
+  Java process). Left out with ``--no-aws``; its virtualenv is installed on first use.
 
-Each round also measures one of the models served alone on the default single-model path (prefork:
-the process that parses HTTP holds the model, no hop), in the row "1, no hop": what a request costs
-where nothing crosses a process boundary; its CPU is every process's, in the workers' columns. It
-runs one worker per CPU, as the bench's single-model scenario does.
+Every row also gives ``ServedModel.invoke`` round robin over the same models in this process, no
+server (in-process). Each round ends with one of the models served alone on the default
+single-model path (prefork), "1, no hop". After the table, each servekit row's requests per second
+over AWS's stack's, at the same count in the same round. A run where a request failed or a server's
+processes changed is refused.
 
 The workers' figure above the in-process one is what a request costs for crossing into a process of
 its own; docs/engines.md ("Issue 25's goals in one full run") reads the MME goal's limit from it.
@@ -22,13 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import artifacts, contenders, procs, wrk
+from bench import artifacts, aws_stack, contenders, procs, wrk
 from bench.plan import full_plan
 
 #: The full plan's highest concurrency, start-up deadline, stop grace and warm-up (before the
@@ -37,6 +46,9 @@ PLAN = full_plan()
 CONCURRENCY = max(PLAN.concurrency)
 LOAD_TIMEOUT_S = 60.0
 CpuTimes = dict[int, tuple[float, float]]  # pid: (user, system) seconds
+#: The rows of ``bench.shared_mme_server``: no front, one process per CPU holding every model.
+SHARED = "every process holds every model"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -95,22 +107,67 @@ def in_process_ms(models: list[artifacts.Artifact], seconds: float) -> float:
             model.unload()
 
 
-def measure(models: list[artifacts.Artifact], seconds: float, workdir: Path) -> Split:
-    """MME, the models loaded, wrk's round robin over them."""
-    server = contenders.start("native", contenders.Launch("sklearn", None, 1), workdir, PLAN.start_deadline_s)
+def load_models(server: contenders.Server, models: list[artifacts.Artifact]) -> None:
+    for i, model in enumerate(models):
+        spec = json.dumps({"model_name": f"m{i}", "url": str(model.path)}).encode()
+        status, answer, _ = contenders.post(server.port, "/models", spec, "application/json", LOAD_TIMEOUT_S)
+        if status != 200:
+            raise RuntimeError(f"{server.contender}: loading m{i} answered {status}: {answer[:300]!r}")
+
+
+def measure(models: list[artifacts.Artifact], seconds: float, workdir: Path, aws_python: Path | None = None) -> Split:
+    """MME, the models loaded, wrk's round robin over them: servekit's native engine, or AWS's stack
+    when ``aws_python`` is given (its front is MMS's Java process)."""
+    contender = "native" if aws_python is None else "aws"
+    launch = contenders.Launch("sklearn", None, 1, aws_stack.user_script("sklearn"))
+    server = contenders.start(contender, launch, workdir, PLAN.start_deadline_s, aws_python)
     try:
-        for i, model in enumerate(models):
-            spec = json.dumps({"model_name": f"m{i}", "url": str(model.path)}).encode()
-            status, answer, _ = contenders.post(server.port, "/models", spec, "application/json", LOAD_TIMEOUT_S)
-            if status != 200:
-                raise RuntimeError(f"loading m{i} answered {status}: {answer[:300]!r}")
+        load_models(server, models)
         result, before, after = measured_run(server, [f"/models/m{i}/invoke" for i in range(len(models))], seconds)
-        front = server.process.pid
+        front = server.process.pid if aws_python is None else java_pid(server)
     finally:
         server.stop(PLAN.stop_grace_s)
     front_ms = _per_request_ms(before, after, {front}, result.requests)
     workers_ms = _per_request_ms(before, after, set(after) - {front}, result.requests)
     return Split(len(models), result.rps, *front_ms, *workers_ms, in_process_ms(models, seconds / 2))
+
+
+def java_pid(server: contenders.Server) -> int:
+    """AWS's stack: the pid of MMS's front end, the one Java process of the server's tree."""
+    java = [proc.pid for proc in server.tree() if proc.name() == "java"]
+    if len(java) != 1:
+        raise RuntimeError(f"AWS's stack: expected one Java process, found {len(java)}")
+    return java[0]
+
+
+def measure_shared(models: list[artifacts.Artifact], seconds: float, workdir: Path) -> Split:
+    """The bound without the hop: one process per CPU, each holding every model and answering HTTP
+    itself (``bench.shared_mme_server``); every process's CPU, in the workers' columns."""
+    server = start_shared(models, workdir)
+    try:
+        result, before, after = measured_run(server, [f"/models/m{i}/invoke" for i in range(len(models))], seconds)
+    finally:
+        server.stop(PLAN.stop_grace_s)
+    every = _per_request_ms(before, after, set(after), result.requests)
+    return Split(len(models), result.rps, 0.0, 0.0, *every, in_process_ms(models, seconds / 2))
+
+
+def start_shared(models: list[artifacts.Artifact], workdir: Path) -> contenders.Server:
+    """``bench.shared_mme_server`` on a port this process binds (port 0) and hands over."""
+    log_path = Path(tempfile.mkdtemp(prefix="shared-", dir=workdir)) / "server.log"
+    command = [sys.executable, "-m", "bench.shared_mme_server", "--workers", str(os.cpu_count() or 1)]
+    with socket.socket() as listener, log_path.open("wb") as log:
+        listener.bind(("127.0.0.1", 0))
+        command += ["--fd", str(listener.fileno()), *(str(m.path) for m in models)]
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                   pass_fds=[listener.fileno()])
+        server = contenders.Server("shared", process, listener.getsockname()[1], log_path, False, time.perf_counter())
+    try:
+        contenders.wait_ping(server, PLAN.start_deadline_s)
+    except (RuntimeError, TimeoutError):
+        server.stop(PLAN.stop_grace_s)
+        raise
+    return server
 
 
 def measure_no_hop(model: artifacts.Artifact, seconds: float, workdir: Path) -> Split:
@@ -133,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds per wrk run (default 6)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds, each measuring every count in turn, then the no-hop row (default 2)")
+    parser.add_argument("--no-aws", action="store_true",
+                        help="leave out AWS's stack (its virtualenv is installed on first use, minutes)")
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.rounds < 1:
         parser.error("--seconds and --rounds must be at least 1")
@@ -145,20 +204,46 @@ def main(argv: list[str] | None = None) -> int:
     if not wrk.available():
         print("python -m bench.mme_split: wrk is missing (apt-get install -y wrk)", file=sys.stderr)
         return 1
-    print("| models | req/s | front user ms | front sys ms | workers user ms | workers sys ms | in-process ms |")
-    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-mme-split-") as tmp:
         work = Path(tmp)
-        models = artifacts.make_many("sklearn", work / "models", max(counts))
         try:
-            for _ in range(args.rounds):
-                for count in counts:
-                    print_row(str(count), measure(models[:count], args.seconds, work))
-                print_row("1, no hop", measure_no_hop(models[0], args.seconds, work))
-        except RuntimeError as failed:
+            aws_python = None if args.no_aws else aws_stack.ensure_venv(("sklearn",), work / "aws-venv.log")
+            models = artifacts.make_many("sklearn", work / "models", max(counts))
+            ratios = measure_rounds(models, counts, args, work, aws_python)
+        except (RuntimeError, subprocess.CalledProcessError) as failed:
             print(f"python -m bench.mme_split: {failed}", file=sys.stderr)
             return 1
+    print_ratios(ratios)
     return 0
+
+
+def measure_rounds(models: list[artifacts.Artifact], counts: list[int], args: argparse.Namespace, work: Path,
+                   aws_python: Path | None) -> dict[str, list[float]]:
+    """Print the table's rows, round by round; returns each row's requests per second over AWS's
+    stack's at the same count in the same round (when it is measured)."""
+    print("| models | req/s | front user ms | front sys ms | workers user ms | workers sys ms | in-process ms |")
+    print("|---|---|---|---|---|---|---|")
+    ratios: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for count in counts:
+            rows = {f"{count}": measure(models[:count], args.seconds, work),
+                    f"{count}, {SHARED}": measure_shared(models[:count], args.seconds, work)}
+            if aws_python is not None:
+                aws = rows[f"{count}, AWS's stack"] = measure(models[:count], args.seconds, work, aws_python)
+                for label in (f"{count}", f"{count}, {SHARED}"):
+                    ratios.setdefault(label, []).append(rows[label].rps / aws.rps)
+            for label, split in rows.items():
+                print_row(label, split)
+        print_row("1, no hop", measure_no_hop(models[0], args.seconds, work))
+    return ratios
+
+
+def print_ratios(ratios: dict[str, list[float]]) -> None:
+    """After the table, a blank line, then each row's ratio to AWS's stack, every round's."""
+    if ratios:
+        print()
+    for label, values in ratios.items():
+        print(f"{label}: {', '.join(f'{v:.2f}' for v in values)} times AWS's stack's requests per second")
 
 
 def print_row(label: str, s: Split) -> None:

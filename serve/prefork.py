@@ -49,7 +49,8 @@ class RequestTimedOut(BaseException):
     does not swallow it."""
 
 
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
+def raise_timed_out(signum: int, frame: FrameType | None) -> None:
+    """SIGALRM's handler in a process that answers with ``InProcessModel``."""
     raise RequestTimedOut
 
 
@@ -149,6 +150,6 @@ def serve_http(conn: WorkerChannel, served: ServedModel, model_name: str, servin
             await asyncio.sleep(HAND_OVER_POLL_S)
         await server.serve(sockets=[serving.listener])
 
-    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGALRM, raise_timed_out)
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(main())
