@@ -70,6 +70,8 @@ def stop_accepting(server: uvicorn.Server | None, settings: Settings) -> None:
 
 def run_native(settings: Settings) -> int:
     """Run the native engine's HTTP server until SIGTERM/SIGINT; return the exit code."""
+    if settings.mme_pool:
+        return run_pool(settings)
     import uvicorn
 
     from serve.app import create_app
@@ -111,6 +113,30 @@ def run_native(settings: Settings) -> int:
     if not server.started and state["exit_code"] == 0:
         return 1  # could not bind the port; uvicorn has logged why
     return state["exit_code"]
+
+
+def run_pool(settings: Settings) -> int:
+    """SERVE_MME_POOL: the pool's processes answer on the port; the front runs the registry, the
+    lifespan and the signals, and listens on nothing (serve/pool.py)."""
+    import uvicorn
+
+    from serve.app import create_app
+    from serve.http import uvicorn_config
+    from serve.pool import PoolEngine
+    from serve.pool_worker import pool_main
+
+    try:
+        listener = bound_socket(settings)
+    except OSError as exc:
+        logging.getLogger("serve").error("cannot bind %s:%d: %s", settings.host, settings.port, exc)
+        return 1
+    engine = PoolEngine(settings, listener, pool_main)
+    app = create_app(settings, engine=engine)
+    engine.control_app = app
+    server = uvicorn.Server(uvicorn_config(app, settings, lifespan="on"))
+    signal.signal(signal.SIGTERM, lambda *_: None)  # as run_native: a SIGTERM stop exits 0
+    server.run(sockets=[])
+    return 0 if server.started else 1
 
 
 def main(argv: list[str] | None = None) -> int:

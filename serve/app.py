@@ -383,7 +383,7 @@ class HotPath:
     table, no middleware stack and no Request object (docs/engines.md, "Where a request's time
     goes"). The answers are Starlette's ``Response`` objects, so they are byte for byte the same."""
 
-    def __init__(self, app: Starlette, settings: Settings, invoke_model: ModelInvoker) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, invoke_model: ModelInvoker) -> None:
         self.app = app
         self.settings = settings
         self.invoke_model = invoke_model

@@ -56,7 +56,8 @@ IN_FLIGHT_PER_WORKER = 100
 #: (by which the worker's own SIGALRM answers 504) it waits before killing it.
 STUCK_CHECK_PERIOD_S = 1.0
 STUCK_GRACE_S = 2.0
-#: Modules a prefork worker imports to serve HTTP, preloaded in the fork parent so they are shared.
+#: Modules a prefork worker imports to serve HTTP, preloaded in the fork parent so they are shared
+#: (with its entry point's module, ``Prefork.main``'s).
 PREFORK_PRELOAD = ["uvicorn", "serve.app", "serve.http", "serve.prefork"]
 
 
@@ -188,7 +189,7 @@ class Engine:
                 handler_module(settings.framework), *self.handler.preload_modules,
                 # what every worker imports on start, so it is shared rather than per worker
                 "serve.worker", "handlers.model", "serve.memory",
-                *(PREFORK_PRELOAD if prefork is not None else []),
+                *([*PREFORK_PRELOAD, prefork.main.__module__] if prefork is not None else []),
             ])
         else:
             self._use_spawn(f"{self.handler.__name__} declares fork_safe = False")
@@ -265,11 +266,23 @@ class Engine:
                                  self.settings.log_level)
         target: Callable[..., None] = worker_main
         if self.prefork is not None:
-            serving = PreforkServing(self.prefork.listener, self.settings, self.handler.default_workers,
-                                     self._ctx.RawValue("d", 0.0), self._handed_over)
+            serving = self._prefork_serving()
             target, args = self.prefork.main, (*args, serving)
-        process = self._ctx.Process(
-            target=target, args=args, name=f"serve-worker-{model[1] if model is not None else '(spare)'}")
+        name = f"serve-worker-{model[1] if model is not None else '(spare)'}"
+        process, channel = await self._launch(target, args, name, front_end, worker_end)
+        return process, channel, serving
+
+    def _prefork_serving(self) -> PreforkServing:
+        """What a process that answers HTTP itself is handed (the listening socket among it)."""
+        assert self.prefork is not None
+        return PreforkServing(self.prefork.listener, self.settings, self.handler.default_workers,
+                              self._ctx.RawValue("d", 0.0), self._handed_over)
+
+    async def _launch(self, target: Callable[..., None], args: tuple[Any, ...], name: str,
+                      front_end: socket.socket, worker_end: socket.socket) -> tuple[BaseProcess, FrontChannel]:
+        """Start ``target(*args)`` in a process that holds ``worker_end`` (closed here once it started);
+        the front's channel reads ``front_end``."""
+        process = self._ctx.Process(target=target, args=args, name=name)
         try:
             await asyncio.to_thread(process.start)
         except BaseException:
@@ -277,7 +290,7 @@ class Engine:
             raise
         finally:
             worker_end.close()
-        return process, await FrontChannel.open(front_end), serving
+        return process, await FrontChannel.open(front_end)
 
     # -- the spare ------------------------------------------------------------------------------
     # Forking from the framework-preloaded parent costs about 9 ms on its own (the kernel copies the

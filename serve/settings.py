@@ -350,6 +350,12 @@ class Settings:
         "on the shared port, with no hop through the front (docs/engines.md, \"Prefork\"). Unset: on, "
         "unless batching or SERVE_MAX_IN_FLIGHT_PER_MODEL needs the front's queue; true: on, and a "
         "setting it cannot honour stops the start; false: every request through the front.")
+    mme_pool: bool = variable(
+        "SERVE_MME_POOL", _bool, False,
+        "Multi-model mode, native engine: true runs SAGEMAKER_MODEL_SERVER_WORKERS processes (default: "
+        "the framework's) that each hold every loaded model and answer HTTP themselves, with no hop "
+        "through the front; a model's crash or timeout restarts the process with every model in it "
+        "(docs/engines.md, \"MME pool\").")
     install_requirements: bool = variable(
         "SERVE_INSTALL_REQUIREMENTS", _bool, True,
         "pip-install code/requirements.txt when a model loads (false: pre-bake them into the image).")
@@ -366,6 +372,8 @@ class Settings:
             self._check_batching(batching)
         if self.prefork_choice:
             self._check_prefork()
+        if self.mme_pool:
+            self._check_mme_pool()
         if self.require_gpu and self.accelerator != GPU:
             raise SettingsError(f"SERVE_REQUIRE_GPU=true needs a GPU image ({ACCELERATOR_VARIABLE}={GPU}): "
                                 "this image's frameworks are built without CUDA")
@@ -382,6 +390,18 @@ class Settings:
             raise SettingsError("SERVE_MAX_IN_FLIGHT_PER_MODEL cannot be honoured with SERVE_PREFORK=true: "
                                 "each worker takes the connections it accepts; the kernel's listen backlog "
                                 "bounds what waits")
+
+    def _check_mme_pool(self) -> None:
+        """SERVE_MME_POOL=true cannot be honoured beside these settings: say so rather than ignore it."""
+        if self.engine != "native" or not self.multi_model:
+            raise SettingsError("SERVE_MME_POOL=true needs SERVE_ENGINE=native and SAGEMAKER_MULTI_MODEL=true")
+        if self.max_in_flight_per_model is not None:
+            raise SettingsError("SERVE_MAX_IN_FLIGHT_PER_MODEL cannot be honoured with SERVE_MME_POOL=true: "
+                                "each pool process takes the connections it accepts; the kernel's listen "
+                                "backlog bounds what waits")
+        if self.batching is not None:
+            raise SettingsError("batching cannot be honoured with SERVE_MME_POOL=true: it needs the front's "
+                                "queue; unset the batching settings or SERVE_MME_POOL")
 
     @property
     def prefork(self) -> bool:

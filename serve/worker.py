@@ -94,9 +94,7 @@ def run_worker(serve: Serve, sock: socket.socket, framework: str, options: Handl
     """Load the model, report it, then answer with ``serve`` until the front closes the socket."""
     from serve.memory import process_memory
 
-    # Ctrl-C in a terminal reaches the whole process group; the front decides when workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(message)s")
+    configure_worker(log_level)
     conn = WorkerChannel(sock)
     if model is None:
         try:
@@ -117,29 +115,44 @@ def run_worker(serve: Serve, sock: socket.socket, framework: str, options: Handl
         served.unload()
 
 
+def configure_worker(log_level: int) -> None:
+    """What every worker process does first: ignore Ctrl-C (a terminal sends it to the whole process
+    group; the front decides when workers stop) and log with its pid."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(message)s")
+
+
 def _load(conn: WorkerChannel, framework: str, options: HandlerOptions, model_dir: str, model_name: str,
           forked: bool) -> ServedModel | None:
     """The loaded ``ServedModel``, or None after telling the front why there is none."""
+    from handlers.registry import handler_class
+
+    hazard = handler_class(framework).fork_hazard() if forked else None
+    if hazard:
+        conn.send(["respawn", hazard])
+        return None
+    served = load_model(framework, options, model_dir, model_name)
+    if isinstance(served, list):
+        conn.send(served)
+        return None
+    return served
+
+
+def load_model(framework: str, options: HandlerOptions, model_dir: str, model_name: str) -> ServedModel | list[Any]:
+    """The loaded ``ServedModel``, or the ``["error", status, message]`` frame that says why not."""
     from handlers.errors import HandlerError
     from handlers.model import ServedModel
     from handlers.registry import handler_class
 
     try:
-        cls = handler_class(framework)
-        hazard = cls.fork_hazard() if forked else None
-        if hazard:
-            conn.send(["respawn", hazard])
-            return None
         if not Path(model_dir).is_dir():
-            conn.send(["error", 404, f"model directory {model_dir} does not exist"])
-            return None
-        return ServedModel.load(cls(options), model_dir, model_name)
+            return ["error", 404, f"model directory {model_dir} does not exist"]
+        return ServedModel.load(handler_class(framework)(options), model_dir, model_name)
     except HandlerError as exc:
-        conn.send(["error", exc.status, exc.message])
+        return ["error", exc.status, exc.message]
     except Exception as exc:  # user model_fn or framework failure: report, don't leak a traceback
         log.error("loading model %s failed:\n%s", model_name, traceback.format_exc())
-        conn.send(["error", 500, unexpected_error("loading the model", exc)])
-    return None
+        return ["error", 500, unexpected_error("loading the model", exc)]
 
 
 def _serve(conn: WorkerChannel, served: ServedModel, model_name: str) -> None:

@@ -16,6 +16,8 @@ from tests.support.models import SklearnArtifact, sklearn_artifact
 ENGINES = ["native", "mms"]
 #: The single-model suite also runs the native engine with SERVE_PREFORK=true (``engine_env``).
 SINGLE_MODEL_ENGINES = [*ENGINES, "prefork"]
+#: The multi-model suite also runs the native engine with SERVE_MME_POOL=true (``engine_env``).
+MULTI_MODEL_ENGINES = [*ENGINES, "pool"]
 
 #: (engine, test name) -> why that engine cannot pass it.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
@@ -39,6 +41,13 @@ KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
     ("prefork", "test_requests_spread_over_workers"):
         "prefork: a worker accepts every connection waiting when it looks, so four requests sent at "
         "once may all land on one worker and run one after another (uvicorn --workers does the same)",
+    # SERVE_MME_POOL=true: every pool process holds every model (serve/pool.py).
+    ("pool", "test_delete_waits_for_in_flight_requests"):
+        "pool: the process that answered the request holds the other models too and outlives the "
+        "unload (the request is still answered first: tests/serve/test_pool.py)",
+    ("pool", "test_twenty_models_memory_is_reported_and_returned"):
+        "pool: a model lives in processes that stay, so unloading returns only what the allocator "
+        "gives back; a small model costs its bytes, not a process (tests/serve/test_pool.py)",
 }
 #: Known differences whose failure depends on timing (the xfail is not strict for these).
 TIMING_DEPENDENT: set[tuple[str, str]] = {
@@ -56,6 +65,8 @@ def engine_env(engine: str) -> dict[str, str]:
         return {"SERVE_ENGINE": "native", "SERVE_PREFORK": "true"}
     if engine == "native":  # the front path; unset, single-model mode would be prefork (the default)
         return {"SERVE_ENGINE": "native", "SERVE_PREFORK": "false"}
+    if engine == "pool":
+        return {"SERVE_ENGINE": "native", "SERVE_MME_POOL": "true"}
     return {"SERVE_ENGINE": engine}
 
 
@@ -77,6 +88,7 @@ def engine(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=SINGLE_MODEL_ENGINES)
 def single_model_engine(request: pytest.FixtureRequest) -> str:
     return engine_under_test(request)
+
 
 
 @pytest.fixture(scope="session")

@@ -8,15 +8,23 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
+from tests.serve.conftest import MULTI_MODEL_ENGINES, engine_env, engine_under_test
 from tests.support.models import BROKEN_SCRIPT, SLOW_SCRIPT, echo_script, sklearn_artifact
 from tests.support.server import BusyRequest, RunningServer, run_server
 
 MB = 1024 * 1024
 
 
+@pytest.fixture(params=MULTI_MODEL_ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """This suite also runs the native engine's MME pool (SERVE_MME_POOL=true)."""
+    return engine_under_test(request)
+
+
 def multi(engine: str, **extra: str) -> dict[str, str]:
-    return {"SERVE_ENGINE": engine, "SERVE_FRAMEWORK": "sklearn", "SAGEMAKER_MULTI_MODEL": "true", **extra}
+    return {**engine_env(engine), "SERVE_FRAMEWORK": "sklearn", "SAGEMAKER_MULTI_MODEL": "true", **extra}
 
 
 def load(server: RunningServer, name: str, url: Path) -> httpx.Response:

@@ -69,6 +69,15 @@ def output_fn(prediction, accept):
     return json.dumps(prediction), "application/json"
 """
 
+#: A predict_fn that blocks SIGALRM first, as code inside a C call is out of its reach.
+UNREACHABLE_SCRIPT = SLOW_SCRIPT.replace(
+    "    time.sleep(float(data.get(\"sleep\", 0)))",
+    "    import signal\n"
+    "    if data.get(\"block_alarm\"):\n"
+    "        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
+    "    time.sleep(float(data.get(\"sleep\", 0)))",
+)
+
 #: A user script that echoes what SageMaker forwards through the context and sets Custom-Attributes.
 ECHO_SCRIPT = """
 import json

@@ -166,6 +166,16 @@ class BusyRequest:
         return self.result[0]
 
 
+def expect_no_answer(url: str, body: object, timeout: float = 30) -> None:
+    """POST ``body`` as JSON to ``url``: the connection must close with no answer (the process that
+    held it was killed meanwhile)."""
+    try:
+        answer = httpx.post(url, json=body, timeout=timeout)
+    except (httpx.RemoteProtocolError, httpx.ReadError):
+        return
+    raise AssertionError(f"the request was answered: {answer.status_code} {answer.text}")
+
+
 def wait_ready(server: RunningServer, path: str, deadline_s: float) -> None:
     """Poll ``path`` until it answers 200, the process exits, or the deadline passes."""
     deadline = time.monotonic() + deadline_s
