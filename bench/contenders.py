@@ -1,6 +1,6 @@
 """The contenders: AWS's stack, servekit native (its defaults: prefork in single-model mode; also with
-SERVE_PREFORK=false, every request through the front), servekit mms (servers)
-and the in-process floor.
+SERVE_PREFORK=false, every request through the front, and in multi-model mode with SERVE_MME_POOL=true,
+processes that each hold every model), servekit mms (servers) and the in-process floor.
 
 ``start`` launches one server on a free loopback port and times it to ``/ping`` 200 and to its first
 200 invocation; ``Server.stop`` times SIGTERM to exit and counts the processes left behind.
@@ -20,15 +20,30 @@ import psutil
 from bench import aws_stack, procs
 from tests.support.server import PORT_TAKEN, free_port, start_server
 
-LABELS = {"aws": "AWS stack", "native": "native", "front": "native front", "mms": "servekit mms"}
+LABELS = {"aws": "AWS stack", "native": "native", "front": "native front", "pool": "native pool",
+          "mms": "servekit mms"}
 #: servekit's environment per contender ("aws" is launched its own way). "native" is servekit's
 #: defaults: in single-model mode its workers answer HTTP themselves (prefork, docs/engines.md);
 #: "front" is the opt-out, every request handed from the front to a worker.
 ENGINE_ENV = {"native": {"SERVE_ENGINE": "native"}, "mms": {"SERVE_ENGINE": "mms"},
-              "front": {"SERVE_ENGINE": "native", "SERVE_PREFORK": "false"}}
+              "front": {"SERVE_ENGINE": "native", "SERVE_PREFORK": "false"},
+              "pool": {"SERVE_ENGINE": "native", "SERVE_MME_POOL": "true"}}
 #: Contenders that differ from "native" only in single-model mode (an MME always goes through the
 #: front): no MME scenario.
 SINGLE_MODEL_ONLY = {"front"}
+#: Contenders that serve only in multi-model mode (SERVE_MME_POOL): only the MME scenario.
+MULTI_MODEL_ONLY = {"pool"}
+
+
+def mme_workers(contender: str, cpus: int) -> int:
+    """SAGEMAKER_MODEL_SERVER_WORKERS in the MME scenarios: one worker per model (AWS's MME default),
+    except for the pool, whose processes each hold every model: one per CPU, as prefork runs."""
+    return cpus if contender in MULTI_MODEL_ONLY else 1
+
+
+def serves(contender: str, multi_model: bool) -> bool:
+    """Whether ``contender`` is measured in a scenario of that mode."""
+    return contender not in (SINGLE_MODEL_ONLY if multi_model else MULTI_MODEL_ONLY)
 PORT_ATTEMPTS = 5
 
 

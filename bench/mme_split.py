@@ -7,10 +7,9 @@ before and after, divided by the requests served. Rows per count:
 - N: servekit's native engine in MME mode. Front: the process that parses HTTP and hands each
   request to its model's worker; workers: every other process of the server's tree (the models'
   workers, the fork parent, the spare);
-- "N, every process holds every model": ``bench.shared_mme_server``, one process per CPU, each
-  holding every model and answering HTTP itself with the native engine's request path (no front:
-  every process's CPU is in the workers' columns). The design docs/engines.md weighs for the MME
-  goal, reduced to its request path: what a request costs with no hop;
+- "N, pool": the native engine with SERVE_MME_POOL=true: one process per CPU, each holding every
+  model and answering HTTP itself (front: the process that only supervises them and answers the
+  ``/models`` API; docs/engines.md, "MME pool");
 - "N, AWS's stack": multi-model-server 1.1.11 + sagemaker-inference 1.10.1 as it ships (front: MMS's
   Java process). Left out with ``--no-aws``; its virtualenv is installed on first use.
 
@@ -29,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,9 +44,8 @@ PLAN = full_plan()
 CONCURRENCY = max(PLAN.concurrency)
 LOAD_TIMEOUT_S = 60.0
 CpuTimes = dict[int, tuple[float, float]]  # pid: (user, system) seconds
-#: The rows of ``bench.shared_mme_server``: no front, one process per CPU holding every model.
-SHARED = "every process holds every model"
-REPO = Path(__file__).resolve().parents[1]
+#: The rows of the MME pool (SERVE_MME_POOL=true), a process per CPU holding every model.
+POOL = "pool"
 
 
 @dataclass
@@ -115,16 +112,18 @@ def load_models(server: contenders.Server, models: list[artifacts.Artifact]) -> 
             raise RuntimeError(f"{server.contender}: loading m{i} answered {status}: {answer[:300]!r}")
 
 
-def measure(models: list[artifacts.Artifact], seconds: float, workdir: Path, aws_python: Path | None = None) -> Split:
-    """MME, the models loaded, wrk's round robin over them: servekit's native engine, or AWS's stack
-    when ``aws_python`` is given (its front is MMS's Java process)."""
-    contender = "native" if aws_python is None else "aws"
-    launch = contenders.Launch("sklearn", None, 1, aws_stack.user_script("sklearn"))
+def measure(models: list[artifacts.Artifact], seconds: float, workdir: Path, contender: str = "native",
+            aws_python: Path | None = None) -> Split:
+    """MME, the models loaded, wrk's round robin over them: servekit's native engine ("native"), its
+    pool ("pool", SERVE_MME_POOL=true: the front only supervises) or AWS's stack ("aws", with
+    ``aws_python``; its front is MMS's Java process)."""
+    workers = contenders.mme_workers(contender, os.cpu_count() or 1)
+    launch = contenders.Launch("sklearn", None, workers, aws_stack.user_script("sklearn"))
     server = contenders.start(contender, launch, workdir, PLAN.start_deadline_s, aws_python)
     try:
         load_models(server, models)
         result, before, after = measured_run(server, [f"/models/m{i}/invoke" for i in range(len(models))], seconds)
-        front = server.process.pid if aws_python is None else java_pid(server)
+        front = java_pid(server) if contender == "aws" else server.process.pid
     finally:
         server.stop(PLAN.stop_grace_s)
     front_ms = _per_request_ms(before, after, {front}, result.requests)
@@ -138,36 +137,6 @@ def java_pid(server: contenders.Server) -> int:
     if len(java) != 1:
         raise RuntimeError(f"AWS's stack: expected one Java process, found {len(java)}")
     return java[0]
-
-
-def measure_shared(models: list[artifacts.Artifact], seconds: float, workdir: Path) -> Split:
-    """The bound without the hop: one process per CPU, each holding every model and answering HTTP
-    itself (``bench.shared_mme_server``); every process's CPU, in the workers' columns."""
-    server = start_shared(models, workdir)
-    try:
-        result, before, after = measured_run(server, [f"/models/m{i}/invoke" for i in range(len(models))], seconds)
-    finally:
-        server.stop(PLAN.stop_grace_s)
-    every = _per_request_ms(before, after, set(after), result.requests)
-    return Split(len(models), result.rps, 0.0, 0.0, *every, in_process_ms(models, seconds / 2))
-
-
-def start_shared(models: list[artifacts.Artifact], workdir: Path) -> contenders.Server:
-    """``bench.shared_mme_server`` on a port this process binds (port 0) and hands over."""
-    log_path = Path(tempfile.mkdtemp(prefix="shared-", dir=workdir)) / "server.log"
-    command = [sys.executable, "-m", "bench.shared_mme_server", "--workers", str(os.cpu_count() or 1)]
-    with socket.socket() as listener, log_path.open("wb") as log:
-        listener.bind(("127.0.0.1", 0))
-        command += ["--fd", str(listener.fileno()), *(str(m.path) for m in models)]
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                   pass_fds=[listener.fileno()])
-        server = contenders.Server("shared", process, listener.getsockname()[1], log_path, False, time.perf_counter())
-    try:
-        contenders.wait_ping(server, PLAN.start_deadline_s)
-    except (RuntimeError, TimeoutError):
-        server.stop(PLAN.stop_grace_s)
-        raise
-    return server
 
 
 def measure_no_hop(model: artifacts.Artifact, seconds: float, workdir: Path) -> Split:
@@ -227,10 +196,10 @@ def measure_rounds(models: list[artifacts.Artifact], counts: list[int], args: ar
     for _ in range(args.rounds):
         for count in counts:
             rows = {f"{count}": measure(models[:count], args.seconds, work),
-                    f"{count}, {SHARED}": measure_shared(models[:count], args.seconds, work)}
+                    f"{count}, {POOL}": measure(models[:count], args.seconds, work, "pool")}
             if aws_python is not None:
-                aws = rows[f"{count}, AWS's stack"] = measure(models[:count], args.seconds, work, aws_python)
-                for label in (f"{count}", f"{count}, {SHARED}"):
+                aws = rows[f"{count}, AWS's stack"] = measure(models[:count], args.seconds, work, "aws", aws_python)
+                for label in (f"{count}", f"{count}, {POOL}"):
                     ratios.setdefault(label, []).append(rows[label].rps / aws.rps)
             for label, split in rows.items():
                 print_row(label, split)

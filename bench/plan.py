@@ -33,7 +33,7 @@ class Plan:
     stop_grace_s: float = 30.0
     #: Stop loading MME models when the machine has less than this much memory available.
     min_available_mb: int = 3000
-    contenders: tuple[str, ...] = ("aws", "native", "front", "mms")
+    contenders: tuple[str, ...] = ("aws", "native", "front", "pool", "mms")
     scenarios: tuple[str, ...] = field(default=("single", "mme", "startup", "pipeline", "images", "streaming",
                                                 "batching"))
 

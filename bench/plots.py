@@ -10,7 +10,7 @@ from typing import Any
 from bench.contenders import LABELS
 
 MB = 1024 * 1024
-COLORS = {"aws": "tab:blue", "native": "tab:green", "front": "tab:purple", "mms": "tab:orange"}
+COLORS = {"aws": "tab:blue", "native": "tab:green", "front": "tab:purple", "pool": "tab:red", "mms": "tab:orange"}
 
 
 def _pyplot() -> Any:

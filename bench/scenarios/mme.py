@@ -36,7 +36,8 @@ def _load_all(run: Run, server: contenders.Server, models: list[artifacts.Artifa
 
 def _one(run: Run, contender: str, framework: str, models: list[artifacts.Artifact], round_index: int) -> None:
     meta = {"framework": framework, "contender": contender, "round": round_index}
-    launch = contenders.Launch(framework, None, 1, aws_stack.user_script(framework))
+    launch = contenders.Launch(framework, None, contenders.mme_workers(contender, run.workers()),
+                               aws_stack.user_script(framework))
     server = contenders.start(contender, launch, run.workdir, run.plan.start_deadline_s, run.aws_python)
     try:
         body = artifacts.body(framework, "csv")
@@ -61,9 +62,7 @@ def measure(run: Run) -> None:
     for framework in run.plan.frameworks:
         models = artifacts.make_many(framework, run.workdir / "artifacts" / framework / "mme", run.plan.mme_models)
         for round_index in range(run.plan.mme_rounds):
-            for contender in run.order(round_index):
-                if contender in contenders.SINGLE_MODEL_ONLY:
-                    continue
+            for contender in [c for c in run.order(round_index) if contenders.serves(c, multi_model=True)]:
                 run.say(f"mme {framework} round {round_index + 1}: {contender}, {len(models)} models")
                 try:
                     _one(run, contender, framework, models, round_index)

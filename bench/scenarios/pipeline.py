@@ -81,7 +81,7 @@ def _one(run: Run, contender: str, paths: tuple[Path, Path], round_index: int) -
 def measure(run: Run) -> None:
     paths = artifacts.pipeline_pair(run.workdir / "artifacts" / "pipeline")
     for round_index in range(run.plan.mme_rounds):
-        for contender in run.order(round_index):
+        for contender in [c for c in run.order(round_index) if contenders.serves(c, multi_model=False)]:
             run.say(f"pipeline round {round_index + 1}: {contender}")
             try:
                 _one(run, contender, paths, round_index)

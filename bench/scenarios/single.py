@@ -48,7 +48,7 @@ def measure(run: Run) -> None:
             except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                 run.fail(f"floor {framework}/{fmt}: {exc!r}")
             for round_index in range(run.plan.rounds):
-                for contender in run.order(round_index):
+                for contender in [c for c in run.order(round_index) if contenders.serves(c, multi_model=False)]:
                     run.say(f"single {framework}/{fmt} round {round_index + 1}: {contender}")
                     try:
                         _one(run, contender, artifact, fmt, round_index)

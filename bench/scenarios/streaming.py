@@ -76,7 +76,7 @@ def _one(run: Run, contender: str, launch: contenders.Launch, round_index: int) 
 
 
 def measure(run: Run) -> None:
-    skipped = [c for c in run.contenders() if c not in STREAMING]
+    skipped = [c for c in run.contenders() if c not in STREAMING and contenders.serves(c, multi_model=False)]
     if skipped:
         run.say(f"streaming: {', '.join(skipped)} cannot stream (multi-model-server sends whole answers); not measured")
     artifact = sklearn_artifact(run.workdir / "artifacts" / "sklearn" / "streaming" / "model", code=SCRIPT)
