@@ -43,6 +43,7 @@ from serve.engine import (
     Worker,
 )
 from serve.settings import Settings
+from serve.shared import error_json
 from serve.stream import Streamed
 from serve.worker import PreforkServing, WorkerInfo
 
@@ -343,6 +344,7 @@ async def call_app(app: ASGIApp, method: str, path: str, query: str, headers: li
     status = 500
     answer_headers: list[list[str]] = []
     chunks: list[bytes] = []
+    started: list[bool] = []
 
     async def receive() -> Message:
         nonlocal received
@@ -354,10 +356,16 @@ async def call_app(app: ASGIApp, method: str, path: str, query: str, headers: li
     async def send(message: Message) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
+            started.append(True)
             status = message["status"]
             answer_headers.extend([k.decode("latin-1"), v.decode("latin-1")] for k, v in message.get("headers", []))
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    except Exception:  # Starlette answers 500 first, then raises again: keep its answer
+        log.exception("the front's routes failed on %s %s handed over by a pool process", method, path)
+        if not started:
+            return 500, [["content-type", "application/json"]], error_json(500, "the server failed; see its log")
     return status, answer_headers, b"".join(chunks)

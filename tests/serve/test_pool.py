@@ -181,3 +181,37 @@ def test_sigterm_stops_every_process(tmp_path: Path) -> None:
     finally:
         code = stop_server(server)  # raises when a process is left behind
     assert code == 0, server.log()[-2000:]
+
+
+def test_the_front_answers_a_handed_over_request_even_when_its_route_fails() -> None:
+    """``serve.pool.call_app``: a pool process waits for the front's answer, so a route that raises
+    must still produce one (500), as must an app that raises before answering."""
+    import asyncio
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.types import Receive, Scope, Send
+
+    from serve.pool import call_app
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"query": dict(request.query_params), "header": request.headers.get("x-h"),
+                             "body": (await request.body()).decode()})
+
+    async def boom(request: Request) -> JSONResponse:
+        raise RuntimeError("a bug in a route")
+
+    async def raw(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("a bug before any answer")
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/boom", boom)])
+    status, headers, body = asyncio.run(call_app(app, "POST", "/echo", "a=1", [["x-h", "v"]], b"hi"))
+    assert status == 200 and json.loads(body) == {"query": {"a": "1"}, "header": "v", "body": "hi"}
+    assert ["content-type", "application/json"] in headers
+    status, _, _ = asyncio.run(call_app(app, "GET", "/boom", "", [], b""))
+    assert status == 500
+    status, _, body = asyncio.run(call_app(raw, "GET", "/anything", "", [], b""))
+    assert status == 500 and json.loads(body)["code"] == 500
