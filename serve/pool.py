@@ -106,8 +106,7 @@ class PoolEngine(Engine):
                 entry.workers.append(Worker(member.process, member.channel, info, member.busy_since))
             member.channel.send(["accept"])
         except BaseException:
-            for entry in self.models.values():
-                entry.workers = [w for w in entry.workers if w.process is not member.process]
+            self._forget(member)
             await self._stop_member(member, graceful=False)
             raise
         asyncio.get_running_loop().add_reader(member.process.sentinel, self._on_member_exit, member)
@@ -188,11 +187,15 @@ class PoolEngine(Engine):
         member.retired = True
         if member in self.pool:
             self.pool.remove(member)
-        for entry in self.models.values():
-            entry.workers = [w for w in entry.workers if w.process is not member.process]
+        self._forget(member)
         if member.process.is_alive():
             member.process.kill()
         member.channel.close()
+
+    def _forget(self, member: PoolProcess) -> None:
+        """Drop ``member`` from every model's workers."""
+        for entry in self.models.values():
+            entry.workers = [w for w in entry.workers if w.process is not member.process]
 
     async def _replace(self) -> None:
         async with self._registry:

@@ -79,7 +79,7 @@ class PoolServer:
         self.options = options
         self.serving = serving
         self.models: dict[str, InProcessModel] = {}
-        self.accepting = asyncio.Event()
+        self.told = asyncio.Event()  # the front said accept, or the server is to stop
         self.handed: dict[int, asyncio.Future[Frame]] = {}  # answers awaited from the front
         self.ids = itertools.count()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -107,22 +107,14 @@ class PoolServer:
     async def main(self) -> None:
         assert self.server is not None
         asyncio.get_running_loop().add_reader(self.conn.sock.fileno(), self.on_readable)
-        stopping = asyncio.ensure_future(self.stopped())
-        accepting = asyncio.ensure_future(self.accepting.wait())
-        await asyncio.wait([stopping, accepting], return_when=asyncio.FIRST_COMPLETED)
-        if not self.server.should_exit:
+        await self.told.wait()
+        if not self.server.should_exit:  # the front said accept, rather than closing the socket
             await self.server.serve(sockets=[self.serving.listener])
-        stopping.cancel()
-        accepting.cancel()
-
-    async def stopped(self) -> None:
-        """Returns once the server is told to stop before it accepted (the front closed the socket)."""
-        while self.server is not None and not self.server.should_exit:
-            await asyncio.sleep(0.05)  # only until the front says accept: a fraction of a second
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.should_exit = True
+        self.told.set()  # before the front said accept: nothing to serve
 
     # -- the front's frames ---------------------------------------------------------------------
 
@@ -147,7 +139,7 @@ class PoolServer:
             elif kind == UNLOAD:
                 self.in_background(self.unload(meta[1]))
             elif kind == ACCEPT:
-                self.accepting.set()
+                self.told.set()
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` as a task, held until it is done (the event loop keeps only a weak reference)."""
