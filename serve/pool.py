@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 import time
@@ -53,6 +54,12 @@ log = logging.getLogger("serve.engine")
 PoolMain = Callable[[socket.socket, str, HandlerOptions, bool, int, PreforkServing], None]
 #: How long the front's reader of a pool process's socket waits before it waits again.
 READ_WAIT_S = 3600.0
+#: Seconds between tries to replace a pool process that could not start, the last repeated.
+REPLACE_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class PoolProcessLost(EngineError):
+    """A pool process exited, or did not answer a command in time."""
 
 
 @dataclass(eq=False)
@@ -102,7 +109,14 @@ class PoolEngine(Engine):
         member = await self._spawn_member()
         try:
             for entry in self.ready_models():
-                info = await self._command(member, ["load", entry.url, entry.name])
+                try:
+                    info = await self._command(member, ["load", entry.url, entry.name])
+                except PoolProcessLost as exc:
+                    await self._drop_model(entry, exc)  # its load may be what ended the process
+                    raise
+                except EngineError as exc:
+                    await self._drop_model(entry, exc)
+                    continue
                 entry.workers.append(Worker(member.process, member.channel, info, member.busy_since))
             member.channel.send(["accept"])
         except BaseException:
@@ -165,7 +179,7 @@ class PoolEngine(Engine):
                 member.channel.send(meta)
                 answer, _ = await asyncio.wait_for(member.answer, LOAD_TIMEOUT_S)
             except (EOFError, OSError, TimeoutError):
-                raise EngineError(500, f"pool process {member.pid} exited or did not answer while handling "
+                raise PoolProcessLost(500, f"pool process {member.pid} exited or did not answer while handling "
                                        f"{meta[0]} of model {meta[-1]!r}; see the container log") from None
             finally:
                 member.answer = None
@@ -197,18 +211,37 @@ class PoolEngine(Engine):
         for entry in self.models.values():
             entry.workers = [w for w in entry.workers if w.process is not member.process]
 
+    async def _drop_model(self, entry: ModelEntry, exc: EngineError) -> None:
+        """A model that a replacement could not load is unloaded from every process, as the default
+        engine unloads a model whose worker cannot be replaced: the pool stays whole and the other
+        models keep being served; invocations of it get 404 until it is loaded again."""
+        log.error("model %s could not be loaded in a replacement pool process: %s; it was unloaded from "
+                  "every process", entry.name, exc.message)
+        entry.state = "unloading"
+        await self._unload_everywhere(entry)
+        if self.models.get(entry.name) is entry:
+            del self.models[entry.name]
+
     async def _replace(self) -> None:
-        async with self._registry:
-            if self._closing:
-                return
-            try:
-                member = await self._start_pool_process()
-            except EngineError as exc:
-                log.error("could not replace a pool process: %s; the pool runs with %d process(es)",
-                          exc.message, len(self.pool))
-                return
-            self.pool.append(member)
-            log.info("replaced a pool process (new pid %d) holding %d model(s)", member.pid, len(self.models))
+        """Start a pool process in place of one that ended, trying again until one starts (a model
+        whose load ends the process is dropped on the way), so the pool is never a process short
+        for good."""
+        for attempt in itertools.count():
+            async with self._registry:
+                if self._closing:
+                    return
+                try:
+                    member = await self._start_pool_process()
+                except EngineError as exc:
+                    delay = REPLACE_RETRY_S[min(attempt, len(REPLACE_RETRY_S) - 1)]
+                    log.error("could not replace a pool process: %s; the pool runs with %d process(es); "
+                              "trying again in %.0f s", exc.message, len(self.pool), delay)
+                else:
+                    self.pool.append(member)
+                    log.info("replaced a pool process (new pid %d) holding %d model(s)",
+                             member.pid, len(self.models))
+                    return
+            await asyncio.sleep(delay)
 
     async def _stop_member(self, member: PoolProcess, graceful: bool) -> None:
         member.retired = True

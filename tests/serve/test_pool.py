@@ -103,6 +103,46 @@ def test_a_killed_process_is_replaced_by_one_that_loads_every_model(tmp_path: Pa
         assert server.log_lines_containing(f"pool process {victim} exited (exit code -9)")
 
 
+#: A model whose load raises while its directory holds ``fail-load`` and ends its process while it
+#: holds ``exit-on-load``.
+FAILS_TO_LOAD_ON_CUE = SLOW_SCRIPT.replace(
+    "    return {\"dir\": model_dir}",
+    "    if os.path.exists(os.path.join(model_dir, \"fail-load\")):\n"
+    "        raise RuntimeError(\"told to fail by fail-load\")\n"
+    "    if os.path.exists(os.path.join(model_dir, \"exit-on-load\")):\n"
+    "        os._exit(3)\n"
+    "    return {\"dir\": model_dir}",
+)
+
+
+def test_a_model_the_replacement_cannot_load_is_unloaded_and_the_pool_stays_whole(tmp_path: Path) -> None:
+    """Models that loaded once but fail in a replacement process (one raises, one ends the process)
+    are unloaded everywhere, as the default engine unloads a model whose worker cannot be replaced;
+    the replacement starts with the rest, so the pool is not left a process short."""
+    assert FAILS_TO_LOAD_ON_CUE.count("os.path.exists") == 2
+    models = {name: sklearn_artifact(tmp_path / name / "model", code=FAILS_TO_LOAD_ON_CUE).path
+              for name in ["good", "fails", "exits"]}
+    with run_server(pool()) as server:
+        for name, path in models.items():
+            assert load(server, name, path).status_code == 200
+        survivor, victim = sorted(pool_pids(server, "good"))
+        (models["fails"] / "fail-load").touch()
+        (models["exits"] / "exit-on-load").touch()
+        os.kill(victim, signal.SIGKILL)
+        server.log_lines_containing("replaced a pool process (new pid", deadline_s=60)
+        assert server.log_lines_containing("model fails could not be loaded in a replacement pool process")
+        assert server.log_lines_containing("model exits could not be loaded in a replacement pool process")
+        retried = server.log_lines_containing("could not replace a pool process")
+        assert retried and "trying again in 1 s" in retried[0], retried
+        restored = pool_pids(server, "good")
+        assert survivor in restored and victim not in restored and len(restored) == 2
+        assert [m["modelName"] for m in httpx.get(server.url + "/models").json()["models"]] == ["good"]
+        for name in ["fails", "exits"]:
+            answer = httpx.post(server.url + f"/models/{name}/invoke", json={"sleep": 0}, timeout=30)
+            assert answer.status_code == 404, answer.text
+        assert answering_pids(server, ["good"]) == restored
+
+
 def test_a_stuck_process_beyond_sigalrm_is_killed_and_replaced(tmp_path: Path) -> None:
     artifact = sklearn_artifact(tmp_path / "m" / "model", code=UNREACHABLE_SCRIPT)
     with run_server(pool(SAGEMAKER_MODEL_SERVER_WORKERS="1", SAGEMAKER_MODEL_SERVER_TIMEOUT="1")) as server:
