@@ -40,7 +40,7 @@ from handlers.base import HandlerOptions, Request, Response
 from serve.app import HotPath, PayloadTooLarge, error_response, first_headers, payload_too_large, receive_body
 from serve.channel import Frame, WorkerChannel
 from serve.engine import EngineError
-from serve.prefork import InProcessModel, raise_timed_out
+from serve.prefork import InProcessModel, in_process_model, raise_timed_out
 from serve.stream import Streamed
 from serve.worker import PreforkServing, configure_worker, load_model
 
@@ -156,7 +156,7 @@ class PoolServer:
         if isinstance(result, list):  # the reason it did not load, as an "error" frame
             self.send(result)
             return
-        self.models[name] = InProcessModel(result, self.serving, self.stop)
+        self.models[name] = in_process_model(result, self.serving, self.stop)
         grown = max(0, psutil.Process().memory_info().rss - before)
         self.send(["ready", os.getpid(), grown, 0, time.perf_counter() - started])
 

@@ -19,7 +19,9 @@ import logging
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -28,11 +30,13 @@ from handlers.errors import HandlerError
 from serve.app import create_worker_app
 from serve.channel import WorkerChannel
 from serve.engine import EngineError, timed_out_message
+from serve.shared import unexpected_error
 from serve.stream import AnswerStream, Streamed, StreamFailed
-from serve.worker import PreforkServing, answer_frame, predict, run_worker
+from serve.worker import PreforkServing, answer_frame, batch_answers, predict, run_worker
 
 if TYPE_CHECKING:
     from handlers.model import ServedModel
+    from serve.settings import Batching
 
 log = logging.getLogger("serve.worker")
 
@@ -64,6 +68,9 @@ class InProcessModel:
 
     async def invoke(self, name: str, request: Request) -> Response | Streamed:
         """The model's answer, or ``EngineError`` with the status the front would have answered."""
+        return self.answer(name, request)
+
+    def answer(self, name: str, request: Request) -> Response | Streamed:
         response = self.within_timeout(name, lambda: predict(self.served, request, name))
         if response.chunks is not None:
             return Streamed(response, InProcessStream(self, name, response.chunks))
@@ -88,6 +95,91 @@ class InProcessModel:
             raise EngineError(exc.status, exc.message) from None
         finally:
             self.serving.busy_since.value = 0.0
+
+
+def in_process_model(served: ServedModel, serving: PreforkServing, stop: Callable[[], None]) -> InProcessModel:
+    """How a process that answers HTTP itself invokes ``served``: batching when the settings ask for it."""
+    batching = serving.settings.batching
+    if batching is None:
+        return InProcessModel(served, serving, stop)
+    return GatheringModel(served, serving, stop, batching)
+
+
+@dataclass(eq=False)
+class Waiting:
+    """A request read by a batching worker, waiting for its batch."""
+
+    request: Request
+    answer: asyncio.Future[Response | Streamed]
+    since: float
+
+
+class GatheringModel(InProcessModel):
+    """Prefork with batching on (docs/engines.md, "Batching"): a request predicts once the requests
+    read in the same turn of the event loop are with it, so a request read alone is predicted at once,
+    alone (a streamed answer allowed), and the requests a worker reads after its model was busy,
+    which waited in its connections meanwhile, are predicted together, up to the batch size. As in
+    the front's queue, a partial batch waits for more only until its oldest request has waited the
+    delay."""
+
+    def __init__(self, served: ServedModel, serving: PreforkServing, stop: Callable[[], None],
+                 batching: Batching) -> None:
+        super().__init__(served, serving, stop)
+        self.batching = batching
+        self.waiting: deque[Waiting] = deque()
+        self.due: asyncio.Handle | None = None  # the call that predicts the next batch, when one is due
+
+    async def invoke(self, name: str, request: Request) -> Response | Streamed:
+        loop = asyncio.get_running_loop()
+        waiting = Waiting(request, loop.create_future(), time.monotonic())
+        self.waiting.append(waiting)
+        if self.due is None or (len(self.waiting) >= self.batching.max_size
+                                and isinstance(self.due, asyncio.TimerHandle)):
+            if self.due is not None:
+                self.due.cancel()
+            self.due = loop.call_soon(self.predict_waiting, name)
+        return await waiting.answer
+
+    def predict_waiting(self, name: str) -> None:
+        """Answer the next batch of waiting requests (or wait out the delay for a fuller one)."""
+        loop = asyncio.get_running_loop()
+        self.due = None
+        size, waiting = self.batching.max_size, self.waiting
+        wait = waiting[0].since + self.batching.max_delay_s - time.monotonic() if waiting else 0.0
+        if 1 < len(waiting) < size and wait > 0:
+            self.due = loop.call_later(wait, self.predict_waiting, name)
+            return
+        batch = [w for w in (waiting.popleft() for _ in range(min(size, len(waiting)))) if not w.answer.done()]
+        if waiting:
+            self.due = loop.call_soon(self.predict_waiting, name)
+        if len(batch) == 1:
+            settle(batch[0].answer, lambda: self.answer(name, batch[0].request))
+        elif batch:
+            batched: asyncio.Future[list[Response | HandlerError]] = loop.create_future()
+            settle(batched, lambda: self.within_timeout(
+                name, lambda: batch_answers(self.served, name, [w.request for w in batch])))
+            error = batched.exception()
+            if error is not None:  # the timeout: every request of the batch gets its 504
+                for w in batch:
+                    w.answer.set_exception(error)
+                return
+            for w, answer in zip(batch, batched.result(), strict=True):
+                if isinstance(answer, HandlerError):
+                    w.answer.set_exception(EngineError(answer.status, answer.message))
+                else:
+                    w.answer.set_result(answer)
+
+
+def settle(future: asyncio.Future[T], work: Callable[[], T]) -> None:
+    """``future``'s result is ``work()``, or the ``EngineError`` it raised (500 for any other
+    exception, which would otherwise leave the request waiting forever)."""
+    try:
+        future.set_result(work())
+    except EngineError as exc:
+        future.set_exception(exc)
+    except Exception as exc:
+        log.exception("answering a request failed")
+        future.set_exception(EngineError(500, unexpected_error("prediction", exc)))
 
 
 class InProcessStream(AnswerStream):
@@ -127,7 +219,7 @@ def serve_http(conn: WorkerChannel, served: ServedModel, model_name: str, servin
     from serve.http import uvicorn_config
 
     settings = serving.settings
-    model = InProcessModel(served, serving, stop=lambda: setattr(server, "should_exit", True))
+    model = in_process_model(served, serving, stop=lambda: setattr(server, "should_exit", True))
     config = uvicorn_config(create_worker_app(settings, serving.default_workers, model.invoke), settings,
                             lifespan="off")
     server = uvicorn.Server(config)

@@ -348,8 +348,9 @@ class Settings:
         "SERVE_PREFORK", _optional_bool, None,
         "Single-model mode, native engine: once the model is loaded its workers answer HTTP themselves "
         "on the shared port, with no hop through the front (docs/engines.md, \"Prefork\"). Unset: on, "
-        "unless batching or SERVE_MAX_IN_FLIGHT_PER_MODEL needs the front's queue; true: on, and a "
-        "setting it cannot honour stops the start; false: every request through the front.")
+        "unless batching or SERVE_MAX_IN_FLIGHT_PER_MODEL needs the front's queue; true: on (with batching, "
+        "each worker batches the requests it reads together), and a setting it cannot honour stops the "
+        "start; false: every request through the front.")
     mme_pool: bool = variable(
         "SERVE_MME_POOL", _bool, False,
         "Multi-model mode, native engine: true runs SAGEMAKER_MODEL_SERVER_WORKERS processes (default: "
@@ -399,9 +400,6 @@ class Settings:
             raise SettingsError("SERVE_MAX_IN_FLIGHT_PER_MODEL cannot be honoured with SERVE_MME_POOL=true: "
                                 "each pool process takes the connections it accepts; the kernel's listen "
                                 "backlog bounds what waits")
-        if self.batching is not None:
-            raise SettingsError("batching cannot be honoured with SERVE_MME_POOL=true: it needs the front's "
-                                "queue; unset the batching settings or SERVE_MME_POOL")
 
     @property
     def prefork(self) -> bool:
@@ -465,13 +463,11 @@ class Settings:
                                 f"{self.framework} use SERVE_BATCH_MAX_SIZE / SERVE_BATCH_MAX_DELAY_MS")
 
     def _check_batching(self, batching: Batching) -> None:
-        """Batching happens in the native engine's front: refuse it where there is none."""
+        """Batching happens in the native engine (its front's queue, or with SERVE_PREFORK=true each
+        worker's own): refuse it where there is none."""
         if self.engine != "native":
             raise SettingsError(f"{batching.source} needs SERVE_ENGINE=native: servekit's mms engine does not "
                                 "batch (docs/engines.md, \"Batching\")")
-        if self.prefork_choice:
-            raise SettingsError(f"{batching.source} cannot be honoured with SERVE_PREFORK=true: each worker "
-                                "answers its own connections, so no queue gathers requests")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

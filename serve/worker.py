@@ -214,19 +214,30 @@ def answer_batch(served: ServedModel, model_name: str, frame: Frame) -> Frame:
 
     requests = [Request(body, *fields) for fields, body in unpack(frame)]
     metas, bodies = [], []
-    for result in served.invoke_batch(requests):
-        if isinstance(result, Response) and result.chunks is not None:
-            result.chunks.close()  # one frame per batch has no room for a stream (docs/handlers.md, "Batching")
-            result = HandlerError(f"model {model_name!r}: a streamed answer cannot be batched; unset the "
-                                  "batching settings (docs/handlers.md, \"Batching\")", 500)
-        if isinstance(result, Exception):
-            error = handler_error(result, model_name)
-            metas.append(["error", error.status, error.message])
+    for result in batch_answers(served, model_name, requests):
+        if isinstance(result, HandlerError):
+            metas.append(["error", result.status, result.message])
             bodies.append(b"")
         else:
             metas.append(["ok", result.content_type, result.custom_attributes, result.headers])
             bodies.append(result.body)
     return pack(metas, bodies, ANSWERS)
+
+
+def batch_answers(served: ServedModel, model_name: str, requests: list[Request]) -> list[Response | HandlerError]:
+    """Each request's answer to ``requests`` predicted as one batch, in order, or the error it alone
+    met (an unexpected one logged, 500). A streamed answer is refused: a batch's answers go out whole
+    (docs/handlers.md, "Batching")."""
+    from handlers.errors import HandlerError
+
+    answers: list[Response | HandlerError] = []
+    for result in served.invoke_batch(requests):
+        if isinstance(result, Response) and result.chunks is not None:
+            result.chunks.close()
+            result = HandlerError(f"model {model_name!r}: a streamed answer cannot be batched; unset the "
+                                  "batching settings (docs/handlers.md, \"Batching\")", 500)
+        answers.append(handler_error(result, model_name) if isinstance(result, Exception) else result)
+    return answers
 
 
 def send_stream(conn: WorkerChannel, response: Response) -> None:

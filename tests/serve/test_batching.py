@@ -3,11 +3,16 @@
 One multi-model server per framework with SERVE_BATCH_MAX_SIZE: concurrent requests get the answers
 each gets alone, in order; a gated request (its ``input_fn`` blocks reading a FIFO the test writes to)
 keeps the only worker busy while the test sends more and polls GET /models until the front holds them
-all, so they are predicted as one batch, which the worker's DEBUG log line proves. No test sleeps.
+all, so they are predicted as one batch, which the worker's DEBUG log line proves. With
+SERVE_PREFORK=true the gated request blocks the worker itself, and the requests written meanwhile wait
+in their connections. No test waits a fixed time.
 """
 
 from __future__ import annotations
 
+import errno
+import http.client
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -119,13 +124,83 @@ def test_requests_queued_behind_a_busy_worker_are_one_batch_and_a_bad_one_fails_
     assert any(f"4 {BATCH_LINE} 7 rows" in line for line in lines), server.log()[-3000:]
 
 
-def test_a_request_that_finds_a_free_worker_is_sent_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefork", ["false", "true"])
+def test_a_request_that_finds_a_free_worker_is_sent_at_once(tmp_path: Path, prefork: str) -> None:
     """With a 10-minute SERVE_BATCH_MAX_DELAY_MS, requests sent one after another are answered: a
-    request that finds a free worker never waits for a batch to fill."""
+    request that finds a free worker (with prefork: a request read alone) never waits for a batch to fill."""
     iris = sklearn_artifact(tmp_path / "model")
     env = {"SERVE_MODEL_DIR": str(iris.path), "SERVE_BATCH_MAX_SIZE": "8", "SERVE_BATCH_MAX_DELAY_MS": "600000",
-           "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+           "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SERVE_PREFORK": prefork}
     with run_server(env) as running:
         for rows in ROWS:
             answer = httpx.post(running.url + "/invocations", json=rows, timeout=60)
             assert answer.status_code == 200, answer.text
+
+
+#: Processes that answer HTTP themselves: settings, and the model's invocation path once it is served.
+SELF_ANSWERING = {
+    "prefork": ({"SERVE_PREFORK": "true"}, "/invocations"),
+    "pool": ({"SERVE_MME_POOL": "true", "SAGEMAKER_MULTI_MODEL": "true"}, "/models/gated/invoke"),
+}
+
+
+@pytest.mark.parametrize("mode", list(SELF_ANSWERING))
+def test_a_process_answering_http_predicts_the_requests_it_reads_together_as_one_batch(
+        tmp_path: Path, mode: str) -> None:
+    """SERVE_PREFORK=true or SERVE_MME_POOL=true with batching: a process whose model is busy (the
+    gated request blocks its event loop) finds the requests sent meanwhile on its keep-alive
+    connections waiting, reads them together and predicts them as one batch; each gets the answer it
+    gets alone, a bad one fails alone."""
+    root = _artifacts("sklearn", tmp_path / "models")
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    settings, path = SELF_ANSWERING[mode]
+    env = {**settings, "SERVE_BATCH_MAX_SIZE": "6", "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+           "SAGEMAKER_CONTAINER_LOG_LEVEL": "DEBUG", "BATCH_TEST_GATE": str(gate)}
+    if mode == "prefork":
+        env["SERVE_MODEL_DIR"] = str(root / "gated")
+    payloads = [{"rows": rows} for rows in ROWS] + [{"rows": [[1.0, 2.0, 3.0]]}, {"rows": "not rows"}]
+    with run_server(env) as server:
+        if mode == "pool":
+            _load(server, "gated", root / "gated")
+        connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=60) for _ in payloads]
+        alone = [_answer(_send(c, path, payload)) for c, payload in zip(connections, payloads, strict=True)]
+        assert [status for status, _ in alone] == [200] * len(ROWS) + [400, 400], alone
+        assert not server.log_lines_containing(BATCH_LINE, deadline_s=0), "requests sent one by one were batched"
+        with ThreadPoolExecutor(1) as pool:
+            gated = pool.submit(httpx.post, server.url + path, json={"rows": ROWS[0], "gate": True}, timeout=60)
+            writer = _open_when_read(gate)  # the process is inside the gated request's input_fn
+            for connection, payload in zip(connections, payloads, strict=True):
+                _send(connection, path, payload)  # waiting in its connection while the process is busy
+            os.write(writer, b"x")
+            os.close(writer)
+            assert gated.result().content == alone[0][1]
+        answers = [_answer(connection) for connection in connections]
+        for connection in connections:
+            connection.close()
+    assert answers == alone
+    lines = server.log_lines_containing(BATCH_LINE)
+    assert any(f"4 {BATCH_LINE} 7 rows" in line for line in lines), server.log()[-3000:]
+
+
+def _open_when_read(fifo: Path, deadline_s: float = 30.0) -> int:
+    """A write end of ``fifo``, once a reader has it open (until then opening it fails: ENXIO)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _send(connection: http.client.HTTPConnection, path: str, payload: object) -> http.client.HTTPConnection:
+    """``connection`` with a whole request written to it (its answer is read later)."""
+    connection.request("POST", path, body=json.dumps(payload), headers={"Content-Type": "application/json"})
+    return connection
+
+
+def _answer(connection: http.client.HTTPConnection) -> tuple[int, bytes]:
+    response = connection.getresponse()
+    return response.status, response.read()

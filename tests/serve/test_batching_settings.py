@@ -50,7 +50,6 @@ def test_batching_is_off_by_default_and_at_size_one(env: dict[str, str]) -> None
      "single-model endpoints only"),
     ({"SERVE_FRAMEWORK": "pytorch", "SAGEMAKER_TS_BATCH_SIZE": "x"}, "SAGEMAKER_TS_BATCH_SIZE='x' is invalid"),
     ({"SERVE_FRAMEWORK": "pytorch", "SAGEMAKER_TS_BATCH_SIZE": "4", "SERVE_BATCH_MAX_SIZE": "4"}, "set one"),
-    ({"SERVE_BATCH_MAX_SIZE": "4", "SERVE_PREFORK": "true"}, "cannot be honoured with SERVE_PREFORK=true"),
     ({"SERVE_BATCH_MAX_SIZE": "4", "SERVE_ENGINE": "mms"}, "SERVE_BATCH_MAX_SIZE needs SERVE_ENGINE=native"),
     ({"SERVE_FRAMEWORK": "tensorflow", "SAGEMAKER_TFS_ENABLE_BATCHING": "true", "SERVE_ENGINE": "mms"},
      "SAGEMAKER_TFS_ENABLE_BATCHING needs SERVE_ENGINE=native"),

@@ -59,9 +59,9 @@ def test_prefork_is_the_default_where_nothing_needs_the_front_queue(env: dict[st
     assert Settings.from_env(env).prefork is prefork
 
 
-def test_batching_with_prefork_asked_for_is_refused() -> None:
-    with pytest.raises(SettingsError, match="SERVE_BATCH_MAX_SIZE cannot be honoured with SERVE_PREFORK=true"):
-        Settings.from_env({"SERVE_PREFORK": "true", "SERVE_BATCH_MAX_SIZE": "8"})
+def test_batching_with_prefork_asked_for_batches_in_each_worker() -> None:
+    settings = Settings.from_env({"SERVE_PREFORK": "true", "SERVE_BATCH_MAX_SIZE": "8"})
+    assert settings.prefork and settings.batching is not None and settings.batching.max_size == 8
 
 
 @pytest.mark.parametrize(("env", "level"), [
