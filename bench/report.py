@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 from bench.contenders import LABELS
+from bench.scenarios import batching
 
 MB = 1024 * 1024
 Record = dict[str, Any]
@@ -132,14 +133,16 @@ def _batching_rows(table: Table, results: dict[str, Any]) -> None:
         variants = list(dict.fromkeys(r["variant"] for r in mine))
         for concurrency in dict.fromkeys(r["concurrency"] for r in mine):
             at = [r for r in mine if r["concurrency"] == concurrency]
-            baseline = [r["rps"] for r in at if r["variant"] == variants[0]]
+            baselines = {"unbatched": variants[0], "default": batching.DEFAULT}
             for variant in variants:
                 rps = [r["rps"] for r in at if r["variant"] == variant]
                 name = f"batching {framework} c{concurrency} {variant}"
                 table.row(f"{name}: req/s", {"native": rps}, 0, False)
-                if variant != variants[0] and rps and baseline:
-                    ratio = statistics.median(rps) / statistics.median(baseline)
-                    table.row(f"{name}: / unbatched", {"native": [ratio]}, 2, False)
+                for called, baseline_variant in baselines.items():
+                    baseline = [r["rps"] for r in at if r["variant"] == baseline_variant]
+                    if variant not in (variants[0], baseline_variant) and rps and baseline:
+                        ratio = statistics.median(rps) / statistics.median(baseline)
+                        table.row(f"{name}: / {called}", {"native": [ratio]}, 2, False)
                 table.row(f"{name}: p50 ms", {"native": [r["p50_ms"] for r in at if r["variant"] == variant]}, 2, False)
     for record in results.get("batching_answers", []):
         table.row(f"batching {record['framework']} {record['variant']} round {record['round'] + 1}: "

@@ -19,27 +19,39 @@ CONCURRENCY = (1, 16)
 #: Rows sent at once to check the answers.
 CHECKED = 32
 FRONT = {"SERVE_PREFORK": "false"}
+PREFORK = {"SERVE_PREFORK": "true"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+#: The label of servekit's default path (prefork, unbatched), the second baseline of the report.
+DEFAULT = "unbatched, default (prefork)"
 #: Variant label -> settings, per framework; the first is the baseline.
 VARIANTS: dict[str, dict[str, dict[str, str]]] = {
     # PyTorch's BLAS runs a batch's matrix product on every core's thread by default; with two cores
-    # shared by the front and the workers those threads wait for each other, so the same pair is
+    # shared by the front and the workers those threads wait for each other, so the same pairs are
     # also measured with one thread per worker (OMP_NUM_THREADS=1, what AWS's TF Serving container
     # sets when unset, docs/sagemaker-contract.md §12.1).
-    # Batching needs the front's queue, so the baseline is the front path (SERVE_PREFORK=false); the
-    # default path (prefork, which batching turns off) is measured beside it.
+    # Unset, batching turns prefork off (the front's queue gathers requests), so the baseline is the
+    # front path (SERVE_PREFORK=false); the default path (prefork, unbatched) is measured beside it,
+    # and batching in each prefork worker (SERVE_PREFORK=true) beside both.
     "pytorch": {
         "unbatched": FRONT,
-        "unbatched, default (prefork)": {},
+        DEFAULT: {},
         "SERVE_BATCH_MAX_SIZE=16": {"SERVE_BATCH_MAX_SIZE": "16"},
+        "SERVE_BATCH_MAX_SIZE=16, SERVE_PREFORK=true": {"SERVE_BATCH_MAX_SIZE": "16", **PREFORK},
         "SAGEMAKER_TS_BATCH_SIZE=16 (AWS's 100 ms delay)": {"SAGEMAKER_TS_BATCH_SIZE": "16"},
-        "unbatched, OMP_NUM_THREADS=1": {**FRONT, "OMP_NUM_THREADS": "1"},
-        "SERVE_BATCH_MAX_SIZE=16, OMP_NUM_THREADS=1": {"SERVE_BATCH_MAX_SIZE": "16", "OMP_NUM_THREADS": "1"},
+        "unbatched, OMP_NUM_THREADS=1": {**FRONT, **ONE_THREAD},
+        "unbatched, default (prefork), OMP_NUM_THREADS=1": ONE_THREAD,
+        "SERVE_BATCH_MAX_SIZE=16, OMP_NUM_THREADS=1": {"SERVE_BATCH_MAX_SIZE": "16", **ONE_THREAD},
+        "SERVE_BATCH_MAX_SIZE=16, SERVE_PREFORK=true, OMP_NUM_THREADS=1":
+            {"SERVE_BATCH_MAX_SIZE": "16", **PREFORK, **ONE_THREAD},
     },
     "tensorflow": {
         "unbatched": FRONT,
-        "unbatched, default (prefork)": {},
+        DEFAULT: {},
         "SERVE_BATCH_MAX_SIZE=16": {"SERVE_BATCH_MAX_SIZE": "16"},
+        "SERVE_BATCH_MAX_SIZE=16, SERVE_PREFORK=true": {"SERVE_BATCH_MAX_SIZE": "16", **PREFORK},
         "SAGEMAKER_TFS_ENABLE_BATCHING=true (AWS's 8, 1000 µs)": {"SAGEMAKER_TFS_ENABLE_BATCHING": "true"},
+        "SAGEMAKER_TFS_ENABLE_BATCHING=true, SERVE_PREFORK=true": {"SAGEMAKER_TFS_ENABLE_BATCHING": "true",
+                                                                   **PREFORK},
     },
 }
 
