@@ -145,10 +145,9 @@ def _batching_rows(table: Table, results: dict[str, Any]) -> None:
                         table.row(f"{name}: / {called}", {"native": [ratio]}, 2, False)
                 table.row(f"{name}: p50 ms", {"native": [r["p50_ms"] for r in at if r["variant"] == variant]}, 2, False)
     for record in results.get("batching_answers", []):
-        table.row(f"batching {record['framework']} {record['variant']} round {record['round'] + 1}: "
-                  "answers identical (1 = yes)", {"native": [float(record["identical"])]}, 0, False)
-        table.row(f"batching {record['framework']} {record['variant']} round {record['round'] + 1}: max |diff|",
-                  {"native": [record["max_abs_diff"]]}, 9, False)
+        name = f"batching {record['framework']} {record['variant']} round {record['round'] + 1}"
+        table.row(f"{name}: answers identical (1 = yes)", {"native": [float(record["identical"])]}, 0, False)
+        table.row(f"{name}: largest absolute difference", {"native": [record["max_abs_diff"]]}, 9, False)
 
 
 def _median_of(key: str, record: Record) -> float:
