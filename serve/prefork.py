@@ -115,12 +115,12 @@ class Waiting:
 
 
 class GatheringModel(InProcessModel):
-    """Prefork with batching on (docs/engines.md, "Batching"): a request predicts once the requests
-    read in the same turn of the event loop are with it, so a request read alone is predicted at once,
-    alone (a streamed answer allowed), and the requests a worker reads after its model was busy,
-    which waited in its connections meanwhile, are predicted together, up to the batch size. As in
-    the front's queue, a partial batch waits for more only until its oldest request has waited the
-    delay."""
+    """Prefork with batching on (docs/engines.md, "Batching"): a request is predicted once a turn of
+    the event loop has read no further request, so a request read alone is predicted at once, alone
+    (a streamed answer allowed), and the requests a worker reads after its model was busy, which
+    waited in their connections meanwhile (one per turn on new connections, since each accept takes
+    one), are predicted together, up to the batch size. As in the front's queue, a partial batch
+    waits for more only until its oldest request has waited the delay."""
 
     def __init__(self, served: ServedModel, serving: PreforkServing, stop: Callable[[], None],
                  batching: Batching) -> None:
@@ -128,6 +128,7 @@ class GatheringModel(InProcessModel):
         self.batching = batching
         self.waiting: deque[Waiting] = deque()
         self.due: asyncio.Handle | None = None  # the call that predicts the next batch, when one is due
+        self.seen = 0  # how many were waiting when the due call last looked
 
     async def invoke(self, name: str, request: Request) -> Response | Streamed:
         loop = asyncio.get_running_loop()
@@ -145,11 +146,16 @@ class GatheringModel(InProcessModel):
         loop = asyncio.get_running_loop()
         self.due = None
         size, waiting = self.batching.max_size, self.waiting
+        if self.seen < len(waiting) < size:  # more came in the last turn: one more turn for the rest
+            self.seen = len(waiting)
+            self.due = loop.call_soon(self.predict_waiting, name)
+            return
         wait = waiting[0].since + self.batching.max_delay_s - time.monotonic() if waiting else 0.0
         if 1 < len(waiting) < size and wait > 0:
             self.due = loop.call_later(wait, self.predict_waiting, name)
             return
         batch = [w for w in (waiting.popleft() for _ in range(min(size, len(waiting)))) if not w.answer.done()]
+        self.seen = len(waiting)
         if waiting:
             self.due = loop.call_soon(self.predict_waiting, name)
         if len(batch) == 1:

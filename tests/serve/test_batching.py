@@ -144,12 +144,12 @@ SELF_ANSWERING = {
 }
 
 
-@pytest.mark.parametrize("mode", list(SELF_ANSWERING))
+@pytest.mark.parametrize(("mode", "new_connections"), [("prefork", False), ("prefork", True), ("pool", False)])
 def test_a_process_answering_http_predicts_the_requests_it_reads_together_as_one_batch(
-        tmp_path: Path, mode: str) -> None:
+        tmp_path: Path, mode: str, new_connections: bool) -> None:
     """SERVE_PREFORK=true or SERVE_MME_POOL=true with batching: a process whose model is busy (the
-    gated request blocks its event loop) finds the requests sent meanwhile on its keep-alive
-    connections waiting, reads them together and predicts them as one batch; each gets the answer it
+    gated request blocks its event loop) finds the requests sent meanwhile waiting, on its keep-alive
+    connections or on new ones, reads them and predicts them as one batch; each gets the answer it
     gets alone, a bad one fails alone."""
     root = _artifacts("sklearn", tmp_path / "models")
     gate = tmp_path / "gate"
@@ -170,6 +170,9 @@ def test_a_process_answering_http_predicts_the_requests_it_reads_together_as_one
         with ThreadPoolExecutor(1) as pool:
             gated = pool.submit(httpx.post, server.url + path, json={"rows": ROWS[0], "gate": True}, timeout=60)
             writer = _open_when_read(gate)  # the process is inside the gated request's input_fn
+            if new_connections:
+                for connection in connections:
+                    connection.close()
             for connection, payload in zip(connections, payloads, strict=True):
                 _send(connection, path, payload)  # waiting in its connection while the process is busy
             os.write(writer, b"x")

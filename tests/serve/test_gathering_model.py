@@ -112,3 +112,21 @@ def test_a_request_whose_client_left_is_not_predicted(bodies: list[bytes]) -> No
 
     assert asyncio.run(scenario()) == bodies
     assert all(b"gone" not in call for call in model.calls)
+
+
+def test_requests_that_keep_coming_one_per_turn_join_the_batch() -> None:
+    """Requests on new connections are read one per turn (each accept takes one): the batch waits a
+    turn more as long as each turn brought one, up to the batch size."""
+    model = Model()
+    gathered, _ = gathering(model, 3)
+
+    async def one_per_turn() -> list[Any]:
+        invoked = []
+        for body in [b"a", b"b", b"c", b"d"]:
+            invoked.append(asyncio.ensure_future(gathered.invoke("m", Request(body, "text/plain"))))
+            await asyncio.sleep(0)
+        return [answer.body for answer in await asyncio.gather(*invoked)]
+
+    assert asyncio.run(one_per_turn()) == [b"a", b"b", b"c", b"d"]
+    assert model.calls == [[b"a", b"b", b"c"], [b"d"]]
+
