@@ -12,10 +12,12 @@ import argparse
 import dataclasses
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 
 from bench import aws_stack, machine, plots, report, wrk
 from bench.contenders import LABELS
@@ -131,5 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if missing or run.failures else 0
 
 
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends a run as Ctrl-C does, through every ``finally`` that stops a server it started;
+    Python's default action would exit at once and leave them running (AWS's Java among them)."""
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("python -m bench: interrupted; the servers it started are stopped, and what it measured "
+              "is in the results it wrote", file=sys.stderr)
+        sys.exit(130)
