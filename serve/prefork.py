@@ -142,38 +142,48 @@ class GatheringModel(InProcessModel):
         return await waiting.answer
 
     def predict_waiting(self, name: str) -> None:
-        """Answer the next batch of waiting requests (or wait out the delay for a fuller one)."""
-        loop = asyncio.get_running_loop()
+        """Answer the next batch of waiting requests, unless more may still join it."""
         self.due = None
+        batch = self._next_batch(name)
+        if len(batch) == 1:
+            settle(batch[0].answer, lambda: self.answer(name, batch[0].request))
+        elif batch:
+            self._answer_batch(name, batch)
+
+    def _next_batch(self, name: str) -> list[Waiting]:
+        """The requests to predict now, in the order read; none while more may join (the next look is
+        then due: a turn later, or when the oldest has waited the delay)."""
+        loop = asyncio.get_running_loop()
         size, waiting = self.batching.max_size, self.waiting
         if self.seen < len(waiting) < size:  # more came in the last turn: one more turn for the rest
             self.seen = len(waiting)
             self.due = loop.call_soon(self.predict_waiting, name)
-            return
+            return []
         wait = waiting[0].since + self.batching.max_delay_s - time.monotonic() if waiting else 0.0
         if 1 < len(waiting) < size and wait > 0:
             self.due = loop.call_later(wait, self.predict_waiting, name)
-            return
+            return []
         batch = [w for w in (waiting.popleft() for _ in range(min(size, len(waiting)))) if not w.answer.done()]
         self.seen = len(waiting)
         if waiting:
             self.due = loop.call_soon(self.predict_waiting, name)
-        if len(batch) == 1:
-            settle(batch[0].answer, lambda: self.answer(name, batch[0].request))
-        elif batch:
-            batched: asyncio.Future[list[Response | HandlerError]] = loop.create_future()
-            settle(batched, lambda: self.within_timeout(
-                name, lambda: batch_answers(self.served, name, [w.request for w in batch])))
-            error = batched.exception()
-            if error is not None:  # the timeout: every request of the batch gets its 504
-                for w in batch:
-                    w.answer.set_exception(error)
-                return
-            for w, answer in zip(batch, batched.result(), strict=True):
-                if isinstance(answer, HandlerError):
-                    w.answer.set_exception(EngineError(answer.status, answer.message))
-                else:
-                    w.answer.set_result(answer)
+        return batch
+
+    def _answer_batch(self, name: str, batch: list[Waiting]) -> None:
+        """Predict ``batch`` as one call and settle each request with its own answer or error; past the
+        timeout every request of it gets the 504."""
+        batched: asyncio.Future[list[Response | HandlerError]] = asyncio.get_running_loop().create_future()
+        settle(batched, lambda: self.within_timeout(
+            name, lambda: batch_answers(self.served, name, [w.request for w in batch])))
+        error = batched.exception()
+        for i, w in enumerate(batch):
+            answer = error or batched.result()[i]
+            if isinstance(answer, HandlerError):
+                w.answer.set_exception(EngineError(answer.status, answer.message))
+            elif isinstance(answer, BaseException):
+                w.answer.set_exception(answer)
+            else:
+                w.answer.set_result(answer)
 
 
 def settle(future: asyncio.Future[T], work: Callable[[], T]) -> None:
