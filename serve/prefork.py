@@ -146,7 +146,7 @@ class GatheringModel(InProcessModel):
         self.due = None
         batch = self._next_batch(name)
         if len(batch) == 1:
-            settle(batch[0].answer, lambda: self.answer(name, batch[0].request))
+            resolve(batch[0].answer, attempt(lambda: self.answer(name, batch[0].request)))
         elif batch:
             self._answer_batch(name, batch)
 
@@ -172,30 +172,33 @@ class GatheringModel(InProcessModel):
     def _answer_batch(self, name: str, batch: list[Waiting]) -> None:
         """Predict ``batch`` as one call and settle each request with its own answer or error; past the
         timeout every request of it gets the 504."""
-        batched: asyncio.Future[list[Response | HandlerError]] = asyncio.get_running_loop().create_future()
-        settle(batched, lambda: self.within_timeout(
+        answers = attempt(lambda: self.within_timeout(
             name, lambda: batch_answers(self.served, name, [w.request for w in batch])))
-        error = batched.exception()
         for i, w in enumerate(batch):
-            answer = error or batched.result()[i]
+            answer = answers if isinstance(answers, EngineError) else answers[i]
             if isinstance(answer, HandlerError):
-                w.answer.set_exception(EngineError(answer.status, answer.message))
-            elif isinstance(answer, BaseException):
-                w.answer.set_exception(answer)
-            else:
-                w.answer.set_result(answer)
+                answer = EngineError(answer.status, answer.message)
+            resolve(w.answer, answer)
 
 
-def settle(future: asyncio.Future[T], work: Callable[[], T]) -> None:
-    """``future``'s result is ``work()``, or the ``EngineError`` it raised (500 for any other
-    exception, which would otherwise leave the request waiting forever)."""
+def attempt(work: Callable[[], T]) -> T | EngineError:
+    """``work()``, or the ``EngineError`` it raised (500 for any other exception, which would otherwise
+    leave the requests waiting for it unanswered)."""
     try:
-        future.set_result(work())
+        return work()
     except EngineError as exc:
-        future.set_exception(exc)
+        return exc
     except Exception as exc:
         log.exception("answering a request failed")
-        future.set_exception(EngineError(500, unexpected_error("prediction", exc)))
+        return EngineError(500, unexpected_error("prediction", exc))
+
+
+def resolve(future: asyncio.Future[T], outcome: T | EngineError) -> None:
+    """Answer the request waiting on ``future`` with ``outcome``: an answer, or the error it gets."""
+    if isinstance(outcome, EngineError):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 class InProcessStream(AnswerStream):
